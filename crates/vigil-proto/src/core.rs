@@ -1,0 +1,743 @@
+//! The membership state machine: inputs in (`handle_*`), outputs polled out.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::rngs::ChaCha8Rng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+
+use crate::broadcast::BroadcastQueue;
+use crate::codec::{self, Message, Update};
+use crate::config::Config;
+use crate::detector::{PhiDetector, RttEstimator};
+use crate::error::{ConfigError, DecodeError, MemberError};
+use crate::event::{Event, EventKind, Evidence, ProbeEvidence};
+use crate::member::{Health, Identity, Member, Meta, Name, State};
+use crate::time::Instant;
+
+/// How a transmit should travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Channel {
+    /// One datagram (UDP): probes, acks, gossip.
+    Datagram,
+    /// A reliable stream (TCP): push-pull. A transmit whose `dst` is the
+    /// address a stream request came from is the reply on that stream.
+    Stream,
+}
+
+/// Bytes for the runtime to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub dst: SocketAddr,
+    /// Datagram or stream.
+    pub channel: Channel,
+    /// Encoded packet.
+    pub payload: Vec<u8>,
+}
+
+/// Plain counters kept by the core; the runtime exports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Direct probes sent.
+    pub probes_sent: u64,
+    /// Probes that got no ack within the protocol period.
+    pub probes_failed: u64,
+    /// Ping-reqs sent to intermediaries.
+    pub indirect_probes_sent: u64,
+    /// Pings sent on behalf of another member.
+    pub relayed_pings: u64,
+    /// Nacks received from intermediaries.
+    pub nacks_received: u64,
+    /// Nacks sent as an intermediary.
+    pub nacks_sent: u64,
+    /// Suspicions this member started (its own probe failed).
+    pub suspicions_started: u64,
+    /// Times this member refuted a claim about itself.
+    pub refutations: u64,
+    /// Members this member declared dead (its suspicion timed out).
+    pub failures_declared: u64,
+    /// Piggybacked updates sent.
+    pub updates_sent: u64,
+    /// Push-pull exchanges started.
+    pub push_pulls_sent: u64,
+    /// Pings addressed to another name (a different member at this address).
+    pub misdirected_pings: u64,
+    /// Ping-reqs refused because too many relays were pending.
+    pub relays_refused: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Suspicion {
+    pub(crate) originator: Name,
+    pub(crate) confirmers: BTreeSet<Name>,
+    pub(crate) started: Instant,
+    pub(crate) token: u64,
+    pub(crate) probe: Option<ProbeEvidence>,
+    /// The suspect was pinged once more before being declared dead.
+    pub(crate) last_chance: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) name: Name,
+    pub(crate) addr: SocketAddr,
+    pub(crate) incarnation: u64,
+    /// Incarnation of the alive claim that addr, meta and health come from.
+    pub(crate) content_incarnation: u64,
+    pub(crate) meta: Meta,
+    pub(crate) health: Health,
+    pub(crate) state: State,
+    pub(crate) since: Instant,
+    pub(crate) suspicion: Option<Suspicion>,
+    pub(crate) reap_token: u64,
+    pub(crate) rtt: RttEstimator,
+    pub(crate) phi: PhiDetector,
+}
+
+#[derive(Debug)]
+pub(crate) struct Probe {
+    pub(crate) target: Name,
+    pub(crate) seq: u32,
+    pub(crate) sent_at: Instant,
+    pub(crate) period_end: Instant,
+    pub(crate) timeout: Duration,
+    pub(crate) indirect: Vec<Name>,
+    pub(crate) nacks: Vec<Name>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Relay {
+    pub(crate) requester: SocketAddr,
+    pub(crate) seq: u32,
+    pub(crate) nack_sent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Timer {
+    Probe,
+    ProbeTimeout {
+        seq: u32,
+    },
+    Gossip,
+    /// An extra gossip round right away, for news that should not wait.
+    GossipNow,
+    PushPull,
+    Reconnect,
+    Suspicion {
+        name: Name,
+        token: u64,
+    },
+    RelayNack {
+        seq: u32,
+    },
+    RelayExpire {
+        seq: u32,
+    },
+    Reap {
+        name: Name,
+        token: u64,
+    },
+}
+
+/// Most ping-reqs served at once; more are refused (counted).
+pub(crate) const MAX_RELAYS: usize = 1024;
+
+/// One member's view of the cluster: the sans-IO protocol state machine.
+///
+/// Calling contract:
+/// - inputs: [`handle_datagram`](Core::handle_datagram), [`handle_stream`](Core::handle_stream),
+///   [`handle_timeout`](Core::handle_timeout), each with the caller's `now`;
+/// - commands: [`join`](Core::join), [`leave`](Core::leave),
+///   [`set_metadata`](Core::set_metadata), [`set_health`](Core::set_health);
+/// - outputs, drained after every input or command: [`poll_transmit`](Core::poll_transmit),
+///   [`poll_event`](Core::poll_event), and [`poll_timeout`](Core::poll_timeout), the
+///   instant at which `handle_timeout` must next be called. Calling it early or
+///   twice is harmless.
+///
+/// `now` must not go backwards between calls.
+#[derive(Debug)]
+pub struct Core {
+    pub(crate) config: Config,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) me: Identity,
+    pub(crate) incarnation: u64,
+    pub(crate) leaving: bool,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) index: BTreeMap<Name, usize>,
+    pub(crate) by_addr: BTreeMap<SocketAddr, Name>,
+    /// Alive or suspect entries (self not counted).
+    pub(crate) active: usize,
+    pub(crate) probe_order: Vec<Name>,
+    pub(crate) probe_pos: usize,
+    pub(crate) probe: Option<Probe>,
+    pub(crate) relays: BTreeMap<u32, Relay>,
+    pub(crate) next_seq: u32,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    pub(crate) next_token: u64,
+    pub(crate) broadcasts: BroadcastQueue,
+    gossip_now_pending: bool,
+    /// The packet being handled carried a claim against this member: its
+    /// sender gets the refutation directly.
+    pub(crate) refute_source: bool,
+    /// Suspecters named in the packet being handled, to refute directly.
+    pub(crate) refute_to: Vec<SocketAddr>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    pub(crate) health_score: u32,
+    pub(crate) stats: Stats,
+}
+
+impl Core {
+    /// A member with this identity at `incarnation`, not yet joined to anyone.
+    ///
+    /// `seed` is the only source of randomness (probe order, intermediaries,
+    /// gossip targets): the same seed and the same inputs give the same outputs.
+    /// A restarted member should start from an incarnation above any it used
+    /// before (for example a persisted one, or the wall clock in seconds); if
+    /// it does not, it refutes its old entry as soon as it hears of it.
+    pub fn new(
+        config: Config,
+        me: Identity,
+        incarnation: u64,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Core, ConfigError> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
+        let first_push_pull = now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>());
+        let mut core = Core {
+            config,
+            rng,
+            me,
+            incarnation,
+            leaving: false,
+            entries: Vec::new(),
+            index: BTreeMap::new(),
+            by_addr: BTreeMap::new(),
+            active: 0,
+            probe_order: Vec::new(),
+            probe_pos: 0,
+            probe: None,
+            relays: BTreeMap::new(),
+            next_seq: 0,
+            timers: BTreeMap::new(),
+            next_token: 0,
+            broadcasts: BroadcastQueue::default(),
+            gossip_now_pending: false,
+            refute_source: false,
+            refute_to: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            health_score: 0,
+            stats: Stats::default(),
+        };
+        core.schedule(first_probe, Timer::Probe);
+        core.schedule(now + core.config.gossip_interval, Timer::Gossip);
+        core.schedule(first_push_pull, Timer::PushPull);
+        core.schedule(now + core.config.reconnect_interval, Timer::Reconnect);
+        core.broadcast_self();
+        Ok(core)
+    }
+
+    // ------------------------------------------------------------ commands
+
+    /// Starts joining: a full-state exchange (push-pull, over a stream) with
+    /// each seed. Retrying, and resolving names to addresses, is the caller's.
+    pub fn join(&mut self, _now: Instant, seeds: &[SocketAddr]) -> usize {
+        let mut sent = 0;
+        for seed in seeds {
+            if *seed != self.me.addr {
+                self.send_push_pull(*seed, true, false);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Leaves gracefully: `left` is gossiped at once and on every gossip round;
+    /// probing stops. Keep driving the core until [`Core::leave_disseminated`]
+    /// (or a timeout), then drop it.
+    pub fn leave(&mut self, now: Instant) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        self.probe = None;
+        let update = Update::Left { name: self.me.name.clone(), incarnation: self.incarnation };
+        self.enqueue(&update);
+        self.emit_self(now, EventKind::Left);
+        self.gossip_round();
+    }
+
+    /// True once the `left` announcement went out enough times (or nobody is
+    /// left to tell).
+    pub fn leave_disseminated(&self) -> bool {
+        if !self.leaving {
+            return false;
+        }
+        if self.active == 0 {
+            return true;
+        }
+        match self.broadcasts.transmits(&self.me.name) {
+            None => true,
+            Some(sent) => sent as usize >= self.config.gossip_fanout.min(self.active),
+        }
+    }
+
+    /// Publishes new metadata (at most 512 bytes): raises this member's
+    /// incarnation and gossips the change.
+    pub fn set_metadata(&mut self, now: Instant, meta: impl Into<Vec<u8>>) -> Result<(), MemberError> {
+        self.me.meta = Meta::new(meta)?;
+        self.bump_self(now);
+        Ok(())
+    }
+
+    /// Publishes a new health status: raises this member's incarnation and
+    /// gossips the change.
+    pub fn set_health(&mut self, now: Instant, health: Health) {
+        self.me.health = health;
+        self.bump_self(now);
+    }
+
+    fn bump_self(&mut self, now: Instant) {
+        self.incarnation = self.incarnation.saturating_add(1);
+        self.broadcast_self();
+        self.emit_self(now, EventKind::Updated);
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    /// A datagram arrived from `from`. A packet that does not decode is dropped
+    /// whole, with no change of state, and the error says why (count it).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), DecodeError> {
+        if bytes.len() > self.config.max_packet_size {
+            return Err(DecodeError::TooLarge { len: bytes.len(), max: self.config.max_packet_size });
+        }
+        let packet = codec::decode(bytes)?;
+        if matches!(packet.message, Message::PushPull { .. }) {
+            return Err(DecodeError::Invalid {
+                field: "message type",
+                reason: "push-pull only over a stream",
+            });
+        }
+        self.heard_from(now, from);
+        // Updates first: a suspicion of us riding on a ping is refuted in the ack.
+        self.refute_source = false;
+        for update in packet.updates {
+            self.apply_update(now, update);
+        }
+        let mut source_told = false;
+        match packet.message {
+            Message::Ping { seq, target } => source_told = self.on_ping(from, seq, target),
+            Message::Ack { seq } => self.on_ack(now, from, seq),
+            Message::PingReq { seq, target, addr, nack_after_ms } => {
+                self.on_ping_req(now, from, seq, &target, addr, nack_after_ms)
+            }
+            Message::Nack { seq } => self.on_nack(now, from, seq),
+            Message::Gossip | Message::PushPull { .. } => {}
+        }
+        if self.refute_source && !source_told {
+            self.refute_to.push(from);
+        } else if source_told {
+            self.refute_to.retain(|a| *a != from);
+        }
+        self.send_refutations();
+        Ok(())
+    }
+
+    /// Sends this member's alive claim to each member that holds a claim against it.
+    fn send_refutations(&mut self) {
+        self.refute_source = false;
+        if self.refute_to.is_empty() {
+            return;
+        }
+        let mut dsts = std::mem::take(&mut self.refute_to);
+        dsts.sort();
+        dsts.dedup();
+        let alive = self.self_alive();
+        for dst in dsts {
+            self.send(dst, &Message::Gossip, Some(&alive));
+        }
+    }
+
+    /// A whole push-pull stream arrived from `from`. The reply, if one is due,
+    /// is a [`Channel::Stream`] transmit to `from`.
+    pub fn handle_stream(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), DecodeError> {
+        if bytes.len() > self.config.max_stream_size {
+            return Err(DecodeError::TooLarge { len: bytes.len(), max: self.config.max_stream_size });
+        }
+        let packet = codec::decode(bytes)?;
+        let Message::PushPull { reply, states, .. } = packet.message else {
+            return Err(DecodeError::Invalid {
+                field: "message type",
+                reason: "only push-pull over a stream",
+            });
+        };
+        self.merge_states(now, states);
+        for update in packet.updates {
+            self.apply_update(now, update);
+        }
+        self.send_refutations();
+        if !reply {
+            self.send_push_pull(from, false, true);
+        }
+        Ok(())
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            self.on_timer(now, timer);
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Probe => self.on_probe_tick(now),
+            Timer::ProbeTimeout { seq } => self.on_probe_timeout(now, seq),
+            Timer::Gossip => {
+                self.schedule(now + self.config.gossip_interval, Timer::Gossip);
+                self.gossip_round();
+            }
+            Timer::GossipNow => {
+                self.gossip_now_pending = false;
+                self.gossip_round();
+            }
+            Timer::PushPull => {
+                let next = self.config.push_pull_interval_for(self.num_members());
+                let jitter = 0.75 + 0.5 * self.rng.random::<f64>();
+                self.schedule(now + next.mul_f64(jitter), Timer::PushPull);
+                if !self.leaving
+                    && let Some(&i) = self.sample(1, |e| e.state.is_active()).first()
+                {
+                    let dst = self.entries[i].addr;
+                    self.send_push_pull(dst, false, false);
+                }
+            }
+            Timer::Reconnect => {
+                self.schedule(now + self.config.reconnect_interval, Timer::Reconnect);
+                if !self.leaving
+                    && let Some(&i) = self.sample(1, |e| e.state == State::Dead).first()
+                {
+                    let dst = self.entries[i].addr;
+                    self.send_push_pull(dst, false, false);
+                }
+            }
+            Timer::Suspicion { name, token } => self.on_suspicion_timeout(now, &name, token),
+            Timer::RelayNack { seq } => self.on_relay_nack(seq),
+            Timer::RelayExpire { seq } => {
+                self.relays.remove(&seq);
+            }
+            Timer::Reap { name, token } => self.reap(&name, token),
+        }
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// The next packet to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next membership event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    // ------------------------------------------------------------ queries
+
+    /// This member's name.
+    pub fn name(&self) -> &Name {
+        &self.me.name
+    }
+
+    /// This member's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Lifeguard local health score: 0 is healthy; each point stretches this
+    /// member's probe interval and timeout by one more multiple.
+    pub fn local_health(&self) -> u32 {
+        self.health_score
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Alive and suspect members, this one included.
+    pub fn num_members(&self) -> usize {
+        self.active + 1
+    }
+
+    /// Changes waiting to be gossiped.
+    pub fn pending_updates(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// Snapshot of this member.
+    pub fn local_member(&self, now: Instant) -> Member {
+        Member {
+            name: self.me.name.clone(),
+            addr: self.me.addr,
+            incarnation: self.incarnation,
+            meta: self.me.meta.clone(),
+            health: self.me.health.clone(),
+            state: if self.leaving { State::Left } else { State::Alive },
+            phi: 0.0,
+            rtt: None,
+            since: now,
+        }
+    }
+
+    /// Snapshot of one member (this one included), if known.
+    pub fn member(&self, name: &str, now: Instant) -> Option<Member> {
+        if name == self.me.name.as_str() {
+            return Some(self.local_member(now));
+        }
+        let i = *self.index.get(name)?;
+        Some(self.snapshot(i, now))
+    }
+
+    /// Snapshots of every known member, this one first, then by name.
+    pub fn members(&self, now: Instant) -> Vec<Member> {
+        let mut out = Vec::with_capacity(self.entries.len() + 1);
+        out.push(self.local_member(now));
+        out.extend(self.index.values().map(|&i| self.snapshot(i, now)));
+        out
+    }
+
+    pub(crate) fn snapshot(&self, i: usize, now: Instant) -> Member {
+        let e = &self.entries[i];
+        Member {
+            name: e.name.clone(),
+            addr: e.addr,
+            incarnation: e.incarnation,
+            meta: e.meta.clone(),
+            health: e.health.clone(),
+            state: e.state,
+            phi: if e.state.is_active() { e.phi.phi(now) } else { 0.0 },
+            rtt: e.rtt.smoothed(),
+            since: e.since,
+        }
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) {
+        self.next_token += 1;
+        self.timers.insert((at, self.next_token), timer);
+    }
+
+    pub(crate) fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    pub(crate) fn next_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    pub(crate) fn emit(&mut self, kind: EventKind, i: usize, now: Instant, evidence: Option<Evidence>) {
+        let member = self.snapshot(i, now);
+        self.events.push_back(Event { kind, member, evidence });
+    }
+
+    fn emit_self(&mut self, now: Instant, kind: EventKind) {
+        let member = self.local_member(now);
+        self.events.push_back(Event { kind, member, evidence: None });
+    }
+
+    pub(crate) fn enqueue(&mut self, update: &Update) {
+        let mut bytes = Vec::with_capacity(48);
+        codec::encode_update(&mut bytes, update);
+        self.broadcasts.push(update.name().clone(), bytes);
+    }
+
+    /// Gossips pending changes now rather than at the next gossip tick:
+    /// for failures and refutations, whose news should not wait.
+    pub(crate) fn gossip_soon(&mut self, now: Instant) {
+        if !self.gossip_now_pending {
+            self.gossip_now_pending = true;
+            self.schedule(now, Timer::GossipNow);
+        }
+    }
+
+    pub(crate) fn self_alive(&self) -> Update {
+        Update::Alive {
+            name: self.me.name.clone(),
+            incarnation: self.incarnation,
+            addr: self.me.addr,
+            meta: self.me.meta.clone(),
+            health: self.me.health.clone(),
+        }
+    }
+
+    pub(crate) fn broadcast_self(&mut self) {
+        let update = self.self_alive();
+        self.enqueue(&update);
+    }
+
+    /// Sends one datagram: `message`, then `first` if given, then as many
+    /// queued changes as fit. A gossip packet with nothing to carry is not sent.
+    pub(crate) fn send(&mut self, dst: SocketAddr, message: &Message, first: Option<&Update>) {
+        let max = self.config.max_packet_size;
+        let mut buf = Vec::with_capacity(max.min(512));
+        codec::encode_message(&mut buf, message);
+        let count_at = buf.len();
+        buf.push(0);
+        let mut count = 0;
+        let mut skip = None;
+        if let Some(update) = first {
+            let before = buf.len();
+            codec::encode_update(&mut buf, update);
+            if buf.len() > max {
+                buf.truncate(before);
+            } else {
+                count = 1;
+                skip = Some(update.name().clone());
+            }
+        }
+        let limit = self.config.retransmit_limit(self.num_members());
+        count +=
+            self.broadcasts.fill(&mut buf, max, codec::MAX_UPDATES_PER_PACKET - count, limit, skip.as_ref());
+        if count == 0 && matches!(message, Message::Gossip) {
+            return;
+        }
+        buf[count_at] = u8::try_from(count).unwrap_or(u8::MAX);
+        self.stats.updates_sent += count as u64;
+        self.transmits.push_back(Transmit { dst, channel: Channel::Datagram, payload: buf });
+    }
+
+    pub(crate) fn send_push_pull(&mut self, dst: SocketAddr, join: bool, reply: bool) {
+        let mut states = Vec::with_capacity(self.entries.len() + 1);
+        // The sender's own state goes first: receivers take it as the sender.
+        states.push(codec::MemberState {
+            name: self.me.name.clone(),
+            incarnation: self.incarnation,
+            state: if self.leaving { State::Left } else { State::Alive },
+            addr: self.me.addr,
+            meta: self.me.meta.clone(),
+            health: self.me.health.clone(),
+        });
+        states.extend(self.index.values().map(|&i| {
+            let e = &self.entries[i];
+            codec::MemberState {
+                name: e.name.clone(),
+                incarnation: e.incarnation,
+                state: e.state,
+                addr: e.addr,
+                meta: e.meta.clone(),
+                health: e.health.clone(),
+            }
+        }));
+        let payload = codec::encode(&codec::Packet {
+            message: Message::PushPull { join, reply, states },
+            updates: vec![],
+        });
+        if !reply {
+            self.stats.push_pulls_sent += 1;
+        }
+        self.transmits.push_back(Transmit { dst, channel: Channel::Stream, payload });
+    }
+
+    /// Sends pending changes to `gossip_fanout` random active members.
+    fn gossip_round(&mut self) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let targets = self.sample(self.config.gossip_fanout, |e| e.state.is_active());
+        for i in targets {
+            let dst = self.entries[i].addr;
+            self.send(dst, &Message::Gossip, None);
+        }
+    }
+
+    /// Up to `k` distinct random entries that pass `filter`.
+    pub(crate) fn sample(&mut self, k: usize, filter: impl Fn(&Entry) -> bool) -> Vec<usize> {
+        let len = self.entries.len();
+        let mut out = Vec::with_capacity(k);
+        if len == 0 || k == 0 {
+            return out;
+        }
+        let mut attempts = 0;
+        while out.len() < k && attempts < 4 * k + 8 {
+            attempts += 1;
+            let i = self.rng.random_range(0..len);
+            if filter(&self.entries[i]) && !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        if out.len() < k {
+            let mut rest: Vec<usize> =
+                (0..len).filter(|i| !out.contains(i) && filter(&self.entries[*i])).collect();
+            rest.shuffle(&mut self.rng);
+            rest.truncate(k - out.len());
+            out.extend(rest);
+        }
+        out
+    }
+
+    /// Liveness evidence from whoever sent a datagram from `from`.
+    fn heard_from(&mut self, now: Instant, from: SocketAddr) {
+        if let Some(name) = self.by_addr.get(&from)
+            && let Some(&i) = self.index.get(name)
+        {
+            self.entries[i].phi.heartbeat(now);
+        }
+    }
+
+    pub(crate) fn raise_health_score(&mut self, by: u32) {
+        self.health_score = (self.health_score + by).min(self.config.max_local_health - 1);
+    }
+
+    /// The current protocol period and probe-timeout multiplier.
+    pub(crate) fn health_multiplier(&self) -> u32 {
+        self.health_score + 1
+    }
+
+    fn reap(&mut self, name: &Name, token: u64) {
+        let Some(&i) = self.index.get(name) else { return };
+        let e = &self.entries[i];
+        if e.reap_token != token || e.state.is_active() {
+            return;
+        }
+        let addr = e.addr;
+        if self.by_addr.get(&addr) == Some(name) {
+            self.by_addr.remove(&addr);
+        }
+        self.index.remove(name);
+        self.entries.swap_remove(i);
+        if let Some(moved) = self.entries.get(i) {
+            self.index.insert(moved.name.clone(), i);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Per-member measurements: adaptive probe timeout from round trips, and the
+//! phi-accrual suspicion level (Hayashibara et al., 2004).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::time::Instant;
+
+/// Smoothed round-trip time and its deviation (the TCP estimator, RFC 6298).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RttEstimator {
+    /// (srtt, rttvar) in microseconds, once a sample arrived.
+    state: Option<(f64, f64)>,
+}
+
+impl RttEstimator {
+    pub(crate) fn sample(&mut self, rtt: Duration) {
+        let r = rtt.as_secs_f64() * 1e6;
+        self.state = Some(match self.state {
+            None => (r, r / 2.0),
+            Some((srtt, var)) => {
+                let var = 0.75 * var + 0.25 * (srtt - r).abs();
+                (0.875 * srtt + 0.125 * r, var)
+            }
+        });
+    }
+
+    pub(crate) fn smoothed(&self) -> Option<Duration> {
+        self.state.map(|(s, _)| Duration::from_secs_f64(s / 1e6))
+    }
+
+    /// `srtt + mult × rttvar`, clamped to `[min, max]`; `max` before any sample.
+    pub(crate) fn timeout(&self, mult: u32, min: Duration, max: Duration) -> Duration {
+        match self.state {
+            None => max,
+            Some((srtt, var)) => {
+                Duration::from_secs_f64((srtt + f64::from(mult) * var) / 1e6).clamp(min, max)
+            }
+        }
+    }
+}
+
+/// Phi accrual: how surprising the current silence is, given the intervals at
+/// which this member's own messages arrived so far.
+#[derive(Debug, Clone)]
+pub(crate) struct PhiDetector {
+    intervals: VecDeque<f64>,
+    sum: f64,
+    sum_sq: f64,
+    last: Option<Instant>,
+    window: usize,
+}
+
+/// Fewer samples than this gives phi 0.
+const MIN_SAMPLES: usize = 3;
+/// Floor on the standard deviation, in microseconds, so that very regular
+/// arrivals do not make phi explode on a few milliseconds of jitter.
+const MIN_STD_MICROS: f64 = 50_000.0;
+
+impl PhiDetector {
+    pub(crate) fn new(window: usize) -> Self {
+        PhiDetector { intervals: VecDeque::new(), sum: 0.0, sum_sq: 0.0, last: None, window }
+    }
+
+    /// Records an arrival of liveness evidence.
+    pub(crate) fn heartbeat(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let dt = (now - last).as_secs_f64() * 1e6;
+            if dt <= 0.0 {
+                return;
+            }
+            self.intervals.push_back(dt);
+            self.sum += dt;
+            self.sum_sq += dt * dt;
+            while self.intervals.len() > self.window {
+                if let Some(old) = self.intervals.pop_front() {
+                    self.sum -= old;
+                    self.sum_sq -= old * old;
+                }
+            }
+        }
+        self.last = Some(now);
+    }
+
+    /// Forgets the history (after a member restarts or returns).
+    pub(crate) fn reset(&mut self) {
+        self.intervals.clear();
+        self.sum = 0.0;
+        self.sum_sq = 0.0;
+        self.last = None;
+    }
+
+    /// The phi level at `now`: -log10 of the probability that a message comes
+    /// later than the time elapsed since the last one. 0 with too few samples.
+    pub(crate) fn phi(&self, now: Instant) -> f64 {
+        let Some(last) = self.last else { return 0.0 };
+        if self.intervals.len() < MIN_SAMPLES {
+            return 0.0;
+        }
+        let n = self.intervals.len() as f64;
+        let mean = self.sum / n;
+        let var = (self.sum_sq / n - mean * mean).max(0.0);
+        let std = var.sqrt().max(MIN_STD_MICROS);
+        let t = (now - last).as_secs_f64() * 1e6;
+        phi_normal(t, mean, std)
+    }
+}
+
+/// -log10(1 - CDF(t)) for a normal distribution, with the logistic
+/// approximation of the CDF used by Akka and Cassandra (accurate to ~1e-4,
+/// and finite far into the tail).
+fn phi_normal(t: f64, mean: f64, std: f64) -> f64 {
+    let y = (t - mean) / std;
+    let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
+    let p_later = if t > mean { e / (1.0 + e) } else { 1.0 - 1.0 / (1.0 + e) };
+    if p_later <= 0.0 { 100.0 } else { (-p_later.log10()).clamp(0.0, 100.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_timeout_follows_round_trips_within_bounds() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_millis(500));
+        let mut r = RttEstimator::default();
+        assert_eq!(r.timeout(4, min, max), max, "no sample yet: the upper bound");
+        for _ in 0..20 {
+            r.sample(Duration::from_millis(1));
+        }
+        assert_eq!(r.timeout(4, min, max), min, "fast peer: clamped to the lower bound");
+        for _ in 0..20 {
+            r.sample(Duration::from_millis(90));
+            r.sample(Duration::from_millis(150));
+        }
+        let t = r.timeout(4, min, max);
+        assert!(t > Duration::from_millis(150) && t <= max, "jittery peer: {t:?}");
+    }
+
+    #[test]
+    fn phi_rises_with_silence() {
+        let mut d = PhiDetector::new(100);
+        let mut now = Instant::ZERO;
+        assert_eq!(d.phi(now), 0.0);
+        for _ in 0..50 {
+            now += Duration::from_secs(1);
+            d.heartbeat(now);
+        }
+        let on_time = d.phi(now + Duration::from_millis(900));
+        let late = d.phi(now + Duration::from_millis(1200));
+        let very_late = d.phi(now + Duration::from_secs(3));
+        assert!(on_time < 1.0, "{on_time}");
+        assert!(late > on_time && very_late > late, "{on_time} {late} {very_late}");
+        assert!(very_late > 8.0, "{very_late}");
+        d.reset();
+        assert_eq!(d.phi(now + Duration::from_secs(100)), 0.0);
+    }
+}

@@ -1,0 +1,75 @@
+//! Membership events and the evidence behind suspicions and failures.
+
+use std::time::Duration;
+
+use crate::member::{Member, Name};
+
+/// What happened to a member, as this member saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A member became known, or came back after it was dead or had left.
+    Joined,
+    /// A member is suspected of having failed.
+    Suspected,
+    /// A suspect member refuted the suspicion and is alive again.
+    Recovered,
+    /// A member was declared failed (dead).
+    Failed,
+    /// A member left gracefully.
+    Left,
+    /// A member's metadata, health or address changed.
+    Updated,
+}
+
+impl EventKind {
+    /// Lower-case name used in APIs: `joined`, `suspected`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Joined => "joined",
+            EventKind::Suspected => "suspected",
+            EventKind::Recovered => "recovered",
+            EventKind::Failed => "failed",
+            EventKind::Left => "left",
+            EventKind::Updated => "updated",
+        }
+    }
+}
+
+/// What this member's own failed probe showed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeEvidence {
+    /// How long the direct probe waited for an ack.
+    pub timeout: Duration,
+    /// Members asked to probe indirectly.
+    pub indirect: Vec<Name>,
+    /// Those of them that answered that they could not reach it either (nacks).
+    pub nacks: Vec<Name>,
+}
+
+/// Why a member was suspected or declared failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// Who suspected it: the first suspecter, then those who confirmed
+    /// independently (including intermediaries whose indirect probes failed).
+    pub suspected_by: Vec<Name>,
+    /// Independent confirmations beyond the first suspecter.
+    pub confirmations: u32,
+    /// How long the suspicion lasted (zero when suspected).
+    pub suspicion_duration: Duration,
+    /// Who declared it failed (this member when its suspicion timed out).
+    pub declared_by: Option<Name>,
+    /// This member's own failed probe of it, if one led to the suspicion.
+    pub probe: Option<ProbeEvidence>,
+}
+
+/// A membership event with the member's snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The member after the change.
+    pub member: Member,
+    /// For `Suspected` and `Failed`: why.
+    pub evidence: Option<Evidence>,
+}

@@ -1,0 +1,187 @@
+//! Behaviour of whole clusters in virtual time, with fixed seeds: a failure
+//! replays exactly.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::{Cluster, detection_run, median, name};
+use vigil_proto::{Config, EventKind, State};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn converged_cluster(n: usize, seed: u64) -> Cluster {
+    let mut c = Cluster::joined(n, Config::lan(), seed, secs(2));
+    assert!(
+        c.run_until_true(secs(60), Duration::from_millis(500), Cluster::converged),
+        "seed {seed}: no convergence"
+    );
+    c
+}
+
+#[test]
+fn three_members_converge() {
+    let c = Cluster::joined(3, Config::lan(), 1, secs(5));
+    assert!(c.converged(), "3 members must all see each other alive");
+    assert!(c.events.iter().all(|s| s.event.kind == EventKind::Joined), "only joins");
+}
+
+#[test]
+fn fifty_members_converge() {
+    let mut c = Cluster::joined(50, Config::lan(), 2, secs(2));
+    assert!(
+        c.run_until_true(secs(30), Duration::from_millis(500), Cluster::converged),
+        "50 members must converge"
+    );
+    assert!(c.events.iter().all(|s| s.event.kind == EventKind::Joined), "only joins while converging");
+    // Each of 50 members learned of 49 others.
+    assert_eq!(c.events.len(), 50 * 49);
+}
+
+#[test]
+fn crashed_member_is_declared_failed_by_every_other_member() {
+    let mut c = converged_cluster(10, 3);
+    c.crash(3);
+    c.run_for(secs(20));
+    for o in c.up() {
+        assert_eq!(c.view(o, 3), Some(State::Dead), "member {o} must see node 3 dead");
+    }
+    let failed = c.events_about(3, EventKind::Failed);
+    let observers: BTreeSet<usize> = failed.iter().map(|s| s.observer).collect();
+    assert_eq!(observers.len(), 9, "each survivor reports the failure once: {failed:#?}");
+    // Every failure can be explained: who declared it, who suspected it.
+    for s in &failed {
+        let ev = s.event.evidence.as_ref().expect("failed carries evidence");
+        assert!(ev.declared_by.is_some());
+    }
+    let declarer = failed
+        .iter()
+        .find(|s| {
+            s.event.evidence.as_ref().unwrap().declared_by.as_ref().unwrap().as_str() == name(s.observer)
+        })
+        .expect("someone's own suspicion timed out");
+    let ev = declarer.event.evidence.as_ref().unwrap();
+    assert!(!ev.suspected_by.is_empty() && ev.suspicion_duration > Duration::ZERO, "{ev:#?}");
+    assert_eq!(c.false_failures(&BTreeSet::from([3])).len(), 0);
+}
+
+#[test]
+fn member_with_late_acks_refutes_and_is_never_declared_failed() {
+    let mut c = converged_cluster(20, 4);
+    // Everything node 5 sends arrives 1.05 s late: later than a protocol period.
+    c.send_delay.insert(5, Duration::from_millis(1050));
+    c.run_for(secs(60));
+    assert!(
+        c.events_about(5, EventKind::Failed).is_empty(),
+        "a slow but live member must not be declared failed"
+    );
+    assert!(!c.events_about(5, EventKind::Suspected).is_empty(), "the delay must actually cause suspicions");
+    assert!(c.nodes[5].core.stats().refutations > 0, "node 5 refuted");
+    c.send_delay.clear();
+    assert!(c.run_until_true(secs(30), secs(1), Cluster::converged));
+}
+
+#[test]
+fn member_whose_direct_path_drops_packets_is_saved_by_indirect_probes() {
+    let mut c = converged_cluster(10, 5);
+    c.block(0, 3);
+    c.block(3, 0);
+    c.run_for(secs(60));
+    assert!(c.nodes[0].core.stats().indirect_probes_sent > 0, "node 0's probes of node 3 went indirect");
+    let suspected: Vec<_> = c.events.iter().filter(|s| s.event.kind == EventKind::Suspected).collect();
+    assert!(suspected.is_empty(), "indirect probes must save node 3: {suspected:#?}");
+    assert!(c.converged());
+}
+
+#[test]
+fn partitioned_member_comes_back_and_merges() {
+    let mut c = converged_cluster(10, 6);
+    c.partition(&[7]);
+    // Cut off, node 7 blames itself (Lifeguard) and probes ever more slowly.
+    c.run_for(secs(120));
+    for o in c.up() {
+        if o != 7 {
+            assert_eq!(c.view(o, 7), Some(State::Dead), "member {o} declares the cut-off member failed");
+            assert_eq!(c.view(7, o), Some(State::Dead), "the cut-off member declares member {o} failed");
+        }
+    }
+    c.heal();
+    assert!(
+        c.run_until_true(secs(60), Duration::from_millis(500), Cluster::converged),
+        "the partition must heal by itself"
+    );
+    assert!(c.nodes[7].core.incarnation() > 1, "node 7 refuted its death");
+}
+
+#[test]
+fn two_halves_partition_heals_without_operator() {
+    let mut c = converged_cluster(12, 7);
+    c.partition(&[0, 1, 2, 3, 4, 5]);
+    c.run_for(secs(60));
+    assert_eq!(c.view(0, 11), Some(State::Dead));
+    assert_eq!(c.view(11, 0), Some(State::Dead));
+    c.heal();
+    let healed = c.run_until_true(secs(120), Duration::from_millis(500), Cluster::converged);
+    assert!(healed, "both halves must merge by themselves");
+}
+
+#[test]
+fn graceful_leave_is_left_everywhere_and_never_failed() {
+    let mut c = converged_cluster(10, 8);
+    c.leave(4);
+    assert!(c.run_until_true(secs(5), Duration::from_millis(50), |c| c.nodes[4].core.leave_disseminated()));
+    c.crash(4); // the process exits after leaving
+    c.run_for(secs(30));
+    for o in c.up() {
+        assert_eq!(c.view(o, 4), Some(State::Left), "member {o} must see node 4 as left");
+    }
+    assert!(c.events_about(4, EventKind::Failed).is_empty(), "a leave is never a failure");
+    assert!(c.events_about(4, EventKind::Suspected).is_empty(), "nor a suspicion");
+    assert_eq!(c.events_about(4, EventKind::Left).len(), 9 + 1, "9 observers and node 4 itself");
+}
+
+#[test]
+fn metadata_change_reaches_everyone() {
+    let mut c = converged_cluster(10, 9);
+    c.set_metadata(2, b"role=db");
+    c.run_for(secs(5));
+    for o in c.up() {
+        let m = c.nodes[o].core.member(&name(2), c.now).unwrap();
+        assert_eq!(m.meta.as_bytes(), b"role=db", "member {o}");
+        assert_eq!(m.state, State::Alive);
+    }
+    let updated = c.events_about(2, EventKind::Updated);
+    assert_eq!(updated.iter().filter(|s| s.observer != 2).count(), 9);
+}
+
+#[test]
+fn restart_with_the_same_name_supersedes_the_old_entry() {
+    let mut c = converged_cluster(10, 10);
+    c.crash(6);
+    c.run_for(secs(20));
+    assert_eq!(c.view(0, 6), Some(State::Dead));
+    // Restarts with the incarnation it had: it must learn it was declared dead and refute.
+    let mark = c.events.len();
+    c.restart(6, 1, &[0]);
+    assert!(
+        c.run_until_true(secs(30), Duration::from_millis(500), Cluster::converged),
+        "restarted member must be alive everywhere"
+    );
+    assert!(c.nodes[6].core.incarnation() > 1);
+    let rejoined = c.events[mark..]
+        .iter()
+        .filter(|s| s.event.kind == EventKind::Joined && s.event.member.name.as_str() == name(6))
+        .count();
+    assert_eq!(rejoined, 9, "each survivor sees it join again");
+}
+
+#[test]
+fn fifty_members_one_percent_loss_detects_every_crash_without_false_failures() {
+    let f = detection_run(50, Config::lan(), 0.01, 6, secs(30), 11);
+    assert_eq!(f.undetected, 0, "{f:#?}");
+    assert_eq!(f.false_failures, 0, "{f:#?}");
+    assert!(median(&f.full) <= secs(6), "median full detection {:?}", median(&f.full));
+}
