@@ -26,6 +26,9 @@ pub struct Config {
     pub rtt_deviation_mult: u32,
     /// Members asked to probe indirectly when a direct probe times out. LAN: 3.
     pub indirect_checks: usize,
+    /// Also probe over a stream (TCP) when a datagram probe times out, so that
+    /// a member whose datagrams alone are lost is not suspected. Default: on.
+    pub tcp_fallback: bool,
     /// How often pending state changes are gossiped. LAN: 200 ms.
     pub gossip_interval: Duration,
     /// Members gossiped to per gossip interval. LAN: 3.
@@ -75,6 +78,7 @@ impl Config {
             probe_timeout_max: Duration::from_millis(500),
             rtt_deviation_mult: 4,
             indirect_checks: 3,
+            tcp_fallback: true,
             gossip_interval: Duration::from_millis(200),
             gossip_fanout: 3,
             retransmit_mult: 4,

@@ -23,8 +23,7 @@ use crate::time::Instant;
 pub enum Channel {
     /// One datagram (UDP): probes, acks, gossip.
     Datagram,
-    /// A reliable stream (TCP): push-pull. A transmit whose `dst` is the
-    /// address a stream request came from is the reply on that stream.
+    /// A reliable stream (TCP): push-pull, and fallback probes.
     Stream,
 }
 
@@ -33,7 +32,11 @@ pub enum Channel {
 pub struct Transmit {
     /// Destination.
     pub dst: SocketAddr,
-    /// Datagram or stream.
+    /// Datagram or stream. A stream transmit is one whole packet: the runtime
+    /// opens a connection to `dst`, writes it, and hands whatever comes back on
+    /// that connection to [`Core::handle_stream`] with `dst` as the sender. A
+    /// stream transmit whose `dst` is the sender of a stream just handled is
+    /// the reply on that stream.
     pub channel: Channel,
     /// Encoded packet.
     pub payload: Vec<u8>,
@@ -69,6 +72,8 @@ pub struct Stats {
     pub misdirected_pings: u64,
     /// Ping-reqs refused because too many relays were pending.
     pub relays_refused: u64,
+    /// Fallback probes sent over a stream after a datagram probe timed out.
+    pub stream_probes_sent: u64,
 }
 
 #[derive(Debug)]
@@ -378,19 +383,32 @@ impl Core {
             return Err(DecodeError::TooLarge { len: bytes.len(), max: self.config.max_stream_size });
         }
         let packet = codec::decode(bytes)?;
-        let Message::PushPull { reply, states, .. } = packet.message else {
-            return Err(DecodeError::Invalid {
-                field: "message type",
-                reason: "only push-pull over a stream",
-            });
-        };
-        self.merge_states(now, states);
-        for update in packet.updates {
-            self.apply_update(now, update);
-        }
-        self.send_refutations();
-        if !reply {
-            self.send_push_pull(from, false, true);
+        match packet.message {
+            Message::PushPull { reply, states, .. } => {
+                self.merge_states(now, states);
+                for update in packet.updates {
+                    self.apply_update(now, update);
+                }
+                self.send_refutations();
+                if !reply {
+                    self.send_push_pull(from, false, true);
+                }
+            }
+            // The fallback probe path: a ping over a stream is answered on it.
+            Message::Ping { seq, target } => {
+                if target == self.me.name.hash32() {
+                    self.send_stream(from, &Message::Ack { seq });
+                } else {
+                    self.stats.misdirected_pings += 1;
+                }
+            }
+            Message::Ack { seq } => self.on_ack(now, from, seq),
+            _ => {
+                return Err(DecodeError::Invalid {
+                    field: "message type",
+                    reason: "only push-pull, ping and ack over a stream",
+                });
+            }
         }
         Ok(())
     }
@@ -635,6 +653,12 @@ impl Core {
         buf[count_at] = u8::try_from(count).unwrap_or(u8::MAX);
         self.stats.updates_sent += count as u64;
         self.transmits.push_back(Transmit { dst, channel: Channel::Datagram, payload: buf });
+    }
+
+    /// Queues one message, without piggybacked updates, for a stream.
+    pub(crate) fn send_stream(&mut self, dst: SocketAddr, message: &Message) {
+        let payload = codec::encode(&codec::Packet { message: message.clone(), updates: vec![] });
+        self.transmits.push_back(Transmit { dst, channel: Channel::Stream, payload });
     }
 
     pub(crate) fn send_push_pull(&mut self, dst: SocketAddr, join: bool, reply: bool) {

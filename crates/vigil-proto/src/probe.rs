@@ -118,6 +118,12 @@ impl Core {
         if let Some(p) = self.probe.as_mut() {
             p.indirect = asked;
         }
+        if self.config.tcp_fallback {
+            // Another path, in case only datagrams are lost between us: the
+            // runtime sends this ping over a stream and hands back the ack.
+            self.send_stream(addr, &Message::Ping { seq, target: target.hash32() });
+            self.stats.stream_probes_sent += 1;
+        }
     }
 
     pub(crate) fn on_ack(&mut self, now: Instant, from: SocketAddr, seq: u32) {

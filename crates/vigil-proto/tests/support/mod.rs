@@ -357,12 +357,17 @@ pub struct DetectionFigures {
     pub bytes_per_member_per_sec: f64,
 }
 
+fn down_at(downs: &[(String, Instant, Instant)], s: &Seen) -> bool {
+    downs.iter().any(|(who, from, to)| who == s.event.member.name.as_str() && s.at >= *from && s.at <= *to)
+}
+
 pub fn median(sorted: &[Duration]) -> Duration {
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
-/// `n` members with `config`, datagram loss `loss`; `crashes` members crash one
-/// after another, `gap` apart; each must be detected within `gap`.
+/// `n` members with `config`, datagram loss `loss`; `crashes` times a random
+/// member crashes, must be detected by every live member within `gap`, then
+/// restarts (same name, incarnation forgotten) and rejoins for 10 s.
 pub fn detection_run(
     n: usize,
     config: Config,
@@ -381,20 +386,16 @@ pub fn detection_run(
     let start_events = c.events.len();
     let start_time = c.now;
     let start_bytes = c.bytes_sent;
-    let mut crashed = BTreeSet::new();
+    // (member, crashed at, restarted at): events about it in between are true.
+    let mut downs: Vec<(String, Instant, Instant)> = Vec::new();
     let (mut first, mut full, mut undetected) = (Vec::new(), Vec::new(), 0);
     let mut pick = ChaCha8Rng::seed_from_u64(seed ^ 0xC0FFEE);
     for _ in 0..crashes {
-        let victim = loop {
-            let v = pick.random_range(0..n);
-            if !crashed.contains(&v) {
-                break v;
-            }
-        };
+        let victim = pick.random_range(0..n);
         let at = c.now;
         let mark = c.events.len();
         c.crash(victim);
-        crashed.insert(victim);
+        downs.push((name(victim), at, at + gap));
         c.run_for(gap);
         let vname = name(victim);
         let mut by_observer: BTreeMap<usize, Instant> = BTreeMap::new();
@@ -411,14 +412,18 @@ pub fn detection_run(
         } else {
             undetected += 1;
         }
+        // The crashed process comes back (same name, no memory of its
+        // incarnation) so that every crash hits a cluster of `n`.
+        let seed_member = if victim == 0 { 1 } else { 0 };
+        c.restart(victim, 1, &[seed_member]);
+        c.run_for(Duration::from_secs(10));
     }
     first.sort();
     full.sort();
-    let is_crashed = |s: &Seen| crashed.iter().any(|&v| name(v) == s.event.member.name.as_str());
     let evs = &c.events[start_events..];
-    let false_failures = evs.iter().filter(|s| s.event.kind == EventKind::Failed && !is_crashed(s)).count();
-    let false_suspicions =
-        evs.iter().filter(|s| s.event.kind == EventKind::Suspected && !is_crashed(s)).count();
+    let wrongly = |kind: EventKind| evs.iter().filter(|s| s.event.kind == kind && !down_at(&downs, s)).count();
+    let false_failures = wrongly(EventKind::Failed);
+    let false_suspicions = wrongly(EventKind::Suspected);
     let secs = (c.now - start_time).as_secs_f64();
     DetectionFigures {
         members: n,
