@@ -453,6 +453,26 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The kind of message a packet carries, from its first two bytes, without
+/// decoding it: for counting traffic by kind. `None` for an unknown version or type.
+pub fn message_kind(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [VERSION, kind, ..] => Some(match *kind {
+            MSG_PING => "ping",
+            MSG_ACK => "ack",
+            MSG_PING_REQ => "ping_req",
+            MSG_NACK => "nack",
+            MSG_GOSSIP => "gossip",
+            MSG_PUSH_PULL => "push_pull",
+            _ => return None,
+        }),
+        _ => None,
+    }
+}
+
+/// Every kind [`message_kind`] can return.
+pub const MESSAGE_KINDS: [&str; 6] = ["ping", "ack", "ping_req", "nack", "gossip", "push_pull"];
+
 /// Smallest encoding of one push-pull member state, used to bound counts.
 const MIN_STATE_LEN: usize = 1 + 1 + 1 + 1 + 1 + 4 + 2 + 1 + 1 + 1;
 

@@ -1,0 +1,45 @@
+//! Errors of the runtime, one enum per concern.
+
+use std::io;
+
+use thiserror::Error;
+
+/// A member could not start. Nothing is left running.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A configuration value was refused.
+    #[error("invalid config `{field}`: {reason}")]
+    Config {
+        /// Which field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Binding the UDP socket or the TCP listener failed.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// A command could not be carried out.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The member has shut down.
+    #[error("the member has shut down")]
+    Stopped,
+    /// A field was refused (too long metadata, bad name, ...). Nothing changed.
+    #[error(transparent)]
+    Member(#[from] vigil_proto::MemberError),
+    /// None of the seeds could be resolved or reached before the deadline.
+    #[error("no seed answered: {0}")]
+    Join(String),
+    /// The operation did not finish in time.
+    #[error("timed out")]
+    Timeout,
+}

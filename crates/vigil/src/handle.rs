@@ -1,0 +1,212 @@
+//! The handle a service holds: [`Vigil`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use vigil_proto::{Core, Event, Health, Identity, Instant, Member};
+
+use crate::config::Config;
+use crate::driver::{Command, Driver, Shared};
+use crate::error::{CommandError, StartError};
+use crate::fault::Faults;
+use crate::metrics::Metrics;
+use crate::transport::{bind_tcp, bind_udp};
+
+/// Events kept for a subscriber that falls behind; beyond this it is told it
+/// lagged (and how many it missed), and the protocol never waits for it.
+const EVENT_BUFFER: usize = 4096;
+
+/// One member of a cluster, running in the background.
+///
+/// Cheap to share behind an `Arc`; every method takes `&self`. Dropping the
+/// last handle stops the member (without a graceful leave: call
+/// [`Vigil::leave`] first to leave).
+#[derive(Debug)]
+pub struct Vigil {
+    cmd: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    shared: Arc<Shared>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    name: String,
+}
+
+impl Vigil {
+    /// Binds the sockets and starts the member. It knows nobody until it joins.
+    pub async fn start(config: Config) -> Result<Vigil, StartError> {
+        config.validate()?;
+        let name = config.checked_name()?;
+        let meta = config.checked_meta()?;
+        let (udp, recv_buf, send_buf) = bind_udp(config.bind, config.socket_buffer)
+            .map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let bound = udp.local_addr().map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let listener = bind_tcp(bound).map_err(|source| StartError::Bind { addr: bound, source })?;
+        tracing::info!(%bound, recv_buf, send_buf, "sockets bound (kernel-granted buffer sizes)");
+        let advertise = match config.advertise {
+            Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), bound.port()),
+            Some(a) => a,
+            None if bound.ip().is_unspecified() => {
+                return Err(StartError::Config {
+                    field: "advertise",
+                    reason: format!("bound to {bound}: set an address other members can reach"),
+                });
+            }
+            None => bound,
+        };
+        let identity = Identity { name, addr: advertise, meta, health: config.health.clone() };
+        let seed = config.seed.unwrap_or_else(|| {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
+        });
+        let incarnation = config.incarnation.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        });
+        let core = Core::new(config.protocol.clone(), identity, incarnation, seed, Instant::ZERO)
+            .map_err(|e| StartError::Config { field: e.field, reason: e.reason })?;
+        if config.faults.is_some() {
+            tracing::warn!("FAULT INJECTION IS ON: this member drops or delays packets on purpose");
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let shared = Arc::new(Shared {
+            members: RwLock::new(Arc::new(Vec::new())),
+            metrics: RwLock::new(Metrics::default()),
+            traffic: Default::default(),
+            local_addr: advertise,
+        });
+        let driver = Driver::new(
+            core,
+            udp,
+            listener,
+            cmd_tx.downgrade(),
+            cmd_rx,
+            events.clone(),
+            shared.clone(),
+            &config,
+            seed,
+        );
+        let task = tokio::spawn(driver.run());
+        Ok(Vigil { cmd: cmd_tx, events, shared, task: std::sync::Mutex::new(Some(task)), name: config.name })
+    }
+
+    /// This member's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address other members reach this one at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Joins through `seeds` (`IP:PORT` or `HOST:PORT`, resolved again at each
+    /// attempt) with a full-state exchange. Attempts repeat with backoff until a
+    /// seed answers; this waits at most `timeout` for that, and the attempts go
+    /// on in the background if it returns early. Returns the number of members
+    /// known once joined.
+    pub async fn join(&self, seeds: &[String], timeout: Duration) -> Result<usize, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Join { seeds: seeds.to_vec(), reply: Some(tx) }).await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(CommandError::Stopped),
+            Err(_) => Err(CommandError::Join(format!("no seed of {seeds:?} answered within {timeout:?}"))),
+        }
+    }
+
+    /// Starts joining through `seeds` in the background, retrying until one answers.
+    pub async fn join_in_background(&self, seeds: &[String]) -> Result<(), CommandError> {
+        self.send(Command::Join { seeds: seeds.to_vec(), reply: None }).await
+    }
+
+    /// A snapshot of every known member, this one first (refreshed within
+    /// 50 ms of a change, and every 500 ms for phi and round-trip times).
+    pub fn members(&self) -> Vec<Member> {
+        self.shared.members.read().map(|m| m.as_ref().clone()).unwrap_or_default()
+    }
+
+    /// One member from the latest snapshot.
+    pub fn member(&self, name: &str) -> Option<Member> {
+        self.shared.members.read().ok()?.iter().find(|m| m.name.as_str() == name).cloned()
+    }
+
+    /// An exact snapshot taken by the protocol task now.
+    pub async fn members_now(&self) -> Result<Vec<Member>, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Members { reply: tx }).await?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// A stream of membership events from now on. A subscriber that falls
+    /// more than 4 096 events behind gets `RecvError::Lagged(n)`; the protocol
+    /// never waits for it.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Publishes new metadata (at most 512 bytes) to the cluster.
+    pub async fn set_metadata(&self, meta: impl Into<Vec<u8>>) -> Result<(), CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::SetMeta { meta: meta.into(), reply: tx }).await?;
+        rx.await.map_err(|_| CommandError::Stopped)?
+    }
+
+    /// Publishes a new health status to the cluster.
+    pub async fn set_health(&self, health: Health) -> Result<(), CommandError> {
+        self.send(Command::SetHealth { health }).await
+    }
+
+    /// Replaces the fault-injection settings (tests only; `None` turns it off).
+    pub async fn set_faults(&self, faults: Option<Faults>) -> Result<(), CommandError> {
+        if faults.is_some() {
+            tracing::warn!("FAULT INJECTION IS ON: this member drops or delays packets on purpose");
+        }
+        self.send(Command::SetFaults { faults }).await
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = self.shared.metrics.read().map(|m| m.clone()).unwrap_or_default();
+        m.traffic = self.shared.traffic.snapshot();
+        m
+    }
+
+    /// Leaves gracefully: `left` is gossiped until enough members were told or
+    /// `timeout` passed. Returns whether it went out fully. The member keeps
+    /// running (answering probes) until [`Vigil::shutdown`].
+    pub async fn leave(&self, timeout: Duration) -> Result<bool, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Leave { timeout, reply: tx }).await?;
+        match tokio::time::timeout(timeout + Duration::from_millis(100), rx).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(_)) => Err(CommandError::Stopped),
+            Err(_) => Err(CommandError::Timeout),
+        }
+    }
+
+    /// Stops the member and waits for its task to end. Without a prior
+    /// [`Vigil::leave`], the others will detect it as failed.
+    pub async fn shutdown(&self) {
+        let _ = self.cmd.send(Command::Shutdown).await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), CommandError> {
+        self.cmd.send(cmd).await.map_err(|_| CommandError::Stopped)
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.task.lock()
+            && let Some(task) = t.take()
+        {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! vigil: heartbeat failure detection and cluster membership for Rust services.
+//!
+//! A [`Vigil`] is one member of a cluster. It runs the vigil protocol
+//! (SWIM with Lifeguard's refinements, from [`vigil_proto`]) over UDP, with
+//! TCP for full-state exchanges and as a fallback probe path, in one tokio
+//! task that owns the protocol state. From it a service learns which other
+//! members are alive, suspect, failed or gone, and publishes its own metadata
+//! and health.
+//!
+//! # Map
+//!
+//! | item | what |
+//! | --- | --- |
+//! | [`Vigil`] | start, join, members, subscribe, set metadata and health, leave, shut down |
+//! | [`Config`] | name, addresses, protocol preset ([`vigil_proto::Config::lan`] etc.) |
+//! | [`Metrics`] | counters: traffic by message kind, rejections, probes, suspicions |
+//! | [`Faults`] | fault injection for tests (drops, delays, blocked peers) |
+//!
+//! # Example
+//!
+//! The whole cycle: two members on loopback, one joins the other, both see
+//! each other, one leaves gracefully and the other sees it `left`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use vigil::{Config, EventKind, State, Vigil};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let local = || vigil_proto::Config::local();
+//! let a = Vigil::start(Config::new("a", "127.0.0.1:0".parse()?).with_protocol(local())).await?;
+//! let b = Vigil::start(
+//!     Config::new("b", "127.0.0.1:0".parse()?).with_protocol(local()).with_meta(b"role=db".to_vec()),
+//! )
+//! .await?;
+//! let mut events = a.subscribe();
+//!
+//! // Seeds are addresses or DNS names; join retries until one answers.
+//! b.join(&[a.local_addr().to_string()], Duration::from_secs(5)).await?;
+//! let joined = events.recv().await?;
+//! assert_eq!((joined.kind, joined.member.name.as_str()), (EventKind::Joined, "b"));
+//! assert_eq!(a.member("b").unwrap().meta.as_bytes(), b"role=db");
+//!
+//! b.set_health(vigil::Health::new(vigil::HealthStatus::Degraded, "disk 91% full")?).await?;
+//! assert_eq!(events.recv().await?.kind, EventKind::Updated);
+//!
+//! b.leave(Duration::from_secs(2)).await?;
+//! b.shutdown().await;
+//! let left = events.recv().await?;
+//! assert_eq!((left.kind, left.member.state), (EventKind::Left, State::Left));
+//! assert_eq!(a.members().len(), 2); // a itself, and b (left)
+//! a.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod driver;
+mod error;
+mod fault;
+mod handle;
+mod metrics;
+mod transport;
+
+pub use config::Config;
+pub use error::{CommandError, StartError};
+pub use fault::{Faults, IpOrAddr};
+pub use handle::Vigil;
+pub use metrics::{KindCounts, Metrics};
+pub use vigil_proto::{
+    Event, EventKind, Evidence, Health, HealthStatus, Member, Meta, Name, ProbeEvidence, State,
+};

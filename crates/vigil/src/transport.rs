@@ -1,0 +1,94 @@
+//! Sockets: the UDP socket with explicit buffer sizes, the TCP listener, and
+//! the stream framing (a 4-byte big-endian length, then the packet).
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// Binds the UDP socket and returns it with the buffer sizes the kernel granted.
+pub(crate) fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<(UdpSocket, usize, usize)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Listen on IPv6 only when asked for IPv6, so that [::] and 0.0.0.0 can coexist.
+        socket.set_only_v6(true)?;
+    }
+    // Ask; the kernel may cap (net.core.rmem_max) or double what it grants.
+    let _ = socket.set_recv_buffer_size(buffer);
+    let _ = socket.set_send_buffer_size(buffer);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let (recv, send) = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
+    Ok((UdpSocket::from_std(socket.into())?, recv, send))
+}
+
+/// Binds the TCP listener on the same address as the UDP socket.
+pub(crate) fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Writes one frame.
+pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("frame too large"))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(payload).await?;
+    w.flush().await
+}
+
+/// Reads one frame of at most `max` bytes; `None` at a clean end of stream.
+/// Memory grows only as bytes arrive, whatever length the peer announces.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {max}"),
+        ));
+    }
+    let mut buf = Vec::with_capacity(len.min(64 << 10));
+    r.take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() != len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+    }
+    Ok(Some(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversized_frames_are_refused() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"hello").await.unwrap();
+        write_frame(&mut buf, b"").await.unwrap();
+        let mut r = &buf[..];
+        assert_eq!(read_frame(&mut r, 100).await.unwrap(), Some(b"hello".to_vec()));
+        assert_eq!(read_frame(&mut r, 100).await.unwrap(), Some(Vec::new()));
+        assert_eq!(read_frame(&mut r, 100).await.unwrap(), None);
+
+        let hostile = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let err = read_frame(&mut &hostile[..], 1 << 20).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+
+        let short = [0, 0, 0, 10, 1, 2];
+        let err = read_frame(&mut &short[..], 100).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
