@@ -311,6 +311,11 @@ impl Core {
     }
 
     fn bump_self(&mut self, now: Instant) {
+        if self.leaving {
+            // Announcing it would supersede `left`: a member that is leaving
+            // keeps the change to itself.
+            return;
+        }
         self.incarnation = self.incarnation.saturating_add(1);
         self.broadcast_self();
         self.emit_self(now, EventKind::Updated);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use vigil_proto::{Health, Meta, Name};
 
+use crate::crypto::Keyring;
 use crate::error::StartError;
 use crate::fault::Faults;
 
@@ -39,6 +40,10 @@ pub struct Config {
     pub join_backoff: (Duration, Duration),
     /// Fault injection for tests: dropped, delayed and blocked packets. Off by default.
     pub faults: Option<Faults>,
+    /// Keys that encrypt and authenticate all traffic (XChaCha20-Poly1305),
+    /// with the cluster name bound in. `None` sends plaintext: only for
+    /// trusted networks and tests (a warning is logged at start).
+    pub keyring: Option<Keyring>,
     /// Seed for the protocol's randomness. Default: from the clock and process id.
     pub seed: Option<u64>,
 }
@@ -58,6 +63,7 @@ impl Config {
             stream_timeout: Duration::from_secs(5),
             join_backoff: (Duration::from_secs(1), Duration::from_secs(30)),
             faults: None,
+            keyring: None,
             seed: None,
         }
     }
@@ -77,6 +83,12 @@ impl Config {
     /// Sets the advertised address.
     pub fn with_advertise(mut self, advertise: SocketAddr) -> Self {
         self.advertise = Some(advertise);
+        self
+    }
+
+    /// Encrypts all traffic with this keyring.
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
         self
     }
 

@@ -11,8 +11,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 use vigil_proto::{Channel, Core, Event, Health, Instant, Member};
 
+use crate::crypto::{Key, Keyring, Lane};
 use crate::error::CommandError;
 use crate::fault::{Dice, Faults};
+use crate::keys::{self, KeyOp, KeyReport};
+use crate::limit::RateLimiter;
 use crate::metrics::{Metrics, Traffic};
 use crate::transport::{read_frame, write_frame};
 
@@ -45,6 +48,16 @@ pub(crate) enum Command {
     },
     Members {
         reply: oneshot::Sender<Vec<Member>>,
+    },
+    /// A key operation, here only or on every member.
+    Keys {
+        op: KeyOp,
+        key: Key,
+        cluster: bool,
+        reply: oneshot::Sender<Result<KeyReport, CommandError>>,
+    },
+    ListKeys {
+        reply: oneshot::Sender<Option<Vec<String>>>,
     },
     Shutdown,
 }
@@ -103,6 +116,8 @@ pub(crate) struct Driver {
     fault_drops: u64,
     /// While handling an inbound stream: its peer, and the replies for it.
     reply_to: Option<(SocketAddr, Vec<Vec<u8>>)>,
+    keyring: Option<Keyring>,
+    limiter: RateLimiter,
     publish_at: TokioInstant,
     dirty: bool,
 }
@@ -111,6 +126,10 @@ pub(crate) struct Driver {
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// Longest delay before a change made by a command shows in the snapshot.
 const PUBLISH_MIN_GAP: Duration = Duration::from_millis(50);
+/// Datagrams per second accepted from one source address, and its burst.
+/// Members send a few per second to each other; this only stops floods.
+const RATE_PER_SOURCE: f64 = 500.0;
+const RATE_BURST: f64 = 1000.0;
 /// Inbound stream connections served at once; more wait in the kernel backlog.
 const MAX_INBOUND_STREAMS: usize = 256;
 
@@ -152,6 +171,8 @@ impl Driver {
             stream_errors: 0,
             fault_drops: 0,
             reply_to: None,
+            keyring: config.keyring.clone(),
+            limiter: RateLimiter::new(RATE_PER_SOURCE, RATE_BURST),
             publish_at: origin,
             dirty: true,
         }
@@ -260,6 +281,10 @@ impl Driver {
             Command::Members { reply } => {
                 let _ = reply.send(self.core.members(now));
             }
+            Command::Keys { op, key, cluster, reply } => self.key_op(op, key, cluster, reply),
+            Command::ListKeys { reply } => {
+                let _ = reply.send(self.keyring.as_ref().map(Keyring::list));
+            }
             Command::Shutdown => {}
         }
         self.dirty = true;
@@ -310,8 +335,26 @@ impl Driver {
         }
     }
 
-    fn datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
-        self.shared.traffic.count_in(bytes, bytes.len());
+    fn datagram(&mut self, from: SocketAddr, wire: &[u8]) {
+        if !self.limiter.allow(from, TokioInstant::now()) {
+            self.reject("rate_limited");
+            return;
+        }
+        let opened;
+        let bytes = match &self.keyring {
+            None => wire,
+            Some(ring) => match ring.open(Lane::Datagram, wire) {
+                Ok(plain) => {
+                    opened = plain;
+                    &opened[..]
+                }
+                Err(e) => {
+                    self.reject(e.reason());
+                    return;
+                }
+            },
+        };
+        self.shared.traffic.count_in(bytes, wire.len());
         if let Some(f) = &self.faults
             && (f.inbound_blocked(&from) || self.dice.roll(f.drop_inbound))
         {
@@ -320,28 +363,101 @@ impl Driver {
         }
         let now = self.now();
         if let Err(e) = self.core.handle_datagram(now, from, bytes) {
-            *self.rejected.entry(e.reason()).or_default() += 1;
+            self.reject(e.reason());
             tracing::debug!(%from, "rejected datagram: {e}");
         }
+    }
+
+    fn reject(&mut self, reason: &'static str) {
+        *self.rejected.entry(reason).or_default() += 1;
+    }
+
+    /// Opens a stream frame; `None` (counted) if it does not authenticate.
+    fn open_frame(&mut self, wire: Vec<u8>) -> Option<Vec<u8>> {
+        let Some(ring) = &self.keyring else { return Some(wire) };
+        match ring.open(Lane::Stream, &wire) {
+            Ok(plain) => Some(plain),
+            Err(e) => {
+                self.reject(e.reason());
+                None
+            }
+        }
+    }
+
+    fn seal(&self, lane: Lane, plain: Vec<u8>) -> Vec<u8> {
+        match &self.keyring {
+            Some(ring) => ring.seal(lane, &plain),
+            None => plain,
+        }
+    }
+
+    fn key_op(
+        &mut self,
+        op: KeyOp,
+        key: Key,
+        cluster: bool,
+        reply: oneshot::Sender<Result<KeyReport, CommandError>>,
+    ) {
+        let Some(ring) = self.keyring.as_mut() else {
+            let _ = reply.send(Err(CommandError::Keys("encryption is off: there is no keyring".into())));
+            return;
+        };
+        if let Err(e) = keys::apply(ring, op, key.clone()) {
+            let _ = reply.send(Err(CommandError::Keys(e.to_string())));
+            return;
+        }
+        tracing::info!(op = op.as_str(), key = %key.fingerprint(), cluster, "keyring changed");
+        if !cluster {
+            let _ = reply.send(Ok(KeyReport::default()));
+            return;
+        }
+        let ring = ring.clone();
+        let me = self.core.name().clone();
+        let members: Vec<(String, SocketAddr)> = self
+            .core
+            .members(self.now())
+            .into_iter()
+            .filter(|m| m.state.is_active() && m.name != me)
+            .map(|m| (m.name.to_string(), m.addr))
+            .collect();
+        let timeout = self.stream_timeout;
+        tokio::spawn(async move {
+            let report = keys::broadcast(ring, op, key, members, timeout).await;
+            let _ = reply.send(Ok(report));
+        });
     }
 
     fn stream(&mut self, s: FromStream) {
         let now = self.now();
         match s {
-            FromStream::Inbound { from, bytes, reply } => {
-                self.shared.traffic.count_in(&bytes, bytes.len() + 4);
+            FromStream::Inbound { from, bytes: wire, reply } => {
+                let wire_len = wire.len() + 4;
+                let Some(bytes) = self.open_frame(wire) else { return };
+                if bytes.first() == Some(&keys::CONTROL) {
+                    let answer = match self.keyring.as_mut() {
+                        Some(ring) => keys::handle(ring, &bytes),
+                        None => return,
+                    };
+                    tracing::info!(%from, "cluster key operation applied");
+                    let _ = reply.send(vec![self.seal(Lane::Stream, answer)]);
+                    return;
+                }
+                self.shared.traffic.count_in(&bytes, wire_len);
                 if let Err(e) = self.core.handle_stream(now, from, &bytes) {
-                    *self.rejected.entry(e.reason()).or_default() += 1;
+                    self.reject(e.reason());
                     tracing::debug!(%from, "rejected stream: {e}");
                 }
                 self.reply_to = Some((from, Vec::new()));
                 self.flush();
                 if let Some((_, replies)) = self.reply_to.take() {
-                    let _ = reply.send(replies);
+                    let sealed = replies.into_iter().map(|r| self.seal(Lane::Stream, r)).collect();
+                    let _ = reply.send(sealed);
                 }
             }
-            FromStream::Response { from, bytes } => {
-                self.shared.traffic.count_in(&bytes, bytes.len() + 4);
+            FromStream::Response { from, bytes: wire } => {
+                let wire_len = wire.len() + 4;
+                let Some(bytes) = self.open_frame(wire) else { return };
+                self.shared.traffic.count_in(&bytes, wire_len);
                 match self.core.handle_stream(now, from, &bytes) {
                     Ok(()) => {
                         if let Some(j) = &self.joining
@@ -352,7 +468,7 @@ impl Driver {
                         }
                     }
                     Err(e) => {
-                        *self.rejected.entry(e.reason()).or_default() += 1;
+                        self.reject(e.reason());
                         tracing::debug!(%from, "rejected stream reply: {e}");
                     }
                 }
@@ -429,7 +545,10 @@ impl Driver {
             }
             delay = f.delay;
         }
-        self.shared.traffic.count_out(&payload, payload.len());
+        // Counted by the plaintext's kind, at the size that goes on the wire.
+        let kind = kind_prefix(&payload);
+        let payload = self.seal(Lane::Datagram, payload);
+        self.shared.traffic.count_out(&kind, payload.len());
         if !delay.is_zero() {
             let udp = self.udp.clone();
             tokio::spawn(async move {
@@ -453,7 +572,9 @@ impl Driver {
             }
             delay = f.delay;
         }
-        self.shared.traffic.count_out(&payload, payload.len() + 4);
+        let kind = kind_prefix(&payload);
+        let payload = self.seal(Lane::Stream, payload);
+        self.shared.traffic.count_out(&kind, payload.len() + 4);
         let tx = self.stream_tx.clone();
         let (timeout, max) = (self.stream_timeout, self.max_stream);
         tokio::spawn(async move {
@@ -509,6 +630,11 @@ impl Driver {
         self.dirty = false;
         self.publish_at = TokioInstant::now() + PUBLISH_EVERY;
     }
+}
+
+/// The first two bytes of a packet: enough to tell its kind.
+fn kind_prefix(payload: &[u8]) -> [u8; 2] {
+    [payload.first().copied().unwrap_or(0), payload.get(1).copied().unwrap_or(0)]
 }
 
 /// Accepts stream connections and serves each in its own task.

@@ -39,6 +39,9 @@ pub enum CommandError {
     /// None of the seeds could be resolved or reached before the deadline.
     #[error("no seed answered: {0}")]
     Join(String),
+    /// A key operation was refused (encryption off, unknown key, primary key).
+    #[error("key operation refused: {0}")]
+    Keys(String),
     /// The operation did not finish in time.
     #[error("timed out")]
     Timeout,

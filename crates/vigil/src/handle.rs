@@ -9,9 +9,11 @@ use tokio::task::JoinHandle;
 use vigil_proto::{Core, Event, Health, Identity, Instant, Member};
 
 use crate::config::Config;
+use crate::crypto::Key;
 use crate::driver::{Command, Driver, Shared};
 use crate::error::{CommandError, StartError};
 use crate::fault::Faults;
+use crate::keys::{KeyOp, KeyReport};
 use crate::metrics::Metrics;
 use crate::transport::{bind_tcp, bind_udp};
 
@@ -31,6 +33,7 @@ pub struct Vigil {
     shared: Arc<Shared>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     name: String,
+    encrypted: bool,
 }
 
 impl Vigil {
@@ -65,6 +68,11 @@ impl Vigil {
         });
         let core = Core::new(config.protocol.clone(), identity, incarnation, seed, Instant::ZERO)
             .map_err(|e| StartError::Config { field: e.field, reason: e.reason })?;
+        if config.keyring.is_none() {
+            tracing::warn!(
+                "traffic is NOT encrypted or authenticated: anyone on the network can join or lie"
+            );
+        }
         if config.faults.is_some() {
             tracing::warn!("FAULT INJECTION IS ON: this member drops or delays packets on purpose");
         }
@@ -88,7 +96,14 @@ impl Vigil {
             seed,
         );
         let task = tokio::spawn(driver.run());
-        Ok(Vigil { cmd: cmd_tx, events, shared, task: std::sync::Mutex::new(Some(task)), name: config.name })
+        Ok(Vigil {
+            cmd: cmd_tx,
+            events,
+            shared,
+            task: std::sync::Mutex::new(Some(task)),
+            name: config.name,
+            encrypted: config.keyring.is_some(),
+        })
     }
 
     /// This member's name.
@@ -164,6 +179,37 @@ impl Vigil {
             tracing::warn!("FAULT INJECTION IS ON: this member drops or delays packets on purpose");
         }
         self.send(Command::SetFaults { faults }).await
+    }
+
+    /// Applies a key operation to this member only.
+    pub async fn key_local(&self, op: KeyOp, key: Key) -> Result<(), CommandError> {
+        self.key_command(op, key, false).await.map(|_| ())
+    }
+
+    /// Applies a key operation here and on every alive member, each over an
+    /// encrypted stream with an acknowledgement; the report names who did not
+    /// answer. Rotate with `install`, then `use`, then `remove` of the old key.
+    pub async fn key_cluster(&self, op: KeyOp, key: Key) -> Result<KeyReport, CommandError> {
+        self.key_command(op, key, true).await
+    }
+
+    async fn key_command(&self, op: KeyOp, key: Key, cluster: bool) -> Result<KeyReport, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Keys { op, key, cluster, reply: tx }).await?;
+        rx.await.map_err(|_| CommandError::Stopped)?
+    }
+
+    /// Fingerprints of the installed keys, the primary first; `None` when
+    /// traffic is not encrypted.
+    pub async fn keys(&self) -> Result<Option<Vec<String>>, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::ListKeys { reply: tx }).await?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Whether traffic is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// Counters.

@@ -56,17 +56,22 @@
 #![warn(missing_docs)]
 
 mod config;
+pub mod crypto;
 mod driver;
 mod error;
 mod fault;
 mod handle;
+mod keys;
+mod limit;
 mod metrics;
 mod transport;
 
 pub use config::Config;
+pub use crypto::{Key, KeyError, Keyring};
 pub use error::{CommandError, StartError};
 pub use fault::{Faults, IpOrAddr};
 pub use handle::Vigil;
+pub use keys::{KeyOp, KeyReport};
 pub use metrics::{KindCounts, Metrics};
 pub use vigil_proto::{
     Event, EventKind, Evidence, Health, HealthStatus, Member, Meta, Name, ProbeEvidence, State,
