@@ -57,7 +57,8 @@ impl Key {
         key
     }
 
-    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Key {
+    /// A key from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Key {
         Key(bytes)
     }
 
@@ -135,8 +136,10 @@ impl OpenError {
 /// Whether a packet travels as a datagram or on a stream: bound into the
 /// associated data so that one cannot be replayed as the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lane {
+pub enum Lane {
+    /// A UDP datagram.
     Datagram = 1,
+    /// A frame on a TCP stream.
     Stream = 2,
 }
 
@@ -217,7 +220,7 @@ impl Keyring {
     }
 
     /// Seals `plain` under the primary key.
-    pub(crate) fn seal(&self, lane: Lane, plain: &[u8]) -> Vec<u8> {
+    pub fn seal(&self, lane: Lane, plain: &[u8]) -> Vec<u8> {
         let nonce = XNonce::generate();
         let sealed =
             self.keys[0].1.encrypt(&nonce, Payload { msg: plain, aad: &self.aad(lane) }).unwrap_or_default();
@@ -229,7 +232,7 @@ impl Keyring {
     }
 
     /// Opens an envelope with whichever installed key authenticates it.
-    pub(crate) fn open(&self, lane: Lane, envelope: &[u8]) -> Result<Vec<u8>, OpenError> {
+    pub fn open(&self, lane: Lane, envelope: &[u8]) -> Result<Vec<u8>, OpenError> {
         let Some((&version, rest)) = envelope.split_first() else { return Err(OpenError::Truncated) };
         if version != ENVELOPE_VERSION {
             return Err(OpenError::NotEncrypted);

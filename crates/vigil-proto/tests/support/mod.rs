@@ -61,6 +61,8 @@ pub struct Cluster {
     pub events: Vec<Seen>,
     /// Prints every delivery to this member that carries an update about that one.
     pub trace: Option<(usize, String)>,
+    /// When set, every delivered packet is recorded here (from, to, channel, bytes).
+    pub recorded: Option<Vec<(usize, usize, Channel, Vec<u8>)>>,
     pub delivered: u64,
     pub bytes_sent: u64,
 }
@@ -96,6 +98,7 @@ impl Cluster {
             partition: None,
             events: Vec::new(),
             trace: None,
+            recorded: None,
             delivered: 0,
             bytes_sent: 0,
         };
@@ -162,6 +165,17 @@ impl Cluster {
         self.nodes[i].up = true;
         self.reschedule(i);
         self.join(i, seeds);
+    }
+
+    /// Delivers captured packets again, now, as an attacker on the path would.
+    pub fn replay(&mut self, packets: &[(usize, usize, Channel, Vec<u8>)]) {
+        for (from, to, channel, bytes) in packets {
+            self.seq += 1;
+            self.queue.insert(
+                (self.now, self.seq),
+                Packet { from: *from, to: *to, channel: *channel, bytes: bytes.clone() },
+            );
+        }
     }
 
     pub fn block(&mut self, from: usize, to: usize) {
@@ -259,6 +273,9 @@ impl Cluster {
                     if *to == p.to || !about.is_empty() {
                         eprintln!("{at:?} {} -> {}: {:?} {about:?}", p.from, p.to, pkt.message);
                     }
+                }
+                if let Some(r) = self.recorded.as_mut() {
+                    r.push((p.from, p.to, p.channel, p.bytes.clone()));
                 }
                 let from = self.nodes[p.from].addr;
                 let core = &mut self.nodes[p.to].core;
@@ -421,7 +438,8 @@ pub fn detection_run(
     first.sort();
     full.sort();
     let evs = &c.events[start_events..];
-    let wrongly = |kind: EventKind| evs.iter().filter(|s| s.event.kind == kind && !down_at(&downs, s)).count();
+    let wrongly =
+        |kind: EventKind| evs.iter().filter(|s| s.event.kind == kind && !down_at(&downs, s)).count();
     let false_failures = wrongly(EventKind::Failed);
     let false_suspicions = wrongly(EventKind::Suspected);
     let secs = (c.now - start_time).as_secs_f64();
