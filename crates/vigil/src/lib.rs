@@ -55,14 +55,17 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checks;
 mod config;
 pub mod crypto;
 mod driver;
 mod error;
+pub mod failover;
 mod fault;
 mod handle;
 mod keys;
 mod limit;
+pub mod meta;
 mod metrics;
 mod transport;
 
