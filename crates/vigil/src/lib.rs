@@ -63,6 +63,7 @@ mod error;
 pub mod failover;
 mod fault;
 mod handle;
+pub mod handlers;
 mod keys;
 mod limit;
 pub mod meta;

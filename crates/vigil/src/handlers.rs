@@ -1,0 +1,290 @@
+//! Event handlers: run a script or POST a webhook on membership events,
+//! filtered by kind and by member metadata.
+//!
+//! Each handler has its own queue and runs its events one at a time, in event
+//! order, each with a timeout; webhooks are retried with backoff. A slow or
+//! hung handler only delays its own queue: the protocol never waits, and an
+//! overflowing queue drops the event with a count and a log line.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::checks::parse_http_url;
+
+/// What a handler does with an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// `sh -c COMMAND`, the event as JSON on stdin and as `VIGIL_*` variables.
+    Script(String),
+    /// `POST` of the event JSON to an `http://` URL; 2xx is success.
+    Webhook(String),
+}
+
+/// One configured handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handler {
+    /// Name, for logs and counters.
+    pub name: String,
+    /// What to do.
+    pub action: Action,
+    /// Event kinds it wants (`failed`, `joined`, ...); empty means all.
+    pub kinds: Vec<String>,
+    /// Metadata the member must carry (`role=db`); empty means any.
+    pub meta: BTreeMap<String, String>,
+    /// Longest one run may take.
+    pub timeout: Duration,
+    /// Further attempts of a failed webhook, with doubling backoff from 500 ms.
+    pub retries: u32,
+}
+
+/// An event as handlers receive it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerEvent {
+    /// `joined`, `suspected`, `recovered`, `failed`, `left`, `updated`.
+    pub kind: String,
+    /// The member's name.
+    pub member: String,
+    /// Its address.
+    pub addr: String,
+    /// Its metadata.
+    pub meta: BTreeMap<String, String>,
+    /// The whole event as one JSON object (stdin, or the request body).
+    pub json: String,
+    /// Extra environment variables (`VIGIL_STATE`, `VIGIL_INCARNATION`, ...).
+    pub env: Vec<(String, String)>,
+}
+
+impl Handler {
+    /// Whether this handler wants `event`.
+    pub fn matches(&self, event: &HandlerEvent) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && self.meta.iter().all(|(k, v)| event.meta.get(k) == Some(v))
+    }
+}
+
+/// Counters of handler runs.
+#[derive(Debug, Default)]
+pub struct HandlerStats {
+    /// Runs that succeeded.
+    pub succeeded: AtomicU64,
+    /// Runs that failed (after retries), or timed out.
+    pub failed: AtomicU64,
+    /// Events dropped because a handler's queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// Events waiting per handler before new ones are dropped (and counted).
+pub const QUEUE: usize = 1024;
+
+/// The running handlers: [`Dispatcher::dispatch`] never waits.
+#[derive(Debug)]
+pub struct Dispatcher {
+    queues: Vec<(Handler, mpsc::Sender<HandlerEvent>)>,
+    /// Counters.
+    pub stats: Arc<HandlerStats>,
+}
+
+impl Dispatcher {
+    /// Starts one worker per handler.
+    pub fn start(handlers: Vec<Handler>) -> Dispatcher {
+        let stats = Arc::new(HandlerStats::default());
+        let queues = handlers
+            .into_iter()
+            .map(|h| {
+                let (tx, mut rx) = mpsc::channel::<HandlerEvent>(QUEUE);
+                let (handler, stats) = (h.clone(), stats.clone());
+                tokio::spawn(async move {
+                    while let Some(event) = rx.recv().await {
+                        match run(&handler, &event).await {
+                            Ok(()) => {
+                                stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                stats.failed.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(handler = %handler.name, event = %event.kind, member = %event.member, "handler failed: {e}");
+                            }
+                        }
+                    }
+                });
+                (h, tx)
+            })
+            .collect();
+        Dispatcher { queues, stats }
+    }
+
+    /// Queues `event` for every handler that wants it.
+    pub fn dispatch(&self, event: &HandlerEvent) {
+        for (h, tx) in &self.queues {
+            if h.matches(event) && tx.try_send(event.clone()).is_err() {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(handler = %h.name, event = %event.kind, member = %event.member, "handler queue full: event dropped");
+            }
+        }
+    }
+}
+
+/// Runs one handler for one event, with its timeout (and retries for webhooks).
+pub async fn run(handler: &Handler, event: &HandlerEvent) -> Result<(), String> {
+    match &handler.action {
+        Action::Script(cmd) => match tokio::time::timeout(handler.timeout, script(cmd, event)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {:?}", handler.timeout)),
+        },
+        Action::Webhook(url) => {
+            let mut backoff = Duration::from_millis(500);
+            let mut last = String::new();
+            for attempt in 0..=handler.retries {
+                if attempt > 0 {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                match tokio::time::timeout(handler.timeout, post(url, &event.json)).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) => last = e,
+                    Err(_) => last = format!("timed out after {:?}", handler.timeout),
+                }
+            }
+            Err(format!("{last} (after {} attempts)", handler.retries + 1))
+        }
+    }
+}
+
+async fn script(cmd: &str, event: &HandlerEvent) -> Result<(), String> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("VIGIL_EVENT", &event.kind)
+        .env("VIGIL_MEMBER", &event.member)
+        .env("VIGIL_ADDR", &event.addr)
+        .envs(event.meta.iter().map(|(k, v)| (format!("VIGIL_META_{}", env_key(k)), v.clone())))
+        .envs(event.env.iter().cloned())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A script that does not read its stdin is fine.
+        let _ = stdin.write_all(event.json.as_bytes()).await;
+        let _ = stdin.write_all(b"\n").await;
+    }
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    if status.success() { Ok(()) } else { Err(format!("exited with {status}")) }
+}
+
+/// `role-name` becomes `ROLE_NAME`.
+fn env_key(k: &str) -> String {
+    k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+async fn post(url: &str, body: &str) -> Result<(), String> {
+    let (authority, path) = parse_http_url(url)?;
+    let mut s = TcpStream::connect(authority.as_str()).await.map_err(|e| format!("connect: {e}"))?;
+    let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h);
+    let req = format!(
+        "POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: vigil\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 1024 {
+        let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let code: u16 = String::from_utf8_lossy(&head)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no HTTP status line in the answer")?;
+    if (200..300).contains(&code) { Ok(()) } else { Err(format!("HTTP {code}")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, role: &str) -> HandlerEvent {
+        HandlerEvent {
+            kind: kind.into(),
+            member: "db1".into(),
+            addr: "10.0.0.1:7950".into(),
+            meta: [("role".to_string(), role.to_string())].into(),
+            json: format!("{{\"kind\":\"{kind}\",\"member\":\"db1\"}}"),
+            env: vec![("VIGIL_INCARNATION".into(), "7".into())],
+        }
+    }
+
+    fn handler(action: Action) -> Handler {
+        Handler {
+            name: "h".into(),
+            action,
+            kinds: vec!["failed".into()],
+            meta: [("role".to_string(), "db".to_string())].into(),
+            timeout: Duration::from_secs(5),
+            retries: 0,
+        }
+    }
+
+    #[test]
+    fn filters_by_kind_and_metadata() {
+        let h = handler(Action::Script("true".into()));
+        assert!(h.matches(&event("failed", "db")));
+        assert!(!h.matches(&event("joined", "db")));
+        assert!(!h.matches(&event("failed", "web")));
+    }
+
+    #[tokio::test]
+    async fn scripts_get_the_event_on_stdin_and_in_the_environment() {
+        let dir = std::env::temp_dir().join(format!("vigil-handler-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let cmd = format!(
+            "cat > {0}; echo \"$VIGIL_EVENT $VIGIL_MEMBER $VIGIL_ADDR $VIGIL_META_ROLE $VIGIL_INCARNATION\" >> {0}",
+            out.display()
+        );
+        run(&handler(Action::Script(cmd)), &event("failed", "db")).await.unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text, "{\"kind\":\"failed\",\"member\":\"db1\"}\nfailed db1 10.0.0.1:7950 db 7\n");
+        let mut slow = handler(Action::Script("sleep 5".into()));
+        slow.timeout = Duration::from_millis(100);
+        assert!(run(&slow, &event("failed", "db")).await.unwrap_err().contains("timed out"));
+        assert!(run(&handler(Action::Script("exit 3".into())), &event("failed", "db")).await.is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn webhooks_are_retried_with_backoff() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut bodies = Vec::new();
+            for code in ["500 Internal Server Error", "204 No Content"] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                bodies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                s.write_all(format!("HTTP/1.1 {code}\r\n\r\n").as_bytes()).await.unwrap();
+            }
+            bodies
+        });
+        let mut h = handler(Action::Webhook(format!("http://{addr}/hook")));
+        h.retries = 2;
+        run(&h, &event("failed", "db")).await.unwrap();
+        let bodies = server.await.unwrap();
+        assert_eq!(bodies.len(), 2, "one failure, then success");
+        assert!(bodies[1].starts_with("POST /hook HTTP/1.0") && bodies[1].ends_with("\"member\":\"db1\"}"));
+    }
+}
