@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use vigil_proto::codec::{Message, MemberState, Packet, Update, decode, encode};
+use vigil_proto::codec::{MemberState, Message, Packet, Update, decode, encode};
 use vigil_proto::{Config, Core, Health, HealthStatus, Identity, Instant, Meta, Name, State};
 
 fn fuzz_dir() -> PathBuf {
@@ -51,11 +51,16 @@ fn core_input_corpus_replays_cleanly() {
         let mut now = Instant::from_millis(1);
         for (i, chunk) in data.split(|b| *b == 0xFF).enumerate() {
             let from = ([10, 0, 0, (i % 6) as u8], 7900).into();
-            let _ = if i % 2 == 0 { c.handle_datagram(now, from, chunk) } else { c.handle_stream(now, from, chunk) };
+            let _ = if i % 2 == 0 {
+                c.handle_datagram(now, from, chunk)
+            } else {
+                c.handle_stream(now, from, chunk)
+            };
             now = now + Duration::from_millis(300);
             c.handle_timeout(now);
             while let Some(t) = c.poll_transmit() {
-                decode(&t.payload).unwrap_or_else(|e| panic!("{}: core sent an invalid packet: {e}", path.display()));
+                decode(&t.payload)
+                    .unwrap_or_else(|e| panic!("{}: core sent an invalid packet: {e}", path.display()));
             }
         }
     }

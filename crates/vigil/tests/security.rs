@@ -135,7 +135,12 @@ async fn a_flood_of_garbage_is_counted_and_the_member_keeps_answering() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after: u64 = ms[0].metrics().rejected.iter().map(|(_, n)| n).sum();
     // The kernel may drop some when the socket buffer is full; the rest are counted.
-    assert!(after - before >= sent * 8 / 10, "rejected {} of {sent}: {:?}", after - before, ms[0].metrics().rejected);
+    assert!(
+        after - before >= sent * 8 / 10,
+        "rejected {} of {sent}: {:?}",
+        after - before,
+        ms[0].metrics().rejected
+    );
     for m in &ms {
         assert_eq!(m.members().iter().filter(|x| x.state == State::Alive).count(), 3, "{}", m.name());
     }

@@ -1,0 +1,315 @@
+//! The agent's configuration: one typed [`AgentConfig`], built once at the
+//! edge from a TOML file, flags and environment variables.
+//!
+//! Precedence, per key: flag, then environment variable (`VIGIL_*`), then the
+//! config file, then the default. A list (`join`, `meta`) given by flag or
+//! environment replaces the file's list. An unknown or bad key is refused with
+//! its name and the reason.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{AgentArgs, LogFormat, Preset};
+use crate::meta;
+
+/// Default gossip port (UDP and TCP). Serf/Consul use 7946 (and Serf RPC 7373).
+pub const DEFAULT_GOSSIP_PORT: u16 = 7950;
+/// Default HTTP API port, bound on 127.0.0.1 unless configured otherwise.
+pub const DEFAULT_HTTP_PORT: u16 = 7951;
+/// Default time allowed for a graceful leave on SIGTERM, Ctrl-C or `POST /v1/leave`.
+pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A configuration value was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown key or a value of the wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key, line and column).
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("invalid `{key}`: {reason}")]
+    Invalid {
+        /// The key (as in the config file; the flag is `--` with `-` for `_`).
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+/// The config file's shape: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Member name.
+    pub name: Option<String>,
+    /// Gossip address (UDP and TCP).
+    pub bind: Option<SocketAddr>,
+    /// Address others reach this member at.
+    pub advertise: Option<SocketAddr>,
+    /// Seeds.
+    pub join: Option<Vec<String>>,
+    /// HTTP API address.
+    pub http: Option<SocketAddr>,
+    /// Snapshot directory.
+    pub data_dir: Option<PathBuf>,
+    /// Metadata as a table of strings.
+    pub meta: Option<BTreeMap<String, String>>,
+    /// Protocol preset.
+    pub preset: Option<Preset>,
+    /// Print events as JSON lines on stdout.
+    pub events_json: Option<bool>,
+    /// Log format on stderr.
+    pub log_format: Option<LogFormat>,
+    /// Time allowed for a graceful leave, e.g. `"5s"`.
+    #[serde(default, with = "humantime_opt")]
+    pub leave_timeout: Option<Duration>,
+}
+
+/// A small serde helper: durations as humantime strings (`"500ms"`, `"5s"`).
+mod humantime_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// Everything the agent runs with, checked.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Member name.
+    pub name: String,
+    /// Gossip address (UDP and TCP).
+    pub bind: SocketAddr,
+    /// Advertised address, if different from `bind`.
+    pub advertise: Option<SocketAddr>,
+    /// Seeds given explicitly (empty: rejoin from the snapshot, if any).
+    pub join: Vec<String>,
+    /// HTTP API address.
+    pub http: SocketAddr,
+    /// Where the snapshot is kept; none: no snapshot.
+    pub data_dir: Option<PathBuf>,
+    /// Metadata, encoded with [`meta::encode`].
+    pub meta: BTreeMap<String, String>,
+    /// Protocol preset.
+    pub preset: Preset,
+    /// Print events as JSON lines on stdout.
+    pub events_json: bool,
+    /// Log format on stderr.
+    pub log_format: LogFormat,
+    /// Time allowed for a graceful leave.
+    pub leave_timeout: Duration,
+    /// Exit when standard input closes (hidden; used by `vigil demo` and tests
+    /// so that no agent outlives its parent).
+    pub exit_on_stdin_eof: bool,
+}
+
+impl AgentConfig {
+    /// Builds the configuration from flags and environment (in `args`, as clap
+    /// parsed them) and the config file they name, if any.
+    pub fn load(args: &AgentArgs) -> Result<AgentConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        AgentConfig::merge(args, file)
+    }
+
+    /// Merges flags and environment over a parsed file, then validates.
+    pub fn merge(args: &AgentArgs, file: FileConfig) -> Result<AgentConfig, ConfigError> {
+        let meta = match &args.meta {
+            Some(pairs) if !pairs.is_empty() => {
+                let mut map = BTreeMap::new();
+                for pair in pairs {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .ok_or_else(|| invalid("meta", format!("`{pair}` is not KEY=VALUE")))?;
+                    map.insert(k.to_string(), v.to_string());
+                }
+                map
+            }
+            _ => file.meta.unwrap_or_default(),
+        };
+        let config = AgentConfig {
+            name: match args.name.clone().or(file.name) {
+                Some(n) => n,
+                None => host_name(),
+            },
+            bind: args
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_GOSSIP_PORT))),
+            advertise: args.advertise.or(file.advertise),
+            join: match &args.join {
+                Some(j) if !j.is_empty() => j.clone(),
+                _ => file.join.unwrap_or_default(),
+            },
+            http: args
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT))),
+            data_dir: args.data_dir.clone().or(file.data_dir),
+            meta,
+            preset: args.preset.or(file.preset).unwrap_or(Preset::Lan),
+            events_json: args.events_json.or(file.events_json).unwrap_or(false),
+            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            leave_timeout: args.leave_timeout.or(file.leave_timeout).unwrap_or(DEFAULT_LEAVE_TIMEOUT),
+            exit_on_stdin_eof: args.exit_on_stdin_eof,
+        };
+        let mut config = config;
+        if config.bind.ip().is_unspecified() && config.advertise.is_none() {
+            let ip = outbound_ip(config.bind.is_ipv6()).ok_or_else(|| {
+                invalid(
+                    "advertise",
+                    format!(
+                        "bind is {} (all interfaces) and no outbound address was found: set --advertise IP:PORT",
+                        config.bind
+                    ),
+                )
+            })?;
+            config.advertise = Some(SocketAddr::new(ip, config.bind.port()));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        vigil_proto::Name::new(&self.name).map_err(|e| invalid("name", e.to_string()))?;
+        meta::encode(&self.meta).map_err(|e| invalid("meta", e.to_string()))?;
+        if let Some(a) = self.advertise
+            && a.ip().is_unspecified()
+        {
+            return Err(invalid("advertise", format!("{a} is not an address other members can reach")));
+        }
+        for seed in &self.join {
+            if seed.trim().is_empty() || !seed.contains(':') {
+                return Err(invalid("join", format!("`{seed}` is not IP:PORT or HOST:PORT")));
+            }
+        }
+        if self.leave_timeout.is_zero() || self.leave_timeout > Duration::from_secs(300) {
+            return Err(invalid("leave_timeout", "must be between 1ms and 5m"));
+        }
+        Ok(())
+    }
+
+    /// The protocol settings of the preset.
+    pub fn protocol(&self) -> vigil_proto::Config {
+        match self.preset {
+            Preset::Lan => vigil_proto::Config::lan(),
+            Preset::Wan => vigil_proto::Config::wan(),
+            Preset::Local => vigil_proto::Config::local(),
+        }
+    }
+}
+
+/// Reads and parses a config file.
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    parse_file(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+}
+
+/// Parses config file text; the error message names the key and why.
+pub fn parse_file(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+}
+
+/// The local address of the interface that routes outward (found with a
+/// connected UDP socket; nothing is sent).
+fn outbound_ip(v6: bool) -> Option<std::net::IpAddr> {
+    let (bind, probe) = if v6 { ("[::]:0", "[2001:db8::1]:9") } else { ("0.0.0.0:0", "192.0.2.1:9") };
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect(probe).ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// This host's name, from the kernel; `vigil` if it cannot be read.
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "vigil".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: AgentArgs,
+    }
+
+    fn args(extra: &[&str]) -> AgentArgs {
+        let mut v = vec!["agent"];
+        v.extend_from_slice(extra);
+        Wrap::try_parse_from(v).unwrap().args
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let file = parse_file(
+            "name = \"f\"\nbind = \"127.0.0.1:9000\"\njoin = [\"127.0.0.1:9001\"]\nleave_timeout = \"2s\"\n[meta]\nrole = \"db\"\n",
+        )
+        .unwrap();
+        let c = AgentConfig::merge(&args(&["--name", "cli", "--meta", "zone=a"]), file).unwrap();
+        assert_eq!(c.name, "cli");
+        assert_eq!(c.bind, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.join, vec!["127.0.0.1:9001".to_string()]);
+        assert_eq!(c.meta.get("zone").map(String::as_str), Some("a"));
+        assert!(!c.meta.contains_key("role"), "a list given by flag replaces the file's");
+        assert_eq!(c.leave_timeout, Duration::from_secs(2));
+        assert_eq!(c.http.port(), DEFAULT_HTTP_PORT);
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_named() {
+        let e = parse_file("bnid = \"127.0.0.1:1\"").unwrap_err();
+        assert!(e.contains("unknown field `bnid`"), "{e}");
+        let e = parse_file("bind = \"nowhere\"").unwrap_err();
+        assert!(e.contains("bind"), "{e}");
+        let e = parse_file("leave_timeout = \"soon\"").unwrap_err();
+        assert!(e.contains("leave_timeout"), "{e}");
+        let e = parse_file("preset = \"moon\"").unwrap_err();
+        assert!(e.contains("preset") && e.contains("moon"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let bad =
+            |extra: &[&str]| AgentConfig::merge(&args(extra), FileConfig::default()).unwrap_err().to_string();
+        assert!(bad(&["--bind", "127.0.0.1:1", "--meta", "novalue"]).contains("`meta`"));
+        assert!(bad(&["--bind", "127.0.0.1:1", "--advertise", "0.0.0.0:1"]).contains("`advertise`"));
+        let long = format!("k={}", "v".repeat(600));
+        assert!(bad(&["--bind", "127.0.0.1:1", "--meta", &long]).contains("`meta`"));
+        assert!(bad(&["--bind", "127.0.0.1:1", "--name", ""]).contains("`name`"));
+    }
+}

@@ -1,0 +1,208 @@
+//! `vigil demo`: five agents on 127.0.0.1; one is killed, the others detect
+//! it (shown live, with who and when), it restarts and rejoins from its
+//! snapshot. Ends by itself in about 15 s and leaves no process behind.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cli::DemoArgs;
+use crate::cluster::{LocalCluster, Seen};
+
+/// The demo failed or was interrupted; every agent was stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DemoError(pub String);
+
+fn ctrl_c_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                f.store(true, Ordering::SeqCst);
+            }
+        });
+    });
+    flag
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:>5.2}s", d.as_secs_f64())
+}
+
+fn names(e: &Value, k: &str) -> String {
+    e.get(k)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+/// Runs the demo.
+pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
+    let stop = ctrl_c_flag();
+    let exe = std::env::current_exe().map_err(|e| DemoError(format!("cannot find this binary: {e}")))?;
+    let dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = {
+        let mut cluster = LocalCluster::new(exe, &dir, "lan");
+        // The cluster is dropped (every agent killed) on every path out of here, panics included.
+        script(&mut cluster, usize::from(args.agents), &stop)
+    };
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("agent logs kept in {}", dir.display());
+    }
+    result
+}
+
+/// Waits for events matching `want` until `n` distinct agents showed one, or
+/// the deadline; prints each as it arrives (`want` says what to print and
+/// whether it counts). Returns the agents and their times.
+fn watch(
+    cluster: &LocalCluster,
+    stop: &AtomicBool,
+    since: Instant,
+    within: Duration,
+    n: usize,
+    want: impl Fn(&Seen) -> Option<(String, bool)>,
+) -> Result<Vec<(String, Duration)>, DemoError> {
+    let mut seen: Vec<(String, Duration)> = Vec::new();
+    let deadline = since + within;
+    while seen.len() < n && Instant::now() < deadline {
+        if stop.load(Ordering::SeqCst) {
+            return Err(DemoError("interrupted: all agents stopped".into()));
+        }
+        let Ok(s) = cluster.events.recv_timeout(Duration::from_millis(100)) else { continue };
+        if let Some((line, counts)) = want(&s) {
+            let t = s.at.saturating_duration_since(since);
+            println!("  +{}  {line}", secs(t));
+            if counts && !seen.iter().any(|(b, _)| *b == s.by) {
+                seen.push((s.by.clone(), t));
+            }
+        }
+    }
+    Ok(seen)
+}
+
+fn show_view(cluster: &LocalCluster) {
+    if let Some(states) = cluster.agents[0].states() {
+        let line: Vec<String> = states.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("{} sees: {}", cluster.agents[0].name, line.join(" "));
+    }
+}
+
+/// Sleeps, unless Ctrl-C.
+fn pause(stop: &AtomicBool, d: Duration) -> Result<(), DemoError> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::SeqCst) {
+            return Err(DemoError("interrupted: all agents stopped".into()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn script(cluster: &mut LocalCluster, n: usize, stop: &AtomicBool) -> Result<(), DemoError> {
+    let io = |e: std::io::Error| DemoError(format!("cannot start an agent: {e}"));
+    println!("vigil demo: {n} agents on 127.0.0.1 (preset `lan`: 1 s protocol period)\n");
+    let t0 = Instant::now();
+    let seed = cluster.add("demo-1", None).map_err(io)?;
+    let seed_addr = cluster.agents[seed].gossip;
+    for i in 2..=n {
+        cluster.add(&format!("demo-{i}"), Some(seed_addr)).map_err(io)?;
+    }
+    for a in &cluster.agents {
+        println!("  {:<7} gossip {}  api {}", a.name, a.gossip, a.url());
+    }
+    let converged = cluster
+        .wait_converged(Duration::from_secs(15))
+        .ok_or_else(|| DemoError("the agents did not converge within 15 s".into()))?;
+    println!(
+        "\nall {n} agents see each other alive after {} (from the first start: {})",
+        secs(converged),
+        secs(t0.elapsed())
+    );
+    let api = cluster.agents[0].url();
+    println!(
+        "try, while it runs:  curl {api}/v1/members   or   vigil members --http {}",
+        cluster.agents[0].http
+    );
+    while cluster.events.try_recv().is_ok() {}
+
+    pause(stop, Duration::from_secs(3))?;
+    let victim = n / 2;
+    let vname = cluster.agents[victim].name.clone();
+    println!("\nkill -9 {vname} (pid {})", cluster.agents[victim].pid().unwrap_or(0));
+    let killed = Instant::now();
+    cluster.kill(victim);
+    let detected = watch(cluster, stop, killed, Duration::from_secs(15), n - 1, |s| {
+        let e = &s.event;
+        if e.get("member").and_then(Value::as_str) != Some(vname.as_str()) {
+            return None;
+        }
+        match e.get("kind").and_then(Value::as_str)? {
+            "suspected" => Some((
+                format!("{:<7} suspects {vname} (suspected by {})", s.by, names(e, "suspected_by")),
+                false,
+            )),
+            "failed" => Some((
+                format!(
+                    "{:<7} declares {vname} FAILED (suspected by {}; {} confirmations; suspicion {} ms; declared by {})",
+                    s.by,
+                    names(e, "suspected_by"),
+                    e.get("confirmations").and_then(Value::as_u64).unwrap_or(0),
+                    e.get("suspicion_ms").and_then(Value::as_u64).unwrap_or(0),
+                    e.get("declared_by").and_then(Value::as_str).unwrap_or("?"),
+                ),
+                true,
+            )),
+            _ => None,
+        }
+    })?;
+    match detected.iter().map(|(_, t)| *t).max() {
+        Some(full) if detected.len() == n - 1 => {
+            println!("every other agent declared {vname} failed: full detection in {}", secs(full));
+        }
+        _ => println!("only {} of {} agents declared {vname} failed within 15 s", detected.len(), n - 1),
+    }
+
+    show_view(cluster);
+    pause(stop, Duration::from_secs(2))?;
+    println!("\nrestart {vname} without --join: it rejoins the members in its snapshot");
+    let restarted = Instant::now();
+    cluster.start(victim, None).map_err(io)?;
+    let rejoined = watch(cluster, stop, restarted, Duration::from_secs(15), n - 1, |s| {
+        let e = &s.event;
+        let kind = e.get("kind").and_then(Value::as_str)?;
+        let member = e.get("member").and_then(Value::as_str)?;
+        (s.by != vname && member == vname && matches!(kind, "joined" | "recovered")).then(|| {
+            (format!("{:<7} sees {vname} {kind} again (incarnation {})", s.by, e["incarnation"]), true)
+        })
+    })?;
+    match rejoined.iter().map(|(_, t)| *t).max() {
+        Some(t) if rejoined.len() == n - 1 => {
+            println!("{vname} is back in every agent's view after {}", secs(t))
+        }
+        _ => println!("{vname} is back in {} of {} agents' views", rejoined.len(), n - 1),
+    }
+    show_view(cluster);
+    pause(stop, Duration::from_secs(1))?;
+
+    println!("\nstopping: every agent leaves gracefully");
+    for i in 0..cluster.agents.len() {
+        if let Some(c) = cluster.agents[i].child.as_mut() {
+            drop(c.stdin.take());
+        }
+    }
+    for i in 0..cluster.agents.len() {
+        cluster.stop(i, Duration::from_secs(4));
+    }
+    println!("done in {}: no agent left running", secs(t0.elapsed()));
+    Ok(())
+}

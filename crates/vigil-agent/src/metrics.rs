@@ -1,0 +1,147 @@
+//! `GET /metrics`: the library's counters in the Prometheus text format.
+//!
+//! The library keeps plain counters; at each scrape they are copied into a
+//! fresh prometheus-client registry and encoded. Names (all `vigil_`):
+//!
+//! | name | type | labels |
+//! | --- | --- | --- |
+//! | `vigil_received_packets_total`, `vigil_sent_packets_total` | counter | `kind` |
+//! | `vigil_received_bytes_total`, `vigil_sent_bytes_total` | counter | `kind` |
+//! | `vigil_packets_rejected_total` | counter | `reason` |
+//! | `vigil_probes_total`, `vigil_probes_failed_total`, `vigil_indirect_probes_total`, `vigil_stream_probes_total` | counter | |
+//! | `vigil_suspicions_total`, `vigil_refutations_total`, `vigil_failures_declared_total` | counter | |
+//! | `vigil_push_pulls_total`, `vigil_send_errors_total`, `vigil_stream_errors_total`, `vigil_fault_drops_total` | counter | |
+//! | `vigil_events_total` | counter | |
+//! | `vigil_local_health_score` | gauge | |
+//! | `vigil_members` | gauge | `state` |
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use vigil::{Member, Metrics, State};
+
+type Labels = Vec<(&'static str, String)>;
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+fn labelled(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    label: &'static str,
+    values: impl IntoIterator<Item = (String, u64)>,
+) {
+    let family = Family::<Labels, Counter<u64>>::default();
+    for (l, v) in values {
+        family.get_or_create(&vec![(label, l)]).inc_by(v);
+    }
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, family),
+        None => registry.register(name, help, family),
+    }
+}
+
+/// Renders the counters and member counts (OpenMetrics text, which
+/// Prometheus reads).
+pub fn render(m: &Metrics, members: &[Member], events: u64) -> String {
+    let mut r = Registry::with_prefix("vigil");
+    let packets = || Some(Unit::Other("packets".into()));
+    let by_kind = |f: fn(&vigil::KindCounts) -> u64| {
+        m.traffic.iter().map(move |k| (k.kind.to_string(), f(k))).collect::<Vec<_>>()
+    };
+    labelled(
+        &mut r,
+        "received",
+        "Packets received, by message kind",
+        packets(),
+        "kind",
+        by_kind(|k| k.packets_in),
+    );
+    labelled(&mut r, "sent", "Packets sent, by message kind", packets(), "kind", by_kind(|k| k.packets_out));
+    labelled(
+        &mut r,
+        "received",
+        "Bytes received, by message kind",
+        Some(Unit::Bytes),
+        "kind",
+        by_kind(|k| k.bytes_in),
+    );
+    labelled(
+        &mut r,
+        "sent",
+        "Bytes sent, by message kind",
+        Some(Unit::Bytes),
+        "kind",
+        by_kind(|k| k.bytes_out),
+    );
+    labelled(
+        &mut r,
+        "packets_rejected",
+        "Packets rejected, by reason",
+        None,
+        "reason",
+        m.rejected.iter().map(|(reason, n)| (reason.to_string(), *n)),
+    );
+    let p = &m.protocol;
+    counter(&mut r, "probes", "Direct probes sent", p.probes_sent);
+    counter(&mut r, "probes_failed", "Probes without an ack within the protocol period", p.probes_failed);
+    counter(&mut r, "indirect_probes", "Indirect probe requests sent", p.indirect_probes_sent);
+    counter(&mut r, "stream_probes", "Fallback probes sent over TCP", p.stream_probes_sent);
+    counter(&mut r, "suspicions", "Suspicions this member started", p.suspicions_started);
+    counter(&mut r, "refutations", "Times this member refuted a suspicion of itself", p.refutations);
+    counter(&mut r, "failures_declared", "Members this member declared failed", p.failures_declared);
+    counter(&mut r, "push_pulls", "Full-state exchanges started", p.push_pulls_sent);
+    counter(&mut r, "send_errors", "Datagrams that could not be sent", m.send_errors);
+    counter(&mut r, "stream_errors", "TCP exchanges that failed", m.stream_errors);
+    counter(&mut r, "fault_drops", "Packets dropped by fault injection (tests only)", m.fault_drops);
+    counter(&mut r, "events", "Membership events seen by this agent", events);
+    let health = Gauge::<i64>::default();
+    health.set(i64::from(m.local_health));
+    r.register("local_health_score", "Lifeguard local health score (0 is healthy)", health);
+    let by_state = Family::<Labels, Gauge<i64>>::default();
+    for s in [State::Alive, State::Suspect, State::Dead, State::Left] {
+        let n = members.iter().filter(|x| x.state == s).count();
+        by_state.get_or_create(&vec![("state", s.as_str().to_string())]).set(i64::try_from(n).unwrap_or(0));
+    }
+    r.register("members", "Known members by state, this one included", by_state);
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
+
+/// Sums one counter over its label values in a rendered text (used by the
+/// figures script and tests): `sum("vigil_sent_bytes_total", text)`.
+pub fn sum(name: &str, text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_prefix_units_and_total() {
+        let mut m = Metrics::default();
+        m.traffic =
+            vec![vigil::KindCounts { kind: "ping", packets_out: 3, bytes_out: 90, ..Default::default() }];
+        m.rejected = vec![("malformed", 2)];
+        let text = render(&m, &[], 0);
+        assert!(text.contains("vigil_sent_packets_total{kind=\"ping\"} 3"), "{text}");
+        assert!(text.contains("vigil_sent_bytes_total{kind=\"ping\"} 90"), "{text}");
+        assert!(text.contains("vigil_packets_rejected_total{reason=\"malformed\"} 2"), "{text}");
+        assert!(text.contains("vigil_members{state=\"alive\"} 0"), "{text}");
+        assert!(text.contains("vigil_local_health_score 0"), "{text}");
+        assert_eq!(sum("vigil_sent_bytes_total", &text), 90.0);
+    }
+}

@@ -1,0 +1,181 @@
+//! `vigil watch`: keeps a file rendered from the healthy member set and runs
+//! a reload command when it changes (consul-template is the model).
+//!
+//! Each second it reads `/v1/members?state=alive&health=ok` plus the filter
+//! (`role=web` becomes `meta.role=web`) from the local agent. When the set
+//! changed and then stayed the same for `--debounce`, it renders the template
+//! (minijinja syntax) with `members`, each having `name`, `addr`, `host`,
+//! `port` (the `port` metadata if set, else the gossip port), `meta`,
+//! `health`; writes the output atomically if it differs from the file; and
+//! runs `--exec` through `sh -c`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::client::{ClientError, base_url, get};
+
+/// What `vigil watch` needs.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// The agent's API.
+    pub http: String,
+    /// `KEY=VALUE` metadata filters, all required.
+    pub filters: Vec<String>,
+    /// Template file.
+    pub template: PathBuf,
+    /// Output file.
+    pub out: PathBuf,
+    /// Reload command, run after each change.
+    pub exec: Option<String>,
+    /// Quiet time before acting on a change.
+    pub debounce: Duration,
+    /// Render once and exit.
+    pub once: bool,
+}
+
+/// The query for the healthy set.
+pub fn query(filters: &[String]) -> Result<String, ClientError> {
+    let mut q = String::from("/v1/members?state=alive&health=ok");
+    for f in filters {
+        let (k, v) = f
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| ClientError(format!("filter `{f}`: expected KEY=VALUE")))?;
+        q.push_str(&format!("&meta.{}={}", encode(k), encode(v)));
+    }
+    Ok(q)
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// The template context for a member list from the API.
+pub fn context(members: &[Value]) -> Value {
+    let mut ms: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            let addr = m.get("addr").and_then(Value::as_str).unwrap_or("");
+            let (host, gossip_port) = addr.rsplit_once(':').unwrap_or((addr, ""));
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = m.pointer("/meta/port").and_then(Value::as_str).unwrap_or(gossip_port);
+            json!({
+                "name": m.get("name"),
+                "addr": addr,
+                "host": host,
+                "port": port,
+                "meta": m.get("meta"),
+                "health": m.get("health"),
+            })
+        })
+        .collect();
+    ms.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json!({ "members": ms })
+}
+
+/// Renders `template` with the members.
+pub fn render(template: &str, members: &[Value]) -> Result<String, ClientError> {
+    let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.add_template("t", template).map_err(|e| ClientError(format!("template: {e}")))?;
+    let t = env.get_template("t").map_err(|e| ClientError(format!("template: {e}")))?;
+    t.render(context(members)).map_err(|e| ClientError(format!("template: {e}")))
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), ClientError> {
+    let tmp = path.with_extension("vigil-tmp");
+    std::fs::write(&tmp, text).map_err(|e| ClientError(format!("writing {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| ClientError(format!("renaming to {}: {e}", path.display())))
+}
+
+fn reload(cmd: &str) {
+    match std::process::Command::new("sh").arg("-c").arg(cmd).status() {
+        Ok(s) if s.success() => tracing::info!("reload command succeeded"),
+        Ok(s) => tracing::warn!("reload command exited with {s}"),
+        Err(e) => tracing::warn!("reload command could not run: {e}"),
+    }
+}
+
+/// Renders now; returns whether the file changed.
+fn apply(opts: &WatchOptions, template: &str, members: &[Value]) -> Result<bool, ClientError> {
+    let text = render(template, members)?;
+    if std::fs::read_to_string(&opts.out).ok().as_deref() == Some(text.as_str()) {
+        return Ok(false);
+    }
+    write_atomically(&opts.out, &text)?;
+    eprintln!("vigil watch: wrote {} ({} members)", opts.out.display(), members.len());
+    if let Some(cmd) = &opts.exec {
+        reload(cmd);
+    }
+    Ok(true)
+}
+
+/// Runs until interrupted (or once).
+pub fn run(opts: &WatchOptions) -> Result<(), ClientError> {
+    let base = base_url(&opts.http);
+    let path = query(&opts.filters)?;
+    let template = std::fs::read_to_string(&opts.template)
+        .map_err(|e| ClientError(format!("reading template {}: {e}", opts.template.display())))?;
+    // Check the template before waiting on anything.
+    render(&template, &[])?;
+    let fetch = || -> Result<Vec<Value>, ClientError> { Ok(get(&base, &path)?.as_array().cloned().unwrap_or_default()) };
+    let mut current = fetch()?;
+    apply(opts, &template, &current)?;
+    if opts.once {
+        return Ok(());
+    }
+    let names = |ms: &[Value]| -> Vec<String> {
+        let mut v: Vec<String> = ms.iter().map(|m| m.to_string()).collect();
+        v.sort();
+        v
+    };
+    let mut pending: Option<(Vec<Value>, Instant)> = None;
+    loop {
+        std::thread::sleep(Duration::from_secs(1).min(opts.debounce.max(Duration::from_millis(100))));
+        let latest = match fetch() {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("vigil watch: {e}");
+                continue;
+            }
+        };
+        match &mut pending {
+            _ if names(&latest) == names(&current) => pending = None,
+            Some((set, since)) if names(set) == names(&latest) => {
+                if since.elapsed() >= opts.debounce {
+                    apply(opts, &template, &latest)?;
+                    current = latest;
+                    pending = None;
+                }
+            }
+            _ => pending = Some((latest, Instant::now())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_become_a_query_and_bad_ones_are_refused() {
+        assert_eq!(query(&["role=web".into()]).unwrap(), "/v1/members?state=alive&health=ok&meta.role=web");
+        assert_eq!(query(&["a b=c&d".into()]).unwrap(), "/v1/members?state=alive&health=ok&meta.a%20b=c%26d");
+        assert!(query(&["role".into()]).is_err());
+    }
+
+    #[test]
+    fn renders_an_nginx_upstream_with_ports_from_metadata() {
+        let members = vec![
+            json!({"name": "web2", "addr": "10.0.0.2:7950", "meta": {"role": "web", "port": "8080"}, "health": {"status": "ok", "reason": ""}}),
+            json!({"name": "web1", "addr": "10.0.0.1:7950", "meta": {"role": "web"}, "health": {"status": "ok", "reason": ""}}),
+        ];
+        let t = "upstream web {\n{% for m in members %}  server {{ m.host }}:{{ m.port }};\n{% endfor %}}\n";
+        assert_eq!(render(t, &members).unwrap(), "upstream web {\n  server 10.0.0.1:7950;\n  server 10.0.0.2:8080;\n}\n");
+        assert!(render("{% for %}", &members).unwrap_err().0.contains("template"));
+    }
+}
