@@ -30,6 +30,9 @@ pub enum RunError {
     /// `VIGIL_FAULTS` could not be parsed.
     #[error("invalid VIGIL_FAULTS: {0}")]
     Faults(String),
+    /// The key file or token file was refused.
+    #[error("{0}")]
+    Secret(String),
 }
 
 /// Parses the test-only `VIGIL_FAULTS` value: comma-separated
@@ -81,6 +84,31 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         lib = lib.with_faults(faults);
     }
 
+    let token = match &config.http_token_file {
+        Some(path) => {
+            let t = crate::security::read_secret(path, "token file").map_err(RunError::Secret)?;
+            let t = t.trim().to_string();
+            if t.len() < 16 {
+                return Err(RunError::Secret(format!(
+                    "token file {}: use a token of at least 16 characters",
+                    path.display()
+                )));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    match &config.key_file {
+        Some(path) => {
+            let ring = crate::security::load_keyring(path, &config.cluster_name).map_err(RunError::Secret)?;
+            tracing::info!(cluster = %config.cluster_name, keys = ring.list().len(), "traffic is encrypted");
+            lib = lib.with_keyring(ring);
+        }
+        None => tracing::warn!(
+            "--insecure-plaintext: traffic is NOT encrypted or authenticated; anyone on the network can join or lie"
+        ),
+    }
+
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .map_err(|source| RunError::Http { addr: config.http, source })?;
@@ -125,7 +153,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         });
     }
 
-    let state = AppState::new(vigil.clone(), log, origin_ms, config.leave_timeout);
+    let state = AppState::new(vigil.clone(), log, origin_ms, config.leave_timeout)
+        .with_security(token, config.insecure_plaintext);
     if config.exit_on_stdin_eof {
         watch_stdin(state.clone());
     }

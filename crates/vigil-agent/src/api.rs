@@ -41,6 +41,10 @@ struct Inner {
     left: AtomicBool,
     stop_tx: watch::Sender<bool>,
     stop_rx: watch::Receiver<bool>,
+    /// Bearer token required for mutating calls, if any.
+    token: Option<String>,
+    /// Traffic is not encrypted (shown as a warning).
+    plaintext: bool,
 }
 
 impl AppState {
@@ -57,8 +61,29 @@ impl AppState {
                 left: AtomicBool::new(false),
                 stop_tx,
                 stop_rx,
+                token: None,
+                plaintext: false,
             }),
         }
+    }
+
+    /// Sets the API token and whether traffic is plaintext; call before sharing.
+    pub fn with_security(mut self, token: Option<String>, plaintext: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.token = token;
+            inner.plaintext = plaintext;
+        }
+        self
+    }
+
+    /// The bearer token mutating calls need, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    /// The member.
+    pub fn vigil(&self) -> &Arc<Vigil> {
+        &self.inner.vigil
     }
 
     /// Turns true when the agent should stop (after `POST /v1/leave`, or
@@ -191,7 +216,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/self/health", put(set_health))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
+        .route("/v1/keys", get(crate::security::list_keys))
+        .route("/v1/keys/{op}", post(crate::security::key_op))
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/{file}", get(crate::dashboard::asset))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::security::require_token))
         .with_state(state)
 }
 
@@ -272,11 +302,29 @@ async fn member(State(s): State<AppState>, Path(name): Path<String>) -> ApiResul
     }
 }
 
-async fn self_member(State(s): State<AppState>) -> ApiResult<Json<MemberJson>> {
+/// `GET /v1/self`: this member's entry, plus what only it knows: its local
+/// health score, traffic totals, whether traffic is encrypted, and warnings.
+async fn self_member(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let v = &s.inner.vigil;
-    v.member(v.name())
-        .map(|m| Json(s.member_json(&m)))
-        .ok_or_else(|| ApiError::Unavailable("this member's entry is not published yet".into()))
+    let m = v
+        .member(v.name())
+        .ok_or_else(|| ApiError::Unavailable("this member's entry is not published yet".into()))?;
+    let mut json = serde_json::to_value(s.member_json(&m)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let metrics = v.metrics();
+    let (bytes_in, bytes_out) =
+        metrics.traffic.iter().fold((0, 0), |(i, o), k| (i + k.bytes_in, o + k.bytes_out));
+    let mut warnings = Vec::new();
+    if s.inner.plaintext {
+        warnings.push("traffic is not encrypted or authenticated (--insecure-plaintext)");
+    }
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("local_health".into(), metrics.local_health.into());
+        obj.insert("bytes_in".into(), bytes_in.into());
+        obj.insert("bytes_out".into(), bytes_out.into());
+        obj.insert("encrypted".into(), (!s.inner.plaintext).into());
+        obj.insert("warnings".into(), warnings.into());
+    }
+    Ok(Json(json))
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,6 +19,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Run the agent: join the cluster, serve the HTTP API.
     Agent(AgentArgs),
@@ -34,6 +35,62 @@ pub enum Command {
     Info(ClientArgs),
     /// Run a 5-agent cluster on 127.0.0.1, kill one, watch it detected and rejoin.
     Demo(DemoArgs),
+    /// Print a new random cluster key (base64), for --key-file.
+    Keygen,
+    /// List, install, use or remove cluster keys on every member.
+    Keys(KeysArgs),
+    /// A live terminal view of the cluster (members, health, recent events).
+    Top(ClientArgs),
+    /// Keep a file rendered from the healthy member set; run a command when it changes.
+    Watch(WatchArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) generated from this command line.
+    Man,
+}
+
+/// `vigil keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The agent.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Apply to the local agent only (default: every alive member, each one acknowledging).
+    #[arg(long, global = true)]
+    pub local: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// Key operations. Rotate with install, then use, then remove the old key.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Fingerprints of the installed keys, the primary first.
+    List,
+    /// Add a key for receiving.
+    Install {
+        /// The key, base64 (as `vigil keygen` prints it).
+        key: String,
+    },
+    /// Make an installed key the one used for sending.
+    Use {
+        /// The key, base64.
+        key: String,
+    },
+    /// Remove a key that is not used for sending.
+    Remove {
+        /// The key, base64.
+        key: String,
+    },
+}
+
+/// `vigil completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Protocol presets (see `vigil_proto::Config`).
@@ -106,6 +163,30 @@ pub struct AgentArgs {
     /// Time allowed for a graceful leave on SIGTERM/Ctrl-C [default: 5s].
     #[arg(long, env = "VIGIL_LEAVE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub leave_timeout: Option<Duration>,
+    /// File holding the cluster key (base64, as `vigil keygen` prints it; more
+    /// lines: more keys, the first used for sending). Must not be readable by
+    /// other users. Required unless --insecure-plaintext.
+    #[arg(long, env = "VIGIL_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Cluster name, bound into every packet: clusters that share a key but
+    /// not a name never merge [default: vigil].
+    #[arg(long, env = "VIGIL_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// Send and accept unencrypted, unauthenticated traffic (tests and
+    /// isolated networks only; a warning is logged and shown in /v1/self).
+    #[arg(
+        long,
+        env = "VIGIL_INSECURE_PLAINTEXT",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub insecure_plaintext: Option<bool>,
+    /// File holding the bearer token required for every mutating API call
+    /// (required when --http is not a loopback address).
+    #[arg(long, env = "VIGIL_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
     /// Exit (after a graceful leave) when standard input closes, so that an
     /// agent never outlives the process that started it (demo, tests).
     #[arg(long, env = "VIGIL_EXIT_ON_STDIN_EOF", hide = true)]
@@ -158,6 +239,47 @@ pub struct EventsArgs {
     /// Print the events' JSON lines instead of readable lines.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `vigil watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The agent.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only members with this metadata, KEY=VALUE (repeatable, all must hold).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Template file (minijinja/Jinja2 syntax) rendered with `members`.
+    #[arg(long, value_name = "FILE")]
+    pub template: PathBuf,
+    /// Output file, replaced atomically when the rendering changes.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Command run through `sh -c` after each change (e.g. `nginx -s reload`).
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Quiet time the set must hold before the file is rewritten.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub debounce: Duration,
+    /// Render once and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+impl WatchArgs {
+    /// The options of [`crate::watch::run`].
+    pub fn options(&self) -> crate::watch::WatchOptions {
+        crate::watch::WatchOptions {
+            http: self.client.http.clone(),
+            filters: self.filter.clone(),
+            template: self.template.clone(),
+            out: self.out.clone(),
+            exec: self.exec.clone(),
+            debounce: self.debounce,
+            once: self.once,
+        }
+    }
 }
 
 /// `vigil demo`.

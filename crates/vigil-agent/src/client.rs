@@ -73,11 +73,26 @@ pub fn get_text(base: &str, path: &str) -> Result<String, ClientError> {
 pub fn send(method: &str, base: &str, path: &str, body: &Value) -> Result<Value, ClientError> {
     let url = format!("{base}{path}");
     let a = agent(Some(Duration::from_secs(30)));
-    let result = match method {
-        "PUT" => a.put(&url).send_json(body),
-        _ => a.post(&url).send_json(body),
+    let token = token_from_env()?;
+    let auth = token.as_deref().map(|t| format!("Bearer {t}"));
+    let result = match (method, auth) {
+        ("PUT", Some(auth)) => a.put(&url).header("Authorization", auth.as_str()).send_json(body),
+        ("PUT", None) => a.put(&url).send_json(body),
+        (_, Some(auth)) => a.post(&url).header("Authorization", auth.as_str()).send_json(body),
+        (_, None) => a.post(&url).send_json(body),
     };
     reply(&url, result)
+}
+
+/// The API token for mutating calls, from the file named by
+/// `VIGIL_HTTP_TOKEN_FILE` (the same file the agent reads), if set.
+fn token_from_env() -> Result<Option<String>, ClientError> {
+    match std::env::var_os("VIGIL_HTTP_TOKEN_FILE") {
+        Some(p) => crate::security::read_secret(std::path::Path::new(&p), "token file")
+            .map(|t| Some(t.trim().to_string()))
+            .map_err(ClientError),
+        None => Ok(None),
+    }
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {

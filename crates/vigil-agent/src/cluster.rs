@@ -137,8 +137,11 @@ impl LocalCluster {
         std::fs::create_dir_all(&a.data_dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
         let mut cmd = Command::new(&self.exe);
+        let key_file = self.key_file()?;
         cmd.arg("agent")
             .args(["--name", &a.name, "--bind", &a.gossip.to_string(), "--http", &a.http.to_string()])
+            .arg("--key-file")
+            .arg(&key_file)
             .args(["--preset", &self.preset, "--events-json", "--leave-timeout", "2s"])
             .arg("--data-dir")
             .arg(&a.data_dir)
@@ -164,6 +167,19 @@ impl LocalCluster {
         });
         self.agents[i].child = Some(child);
         Ok(())
+    }
+
+    /// The cluster key file shared by these agents (created on first use, mode 0600).
+    pub fn key_file(&self) -> std::io::Result<PathBuf> {
+        let path = self.dir.join("cluster.key");
+        if !path.exists() {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::create_dir_all(&self.dir)?;
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+            writeln!(f, "{}", vigil::Key::generate().to_base64())?;
+        }
+        Ok(path)
     }
 
     /// The stderr log of agent `i`.

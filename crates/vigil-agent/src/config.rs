@@ -83,6 +83,14 @@ pub struct FileConfig {
     /// Time allowed for a graceful leave, e.g. `"5s"`.
     #[serde(default, with = "humantime_opt")]
     pub leave_timeout: Option<Duration>,
+    /// Cluster key file.
+    pub key_file: Option<PathBuf>,
+    /// Cluster name, bound into every packet.
+    pub cluster_name: Option<String>,
+    /// Unencrypted traffic (tests only).
+    pub insecure_plaintext: Option<bool>,
+    /// Bearer token file for mutating API calls.
+    pub http_token_file: Option<PathBuf>,
 }
 
 /// A small serde helper: durations as humantime strings (`"500ms"`, `"5s"`).
@@ -125,6 +133,14 @@ pub struct AgentConfig {
     /// Exit when standard input closes (hidden; used by `vigil demo` and tests
     /// so that no agent outlives its parent).
     pub exit_on_stdin_eof: bool,
+    /// Cluster key file (none only with `insecure_plaintext`).
+    pub key_file: Option<PathBuf>,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Unencrypted traffic.
+    pub insecure_plaintext: bool,
+    /// Bearer token file for mutating API calls.
+    pub http_token_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -178,6 +194,10 @@ impl AgentConfig {
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             leave_timeout: args.leave_timeout.or(file.leave_timeout).unwrap_or(DEFAULT_LEAVE_TIMEOUT),
             exit_on_stdin_eof: args.exit_on_stdin_eof,
+            key_file: args.key_file.clone().or(file.key_file),
+            cluster_name: args.cluster_name.clone().or(file.cluster_name).unwrap_or_else(|| "vigil".into()),
+            insecure_plaintext: args.insecure_plaintext.or(file.insecure_plaintext).unwrap_or(false),
+            http_token_file: args.http_token_file.clone().or(file.http_token_file),
         };
         let mut config = config;
         if config.bind.ip().is_unspecified() && config.advertise.is_none() {
@@ -208,6 +228,31 @@ impl AgentConfig {
             if seed.trim().is_empty() || !seed.contains(':') {
                 return Err(invalid("join", format!("`{seed}` is not IP:PORT or HOST:PORT")));
             }
+        }
+        match (&self.key_file, self.insecure_plaintext) {
+            (None, false) => {
+                return Err(invalid(
+                    "key_file",
+                    "no cluster key: pass --key-file FILE (create it with `vigil keygen > FILE && chmod 600 FILE`), \
+                     or --insecure-plaintext for tests on a trusted network",
+                ));
+            }
+            (Some(_), true) => {
+                return Err(invalid("insecure_plaintext", "cannot be combined with key_file: choose one"));
+            }
+            _ => {}
+        }
+        if self.cluster_name.is_empty() || self.cluster_name.len() > 128 {
+            return Err(invalid("cluster_name", "must be 1 to 128 bytes"));
+        }
+        if !self.http.ip().is_loopback() && self.http_token_file.is_none() {
+            return Err(invalid(
+                "http_token_file",
+                format!(
+                    "the API is bound to {} beyond loopback: set --http-token-file FILE so that mutating calls need a token",
+                    self.http
+                ),
+            ));
         }
         if self.leave_timeout.is_zero() || self.leave_timeout > Duration::from_secs(300) {
             return Err(invalid("leave_timeout", "must be between 1ms and 5m"));
@@ -280,7 +325,9 @@ mod tests {
             "name = \"f\"\nbind = \"127.0.0.1:9000\"\njoin = [\"127.0.0.1:9001\"]\nleave_timeout = \"2s\"\n[meta]\nrole = \"db\"\n",
         )
         .unwrap();
-        let c = AgentConfig::merge(&args(&["--name", "cli", "--meta", "zone=a"]), file).unwrap();
+        let c =
+            AgentConfig::merge(&args(&["--name", "cli", "--meta", "zone=a", "--insecure-plaintext"]), file)
+                .unwrap();
         assert_eq!(c.name, "cli");
         assert_eq!(c.bind, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.join, vec!["127.0.0.1:9001".to_string()]);
@@ -288,6 +335,27 @@ mod tests {
         assert!(!c.meta.contains_key("role"), "a list given by flag replaces the file's");
         assert_eq!(c.leave_timeout, Duration::from_secs(2));
         assert_eq!(c.http.port(), DEFAULT_HTTP_PORT);
+    }
+
+    #[test]
+    fn encryption_is_required_unless_plaintext_is_asked_for_and_a_public_api_needs_a_token() {
+        let e = AgentConfig::merge(&args(&["--name", "a"]), FileConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("key_file") && e.to_string().contains("vigil keygen"), "{e}");
+        let e = AgentConfig::merge(
+            &args(&["--name", "a", "--key-file", "/k", "--insecure-plaintext"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("insecure_plaintext"), "{e}");
+        let e = AgentConfig::merge(
+            &args(&["--name", "a", "--key-file", "/k", "--http", "0.0.0.0:7951"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("http_token_file"), "{e}");
+        let c =
+            AgentConfig::merge(&args(&["--name", "a", "--key-file", "/k"]), FileConfig::default()).unwrap();
+        assert_eq!(c.cluster_name, "vigil");
     }
 
     #[test]

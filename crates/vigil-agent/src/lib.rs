@@ -19,6 +19,7 @@
 //! | [`client`] | `vigil members`, `join`, `leave`, `events`, `info` |
 //! | [`cluster`] | agent processes on loopback (demo, tests, figures) |
 //! | [`demo`] | `vigil demo` |
+//! | [`watch`] | `vigil watch`: a file rendered from the healthy set, a reload command |
 //!
 //! # Example
 //!
@@ -52,11 +53,15 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod events;
 pub mod meta;
 pub mod metrics;
+pub mod security;
 pub mod snapshot;
+pub mod top;
+pub mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -84,6 +89,21 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Command::Events(a) => client::events(&a),
         Command::Info(a) => client::info(&a),
         Command::Demo(a) => demo::run(&a).map_err(|e| client::ClientError(e.to_string())),
+        Command::Keygen => security::keygen(),
+        Command::Keys(a) => security::keys(&a),
+        Command::Top(a) => top::run(&a.http),
+        Command::Watch(a) => watch::run(&a.options()),
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "vigil", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| client::ClientError(format!("writing the man page: {e}")))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,7 +42,9 @@ fn state_color(state: &str) -> Color {
 fn meta_text(m: &Value) -> String {
     m.get("meta")
         .and_then(Value::as_object)
-        .map(|o| o.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(" "))
+        .map(|o| {
+            o.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(" ")
+        })
         .unwrap_or_default()
 }
 
@@ -57,7 +59,12 @@ impl View {
             .members
             .iter()
             .filter(|m| self.state.is_none_or(|st| s(m, "state") == st))
-            .filter(|m| q.is_empty() || format!("{} {} {}", s(m, "name"), s(m, "addr"), meta_text(m)).to_lowercase().contains(&q))
+            .filter(|m| {
+                q.is_empty()
+                    || format!("{} {} {}", s(m, "name"), s(m, "addr"), meta_text(m))
+                        .to_lowercase()
+                        .contains(&q)
+            })
             .collect();
         let key = SORTS[self.sort];
         v.sort_by(|a, b| {
@@ -79,7 +86,8 @@ impl View {
 
     fn draw(&self, f: &mut ratatui::Frame<'_>) {
         let [head, body, foot] =
-            Layout::vertical([Constraint::Length(1), Constraint::Min(5), Constraint::Length(1)]).areas(f.area());
+            Layout::vertical([Constraint::Length(1), Constraint::Min(5), Constraint::Length(1)])
+                .areas(f.area());
         let [table_area, events_area] =
             Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(body);
         let count = |st: &str| self.members.iter().filter(|m| s(m, "state") == st).count();
@@ -101,7 +109,8 @@ impl View {
             Row::new(vec![
                 Cell::from(s(m, "name").to_string()),
                 Cell::from(s(m, "addr").to_string()),
-                Cell::from(if st == "dead" { "failed" } else { st }.to_string()).style(Style::default().fg(state_color(st))),
+                Cell::from(if st == "dead" { "failed" } else { st }.to_string())
+                    .style(Style::default().fg(state_color(st))),
                 Cell::from(health),
                 Cell::from(phi),
                 Cell::from(rtt),
@@ -128,14 +137,22 @@ impl View {
                 Constraint::Percentage(24),
             ],
         )
-        .header(Row::new(["name", "address", "state", "health", "phi", "rtt ms", "metadata"]).style(Style::default().add_modifier(Modifier::BOLD)))
+        .header(
+            Row::new(["name", "address", "state", "health", "phi", "rtt ms", "metadata"])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
         .block(Block::default().borders(Borders::ALL).title(title));
         f.render_widget(table, table_area);
 
         let items: Vec<ListItem<'_>> = self.events.iter().rev().map(|e| ListItem::new(e.as_str())).collect();
-        f.render_widget(List::new(items).block(Block::default().borders(Borders::ALL).title(" recent events ")), events_area);
         f.render_widget(
-            Paragraph::new(" q quit · s sort · r reverse · / filter · a/1/2/3/4 state: all/alive/suspect/failed/left"),
+            List::new(items).block(Block::default().borders(Borders::ALL).title(" recent events ")),
+            events_area,
+        );
+        f.render_widget(
+            Paragraph::new(
+                " q quit · s sort · r reverse · / filter · a/1/2/3/4 state: all/alive/suspect/failed/left",
+            ),
             foot,
         );
     }

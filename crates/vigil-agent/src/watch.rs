@@ -50,7 +50,13 @@ pub fn query(filters: &[String]) -> Result<String, ClientError> {
 
 fn encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -81,6 +87,7 @@ pub fn context(members: &[Value]) -> Value {
 pub fn render(template: &str, members: &[Value]) -> Result<String, ClientError> {
     let mut env = minijinja::Environment::new();
     env.set_trim_blocks(true);
+    env.set_keep_trailing_newline(true);
     env.add_template("t", template).map_err(|e| ClientError(format!("template: {e}")))?;
     let t = env.get_template("t").map_err(|e| ClientError(format!("template: {e}")))?;
     t.render(context(members)).map_err(|e| ClientError(format!("template: {e}")))
@@ -122,7 +129,9 @@ pub fn run(opts: &WatchOptions) -> Result<(), ClientError> {
         .map_err(|e| ClientError(format!("reading template {}: {e}", opts.template.display())))?;
     // Check the template before waiting on anything.
     render(&template, &[])?;
-    let fetch = || -> Result<Vec<Value>, ClientError> { Ok(get(&base, &path)?.as_array().cloned().unwrap_or_default()) };
+    let fetch = || -> Result<Vec<Value>, ClientError> {
+        Ok(get(&base, &path)?.as_array().cloned().unwrap_or_default())
+    };
     let mut current = fetch()?;
     apply(opts, &template, &current)?;
     if opts.once {
@@ -175,7 +184,10 @@ mod tests {
             json!({"name": "web1", "addr": "10.0.0.1:7950", "meta": {"role": "web"}, "health": {"status": "ok", "reason": ""}}),
         ];
         let t = "upstream web {\n{% for m in members %}  server {{ m.host }}:{{ m.port }};\n{% endfor %}}\n";
-        assert_eq!(render(t, &members).unwrap(), "upstream web {\n  server 10.0.0.1:7950;\n  server 10.0.0.2:8080;\n}\n");
+        assert_eq!(
+            render(t, &members).unwrap(),
+            "upstream web {\n  server 10.0.0.1:7950;\n  server 10.0.0.2:8080;\n}\n"
+        );
         assert!(render("{% for %}", &members).unwrap_err().0.contains("template"));
     }
 }

@@ -174,7 +174,24 @@ fn bad_config_files_flags_and_variables_are_refused_by_name() {
     assert!(err.contains("--preset") && err.contains("moon"), "{err}");
     let err = agent_fails(&["--bind", "127.0.0.1:0", "--leave-timeout", "soon"], &[]);
     assert!(err.contains("--leave-timeout"), "{err}");
-    let err =
-        agent_fails(&["--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"], &[("VIGIL_FAULTS", "jitter=1")]);
+    let err = agent_fails(
+        &["--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--insecure-plaintext"],
+        &[("VIGIL_FAULTS", "jitter=1")],
+    );
     assert!(err.contains("VIGIL_FAULTS") && err.contains("jitter"), "{err}");
+
+    // Encryption is not optional by accident; key files must be private.
+    let err = agent_fails(&["--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"], &[]);
+    assert!(err.contains("key_file") && err.contains("--insecure-plaintext"), "{err}");
+    let key = dir.path().join("cluster.key");
+    std::fs::write(&key, format!("{}\n", vigil::Key::generate().to_base64())).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let err = agent_fails(
+        &["--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--key-file", key.to_str().unwrap()],
+        &[],
+    );
+    assert!(err.contains("readable by other users") && err.contains("chmod 600"), "{err}");
 }
