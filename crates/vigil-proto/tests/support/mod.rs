@@ -62,10 +62,13 @@ pub struct Cluster {
     /// Prints every delivery to this member that carries an update about that one.
     pub trace: Option<(usize, String)>,
     /// When set, every delivered packet is recorded here (from, to, channel, bytes).
-    pub recorded: Option<Vec<(usize, usize, Channel, Vec<u8>)>>,
+    pub recorded: Option<Vec<Captured>>,
     pub delivered: u64,
     pub bytes_sent: u64,
 }
+
+/// A delivered packet: (from, to, channel, bytes).
+pub type Captured = (usize, usize, Channel, Vec<u8>);
 
 pub fn name(i: usize) -> String {
     format!("node-{i:03}")
@@ -168,7 +171,7 @@ impl Cluster {
     }
 
     /// Delivers captured packets again, now, as an attacker on the path would.
-    pub fn replay(&mut self, packets: &[(usize, usize, Channel, Vec<u8>)]) {
+    pub fn replay(&mut self, packets: &[Captured]) {
         for (from, to, channel, bytes) in packets {
             self.seq += 1;
             self.queue.insert(
