@@ -75,7 +75,7 @@ async fn self_shows_encryption_and_the_dashboard_is_served() {
     assert!(html.contains("<title>vigil</title>") && html.contains("/assets/app.js"));
     let (status, _, js) = call(&s, Request::get("/assets/app.js").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(js.contains("EventSource(\"/v1/events\")"));
+    assert!(js.contains("EventSource(\"/v1/events\")") && js.contains("\"membership\""));
     assert_eq!(
         call(&s, Request::get("/assets/nope.js").body(Body::empty()).unwrap()).await.0,
         StatusCode::NOT_FOUND

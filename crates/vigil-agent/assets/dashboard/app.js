@@ -92,9 +92,10 @@ function renderRow(tr, m) {
   setCell(c[1], m.addr, "mono");
   const stateKey = m.state + "|" + STATE_LABEL[m.state];
   if (c[2].dataset.k !== stateKey) {
+    const changed = c[2].dataset.k !== undefined;
     c[2].dataset.k = stateKey;
     c[2].replaceChildren(pill(m.state, STATE_LABEL[m.state]));
-    tr.classList.remove("flash"); void tr.offsetWidth; tr.classList.add("flash");
+    if (changed) { tr.classList.remove("flash"); void tr.offsetWidth; tr.classList.add("flash"); }
   }
   const hKey = m.health.status + "|" + m.health.reason;
   if (c[3].dataset.k !== hKey) {
@@ -278,10 +279,13 @@ function refreshSoon() {
 
 function connectEvents() {
   const es = new EventSource("/v1/events");
-  es.onmessage = (msg) => {
+  const onEvent = (msg) => {
     try { addEvent(JSON.parse(msg.data)); } catch (_) { return; }
     refreshSoon();
   };
+  // The agent names its events "membership"; accept unnamed ones too.
+  es.addEventListener("membership", onEvent);
+  es.onmessage = onEvent;
   es.onerror = () => setConn(false);
 }
 
