@@ -58,7 +58,8 @@ impl Driver {
     }
 
     fn post(&self, path: &str, body: Value) -> Value {
-        let mut r = self.agent.post(&format!("{}{path}", self.base)).send_json(&body).expect("webdriver call");
+        let mut r =
+            self.agent.post(&format!("{}{path}", self.base)).send_json(&body).expect("webdriver call");
         let v: Value = r.body_mut().read_json().expect("webdriver json");
         assert!(v["value"].get("error").is_none(), "webdriver {path}: {v}");
         v["value"].clone()
@@ -134,7 +135,9 @@ fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 fn dashboard_shows_members_live_and_a_failure_without_reload() {
     let (Some(driver), Some(_)) = (which("chromedriver"), which("chromium")) else {
         assert!(std::env::var_os("CI").is_none(), "CI must have chromium and chromium-driver installed");
-        eprintln!("SKIPPED: chromium / chromium-driver are not installed (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "SKIPPED: chromium / chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -155,7 +158,9 @@ fn dashboard_shows_members_live_and_a_failure_without_reload() {
     let before = d.eval("return performance.timeOrigin;");
 
     cluster.kill(victim);
-    wait("db-1 failed", Duration::from_secs(30), || d.rows().iter().any(|(n, s)| n == "db-1" && s == "failed"));
+    wait("db-1 failed", Duration::from_secs(30), || {
+        d.rows().iter().any(|(n, s)| n == "db-1" && s == "failed")
+    });
     assert_eq!(d.eval("return performance.timeOrigin;"), before, "the page was not reloaded");
     let timeline = d.eval("return document.getElementById('timeline').textContent;");
     assert!(timeline.as_str().unwrap_or("").contains("failed"), "the timeline shows the failure: {timeline}");

@@ -56,7 +56,7 @@ fn core_input_corpus_replays_cleanly() {
             } else {
                 c.handle_stream(now, from, chunk)
             };
-            now = now + Duration::from_millis(300);
+            now += Duration::from_millis(300);
             c.handle_timeout(now);
             while let Some(t) = c.poll_transmit() {
                 decode(&t.payload)
@@ -79,7 +79,7 @@ fn write_seed_corpus() {
         meta: Meta::new(b"role=db".to_vec()).unwrap(),
         health: Health::new(HealthStatus::Degraded, "disk").unwrap(),
     };
-    let seeds = vec![
+    let seeds = [
         Packet { message: Message::Ping { seq: 1, target: n("me").hash32() }, updates: vec![] },
         Packet { message: Message::Ack { seq: 1 }, updates: vec![alive.clone()] },
         Packet {
