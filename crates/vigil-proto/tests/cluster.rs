@@ -186,6 +186,24 @@ fn fifty_members_one_percent_loss_detects_every_crash_without_false_failures() {
     assert!(median(&f.full) <= secs(6), "median full detection {:?}", median(&f.full));
 }
 
+/// What one member holds about another: name, state, incarnation, metadata.
+type View = (String, State, u64, Vec<u8>);
+
+/// Every live member's view of every member.
+fn views(c: &Cluster) -> Vec<Vec<View>> {
+    c.up()
+        .iter()
+        .map(|&o| {
+            c.nodes[o]
+                .core
+                .members(c.now)
+                .into_iter()
+                .map(|m| (m.name.to_string(), m.state, m.incarnation, m.meta.as_bytes().to_vec()))
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn replayed_packets_change_nobodys_view() {
     let mut c = converged_cluster(8, 12);
@@ -205,33 +223,11 @@ fn replayed_packets_change_nobodys_view() {
     c.run_for(secs(5));
     let captured = c.recorded.take().unwrap();
     assert!(captured.len() > 1000, "{} packets captured", captured.len());
-    let before: Vec<Vec<(String, State, u64, Vec<u8>)>> = c
-        .up()
-        .iter()
-        .map(|&o| {
-            c.nodes[o]
-                .core
-                .members(c.now)
-                .into_iter()
-                .map(|m| (m.name.to_string(), m.state, m.incarnation, m.meta.as_bytes().to_vec()))
-                .collect()
-        })
-        .collect();
+    let before = views(&c);
     let mark = c.events.len();
     c.replay(&captured);
     c.run_for(secs(30));
-    let after: Vec<Vec<(String, State, u64, Vec<u8>)>> = c
-        .up()
-        .iter()
-        .map(|&o| {
-            c.nodes[o]
-                .core
-                .members(c.now)
-                .into_iter()
-                .map(|m| (m.name.to_string(), m.state, m.incarnation, m.meta.as_bytes().to_vec()))
-                .collect()
-        })
-        .collect();
+    let after = views(&c);
     assert_eq!(before, after, "replays must not roll back incarnations, resurrect or fail anyone");
     let changes: Vec<_> = c.events[mark..].iter().collect();
     assert!(changes.is_empty(), "{changes:#?}");
