@@ -19,6 +19,7 @@ const MSG_PING_REQ: u8 = 3;
 const MSG_NACK: u8 = 4;
 const MSG_GOSSIP: u8 = 5;
 const MSG_PUSH_PULL: u8 = 6;
+const MSG_DIGEST: u8 = 8;
 
 const UPD_ALIVE: u8 = 1;
 const UPD_SUSPECT: u8 = 2;
@@ -30,6 +31,9 @@ const FLAG_REPLY: u8 = 0x02;
 
 /// Most piggybacked updates one packet may carry (the count is one byte).
 pub const MAX_UPDATES_PER_PACKET: usize = 255;
+
+/// Most buckets a [`Message::Digest`] may carry, as a power of two: 2^12 = 4096.
+pub const MAX_DIGEST_BUCKETS_LOG2: u8 = 12;
 
 /// The primary message of a packet.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,6 +77,20 @@ pub enum Message {
         /// An answer to a push-pull (no further answer is due).
         reply: bool,
         /// The sender's whole membership table.
+        states: Vec<MemberState>,
+    },
+    /// Anti-entropy by digest (sent over a stream): the sender's table summed
+    /// into buckets by name hash, plus the full states of the buckets in which
+    /// the receiver's table differed from the one it was answering. See
+    /// docs/PROTOCOL.md, "Push-pull by digest".
+    Digest {
+        /// An answer to a digest: the receiver sends back the states of the
+        /// buckets that still differ, as a push-pull reply.
+        reply: bool,
+        /// One sum per bucket; the count is a power of two, at most
+        /// 2^[`MAX_DIGEST_BUCKETS_LOG2`].
+        sums: Vec<u32>,
+        /// The sender's own state first, then its states in the differing buckets.
         states: Vec<MemberState>,
     },
 }
@@ -287,16 +305,36 @@ pub fn encode_message(buf: &mut Vec<u8>, message: &Message) {
                 flags |= FLAG_REPLY;
             }
             buf.push(flags);
-            put_varint(buf, states.len() as u64);
-            for s in states {
-                put_name(buf, &s.name);
-                put_varint(buf, s.incarnation);
-                buf.push(s.state.to_wire());
-                put_addr(buf, &s.addr);
-                put_health(buf, &s.health);
-                put_meta(buf, &s.meta);
-            }
+            put_states(buf, states);
         }
+        Message::Digest { reply, sums, states } => {
+            buf.push(MSG_DIGEST);
+            buf.push(if *reply { FLAG_REPLY } else { 0 });
+            // The encoder writes the largest power of two the sums fill, at
+            // most 2^MAX_DIGEST_BUCKETS_LOG2, and drops any sums beyond it.
+            let mut log2 = 0u8;
+            while log2 < MAX_DIGEST_BUCKETS_LOG2 && (2usize << log2) <= sums.len() {
+                log2 += 1;
+            }
+            buf.push(log2);
+            let written = 1usize << log2;
+            for i in 0..written {
+                buf.extend_from_slice(&sums.get(i).copied().unwrap_or(0).to_be_bytes());
+            }
+            put_states(buf, states);
+        }
+    }
+}
+
+fn put_states(buf: &mut Vec<u8>, states: &[MemberState]) {
+    put_varint(buf, states.len() as u64);
+    for s in states {
+        put_name(buf, &s.name);
+        put_varint(buf, s.incarnation);
+        buf.push(s.state.to_wire());
+        put_addr(buf, &s.addr);
+        put_health(buf, &s.health);
+        put_meta(buf, &s.meta);
     }
 }
 
@@ -441,6 +479,20 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A count, then that many member states; the count is checked against the
+    /// bytes left before anything is allocated.
+    fn member_states(&mut self) -> Result<Vec<MemberState>, DecodeError> {
+        let count = self.varint("member count")?;
+        if count > (self.buf.len() / MIN_STATE_LEN) as u64 {
+            return Err(DecodeError::Truncated("member states"));
+        }
+        let mut states = Vec::new();
+        for _ in 0..count {
+            states.push(self.member_state()?);
+        }
+        Ok(states)
+    }
+
     fn member_state(&mut self) -> Result<MemberState, DecodeError> {
         let name = self.name("member name")?;
         let incarnation = self.varint("incarnation")?;
@@ -464,6 +516,7 @@ pub fn message_kind(bytes: &[u8]) -> Option<&'static str> {
             MSG_NACK => "nack",
             MSG_GOSSIP => "gossip",
             MSG_PUSH_PULL => "push_pull",
+            MSG_DIGEST => "digest",
             _ => return None,
         }),
         _ => None,
@@ -471,7 +524,7 @@ pub fn message_kind(bytes: &[u8]) -> Option<&'static str> {
 }
 
 /// Every kind [`message_kind`] can return.
-pub const MESSAGE_KINDS: [&str; 6] = ["ping", "ack", "ping_req", "nack", "gossip", "push_pull"];
+pub const MESSAGE_KINDS: [&str; 7] = ["ping", "ack", "ping_req", "nack", "gossip", "push_pull", "digest"];
 
 /// Smallest encoding of one push-pull member state, used to bound counts.
 const MIN_STATE_LEN: usize = 1 + 1 + 1 + 1 + 1 + 4 + 2 + 1 + 1 + 1;
@@ -504,15 +557,28 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
             if flags & !(FLAG_JOIN | FLAG_REPLY) != 0 {
                 return Err(DecodeError::Invalid { field: "push-pull flags", reason: "unknown bits set" });
             }
-            let count = r.varint("member count")?;
-            if count > (r.buf.len() / MIN_STATE_LEN) as u64 {
-                return Err(DecodeError::Truncated("member states"));
-            }
-            let mut states = Vec::new();
-            for _ in 0..count {
-                states.push(r.member_state()?);
-            }
+            let states = r.member_states()?;
             Message::PushPull { join: flags & FLAG_JOIN != 0, reply: flags & FLAG_REPLY != 0, states }
+        }
+        MSG_DIGEST => {
+            let flags = r.u8("digest flags")?;
+            if flags & !FLAG_REPLY != 0 {
+                return Err(DecodeError::Invalid { field: "digest flags", reason: "unknown bits set" });
+            }
+            let log2 = r.u8("digest bucket count")?;
+            if log2 > MAX_DIGEST_BUCKETS_LOG2 {
+                return Err(DecodeError::Invalid { field: "digest bucket count", reason: "above 2^12" });
+            }
+            let count = 1usize << log2;
+            if count * 4 > r.buf.len() {
+                return Err(DecodeError::Truncated("digest sums"));
+            }
+            let mut sums = Vec::with_capacity(count);
+            for _ in 0..count {
+                sums.push(u32::from_be_bytes(r.array::<4>("digest sums")?));
+            }
+            let states = r.member_states()?;
+            Message::Digest { reply: flags & FLAG_REPLY != 0, sums, states }
         }
         other => return Err(DecodeError::UnknownMessage(other)),
     };

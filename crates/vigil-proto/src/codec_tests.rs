@@ -435,6 +435,33 @@ fn push_pull_flags_and_member_state_are_checked() {
 }
 
 #[test]
+fn a_digest_has_exactly_these_bytes() {
+    let p =
+        packet(Message::Digest { reply: true, sums: vec![0x0102_0304, 0xA0B0_C0D0], states: vec![] }, vec![]);
+    let bytes = encode(&p);
+    assert_eq!(bytes, [VERSION, 8, 0x02, 1, 1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD0, 0, 0]);
+    assert_eq!(decode(&bytes), Ok(p));
+    assert_eq!(message_kind(&bytes), Some("digest"));
+}
+
+#[test]
+fn digest_bucket_count_and_flags_are_checked_before_allocating() {
+    // 2^13 buckets: above the limit.
+    assert_eq!(invalid_field(decode(&[VERSION, 8, 0, 13, 0, 0])), "digest bucket count");
+    // 2^12 buckets announced, 8 bytes present: refused before reading or allocating.
+    assert_eq!(
+        decode(&[VERSION, 8, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]),
+        Err(DecodeError::Truncated("digest sums"))
+    );
+    assert_eq!(invalid_field(decode(&[VERSION, 8, 0x01, 0, 0, 0, 0, 0, 0, 0])), "digest flags");
+    // The encoder writes a power of two: 3 sums become 2.
+    let bytes =
+        encode(&packet(Message::Digest { reply: false, sums: vec![1, 2, 3], states: vec![] }, vec![]));
+    assert_eq!(bytes[3], 1);
+    assert_eq!(bytes.len(), 4 + 8 + 2);
+}
+
+#[test]
 fn rejection_reasons_have_stable_labels() {
     let cases: [(&[u8], &str); 7] = [
         (&[], "empty"),
@@ -548,6 +575,12 @@ fn arb_message() -> impl Strategy<Value = Message> {
         Just(Message::Gossip),
         (any::<bool>(), any::<bool>(), proptest::collection::vec(arb_member_state(), 0..20))
             .prop_map(|(join, reply, states)| Message::PushPull { join, reply, states }),
+        (any::<bool>(), 0u32..=6, proptest::collection::vec(arb_member_state(), 0..8)).prop_flat_map(
+            |(reply, log2, states)| {
+                proptest::collection::vec(any::<u32>(), 1usize << log2)
+                    .prop_map(move |sums| Message::Digest { reply, sums, states: states.clone() })
+            }
+        ),
     ]
 }
 

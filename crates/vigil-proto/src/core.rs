@@ -98,7 +98,8 @@ pub(crate) struct Entry {
     pub(crate) health: Health,
     pub(crate) state: State,
     pub(crate) since: Instant,
-    pub(crate) suspicion: Option<Suspicion>,
+    /// Boxed: one entry per member per member, few of them suspect.
+    pub(crate) suspicion: Option<Box<Suspicion>>,
     pub(crate) reap_token: u64,
     pub(crate) rtt: RttEstimator,
     pub(crate) phi: PhiDetector,
@@ -191,7 +192,7 @@ pub struct Core {
     pub(crate) refute_source: bool,
     /// Suspecters named in the packet being handled, to refute directly.
     pub(crate) refute_to: Vec<SocketAddr>,
-    transmits: VecDeque<Transmit>,
+    pub(crate) transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     pub(crate) health_score: u32,
     pub(crate) stats: Stats,
@@ -245,7 +246,11 @@ impl Core {
         core.schedule(first_probe, Timer::Probe);
         core.schedule(now + core.config.gossip_interval, Timer::Gossip);
         core.schedule(first_push_pull, Timer::PushPull);
-        core.schedule(now + core.config.reconnect_interval, Timer::Reconnect);
+        // Spread over one interval, so that members started together do not all
+        // contact the same dead member at once. Derived from the seed without
+        // drawing from the RNG, so the rest of the run is unchanged.
+        let spread = crate::digest::unit_from_seed(seed);
+        core.schedule(now + core.config.reconnect_interval.mul_f64(0.5 + spread), Timer::Reconnect);
         core.broadcast_self();
         Ok(core)
     }
@@ -280,19 +285,14 @@ impl Core {
         self.gossip_round();
     }
 
-    /// True once the `left` announcement went out enough times (or nobody is
-    /// left to tell).
+    /// True once the `left` announcement went out as many times as any change
+    /// is retransmitted (or nobody is left to tell). Members that heard it pass
+    /// it on, so the leaving member may stop then.
     pub fn leave_disseminated(&self) -> bool {
         if !self.leaving {
             return false;
         }
-        if self.active == 0 {
-            return true;
-        }
-        match self.broadcasts.transmits(&self.me.name) {
-            None => true,
-            Some(sent) => sent as usize >= self.config.gossip_fanout.min(self.active),
-        }
+        self.active == 0 || self.broadcasts.transmits(&self.me.name).is_none()
     }
 
     /// Publishes new metadata (at most 512 bytes): raises this member's
@@ -355,7 +355,7 @@ impl Core {
                 self.on_ping_req(now, from, seq, &target, addr, nack_after_ms)
             }
             Message::Nack { seq } => self.on_nack(now, from, seq),
-            Message::Gossip | Message::PushPull { .. } => {}
+            Message::Gossip | Message::PushPull { .. } | Message::Digest { .. } => {}
         }
         if self.refute_source && !source_told {
             self.refute_to.push(from);
@@ -367,7 +367,7 @@ impl Core {
     }
 
     /// Sends this member's alive claim to each member that holds a claim against it.
-    fn send_refutations(&mut self) {
+    pub(crate) fn send_refutations(&mut self) {
         self.refute_source = false;
         if self.refute_to.is_empty() {
             return;
@@ -408,10 +408,11 @@ impl Core {
                 }
             }
             Message::Ack { seq } => self.on_ack(now, from, seq),
+            Message::Digest { reply, sums, states } => self.on_digest(now, from, reply, sums, states),
             _ => {
                 return Err(DecodeError::Invalid {
                     field: "message type",
-                    reason: "only push-pull, ping and ack over a stream",
+                    reason: "only push-pull, digest, ping and ack over a stream",
                 });
             }
         }
@@ -449,7 +450,7 @@ impl Core {
                     && let Some(&i) = self.sample(1, |e| e.state.is_active()).first()
                 {
                     let dst = self.entries[i].addr;
-                    self.send_push_pull(dst, false, false);
+                    self.send_digest(dst);
                 }
             }
             Timer::Reconnect => {
@@ -458,7 +459,7 @@ impl Core {
                     && let Some(&i) = self.sample(1, |e| e.state == State::Dead).first()
                 {
                     let dst = self.entries[i].addr;
-                    self.send_push_pull(dst, false, false);
+                    self.send_digest(dst);
                 }
             }
             Timer::Suspicion { name, token } => self.on_suspicion_timeout(now, &name, token),

@@ -9,24 +9,28 @@ use crate::time::Instant;
 /// Smoothed round-trip time and its deviation (the TCP estimator, RFC 6298).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RttEstimator {
-    /// (srtt, rttvar) in microseconds, once a sample arrived.
-    state: Option<(f64, f64)>,
+    /// (srtt, rttvar) in microseconds, once a sample arrived. `f32`: one of
+    /// these per member per member, so it is kept small.
+    state: Option<(f32, f32)>,
 }
 
 impl RttEstimator {
     pub(crate) fn sample(&mut self, rtt: Duration) {
         let r = rtt.as_secs_f64() * 1e6;
-        self.state = Some(match self.state {
+        let (srtt, var) = match self.state {
             None => (r, r / 2.0),
             Some((srtt, var)) => {
-                let var = 0.75 * var + 0.25 * (srtt - r).abs();
-                (0.875 * srtt + 0.125 * r, var)
+                let (srtt, var) = (f64::from(srtt), f64::from(var));
+                (0.875 * srtt + 0.125 * r, 0.75 * var + 0.25 * (srtt - r).abs())
             }
-        });
+        };
+        #[allow(clippy::cast_possible_truncation)] // microseconds of a round trip fit an f32
+        let state = (srtt as f32, var as f32);
+        self.state = Some(state);
     }
 
     pub(crate) fn smoothed(&self) -> Option<Duration> {
-        self.state.map(|(s, _)| Duration::from_secs_f64(s / 1e6))
+        self.state.map(|(s, _)| Duration::from_secs_f64(f64::from(s) / 1e6))
     }
 
     /// `srtt + mult × rttvar`, clamped to `[min, max]`; `max` before any sample.
@@ -34,7 +38,8 @@ impl RttEstimator {
         match self.state {
             None => max,
             Some((srtt, var)) => {
-                Duration::from_secs_f64((srtt + f64::from(mult) * var) / 1e6).clamp(min, max)
+                let t = (f64::from(srtt) + f64::from(mult) * f64::from(var)) / 1e6;
+                Duration::from_secs_f64(t.max(0.0)).clamp(min, max)
             }
         }
     }
@@ -44,11 +49,18 @@ impl RttEstimator {
 /// which this member's own messages arrived so far.
 #[derive(Debug, Clone)]
 pub(crate) struct PhiDetector {
+    /// Allocated at the first arrival: one detector per member per member,
+    /// most of which hear nothing for long in a large cluster.
+    state: Option<Box<PhiState>>,
+    window: u32,
+}
+
+#[derive(Debug, Clone)]
+struct PhiState {
     intervals: VecDeque<f64>,
     sum: f64,
     sum_sq: f64,
     last: Option<Instant>,
-    window: usize,
 }
 
 /// Fewer samples than this gives phi 0.
@@ -59,47 +71,49 @@ const MIN_STD_MICROS: f64 = 50_000.0;
 
 impl PhiDetector {
     pub(crate) fn new(window: usize) -> Self {
-        PhiDetector { intervals: VecDeque::new(), sum: 0.0, sum_sq: 0.0, last: None, window }
+        PhiDetector { state: None, window: u32::try_from(window).unwrap_or(u32::MAX) }
     }
 
     /// Records an arrival of liveness evidence.
     pub(crate) fn heartbeat(&mut self, now: Instant) {
-        if let Some(last) = self.last {
+        let window = self.window as usize;
+        let s = self.state.get_or_insert_with(|| {
+            Box::new(PhiState { intervals: VecDeque::new(), sum: 0.0, sum_sq: 0.0, last: None })
+        });
+        if let Some(last) = s.last {
             let dt = (now - last).as_secs_f64() * 1e6;
             if dt <= 0.0 {
                 return;
             }
-            self.intervals.push_back(dt);
-            self.sum += dt;
-            self.sum_sq += dt * dt;
-            while self.intervals.len() > self.window {
-                if let Some(old) = self.intervals.pop_front() {
-                    self.sum -= old;
-                    self.sum_sq -= old * old;
+            s.intervals.push_back(dt);
+            s.sum += dt;
+            s.sum_sq += dt * dt;
+            while s.intervals.len() > window {
+                if let Some(old) = s.intervals.pop_front() {
+                    s.sum -= old;
+                    s.sum_sq -= old * old;
                 }
             }
         }
-        self.last = Some(now);
+        s.last = Some(now);
     }
 
     /// Forgets the history (after a member restarts or returns).
     pub(crate) fn reset(&mut self) {
-        self.intervals.clear();
-        self.sum = 0.0;
-        self.sum_sq = 0.0;
-        self.last = None;
+        self.state = None;
     }
 
     /// The phi level at `now`: -log10 of the probability that a message comes
     /// later than the time elapsed since the last one. 0 with too few samples.
     pub(crate) fn phi(&self, now: Instant) -> f64 {
-        let Some(last) = self.last else { return 0.0 };
-        if self.intervals.len() < MIN_SAMPLES {
+        let Some(s) = self.state.as_deref() else { return 0.0 };
+        let Some(last) = s.last else { return 0.0 };
+        if s.intervals.len() < MIN_SAMPLES {
             return 0.0;
         }
-        let n = self.intervals.len() as f64;
-        let mean = self.sum / n;
-        let var = (self.sum_sq / n - mean * mean).max(0.0);
+        let n = s.intervals.len() as f64;
+        let mean = s.sum / n;
+        let var = (s.sum_sq / n - mean * mean).max(0.0);
         let std = var.sqrt().max(MIN_STD_MICROS);
         let t = (now - last).as_secs_f64() * 1e6;
         phi_normal(t, mean, std)

@@ -74,6 +74,7 @@ pub mod codec;
 mod config;
 mod core;
 mod detector;
+mod digest;
 mod error;
 mod event;
 mod member;
@@ -83,6 +84,7 @@ mod time;
 
 pub use config::Config;
 pub use core::{Channel, Core, Stats, Transmit};
+pub use digest::view_digest;
 pub use error::{ConfigError, DecodeError, MemberError};
 pub use event::{Event, EventKind, Evidence, ProbeEvidence};
 pub use member::{

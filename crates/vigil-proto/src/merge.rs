@@ -51,6 +51,56 @@ impl Core {
         }
     }
 
+    /// Adds members known from elsewhere as alive, without events and without
+    /// gossiping them: a membership snapshot restored on restart, or a
+    /// simulator's warm start. Members already known, this member itself, and
+    /// states other than alive are skipped; the probe round picks the new
+    /// members up at its next shuffle, and probing and push-pull then verify
+    /// them like any other member. Returns how many were added.
+    pub fn preload(&mut self, now: Instant, states: impl IntoIterator<Item = MemberState>) -> usize {
+        let mut fresh: Vec<MemberState> = states
+            .into_iter()
+            .filter(|s| {
+                s.state == State::Alive && s.name != self.me.name && !self.index.contains_key(&s.name)
+            })
+            .collect();
+        fresh.sort_by(|a, b| a.name.cmp(&b.name));
+        fresh.dedup_by(|a, b| a.name == b.name);
+        let start = self.entries.len();
+        let added = fresh.len();
+        for s in fresh {
+            self.entries.push(Entry {
+                name: s.name,
+                addr: s.addr,
+                incarnation: s.incarnation,
+                content_incarnation: s.incarnation,
+                meta: s.meta,
+                health: s.health,
+                state: State::Alive,
+                since: now,
+                suspicion: None,
+                reap_token: 0,
+                rtt: RttEstimator::default(),
+                phi: PhiDetector::new(self.config.phi_window),
+            });
+        }
+        let new = || self.entries[start..].iter().enumerate();
+        if self.index.is_empty() {
+            // Bulk build from sorted input: linear, not n log n.
+            self.index = new().map(|(k, e)| (e.name.clone(), start + k)).collect();
+            self.by_addr = new().map(|(_, e)| (e.addr, e.name.clone())).collect();
+        } else {
+            let pairs: Vec<(Name, usize, SocketAddr)> =
+                new().map(|(k, e)| (e.name.clone(), start + k, e.addr)).collect();
+            for (name, i, addr) in pairs {
+                self.by_addr.insert(addr, name.clone());
+                self.index.insert(name, i);
+            }
+        }
+        self.active += added;
+        added
+    }
+
     /// Merges a push-pull table. The first state is the sender's own.
     ///
     /// Where the two tables disagree at the same incarnation (one holds a member
@@ -320,16 +370,22 @@ impl Core {
         }
         let mut confirmers = confirmers;
         confirmers.remove(&from);
-        e.suspicion = Some(Suspicion {
+        e.suspicion = Some(Box::new(Suspicion {
             originator: from.clone(),
             confirmers,
             started: now,
             token: 0,
             probe,
             last_chance: false,
-        });
+        }));
+        let was_gone = !self.entries[i].state.is_active();
         self.transition(now, i, State::Suspect, incarnation);
         self.schedule_suspicion(now, i);
+        if was_gone {
+            // It came back at a newer incarnation (and is suspected there):
+            // say so, rather than going from failed straight to suspected.
+            self.emit(EventKind::Joined, i, now, None);
+        }
         let evidence = self.evidence(i, now, None);
         self.emit(EventKind::Suspected, i, now, Some(evidence));
         let e = &self.entries[i];

@@ -186,6 +186,15 @@ impl Core {
             self.stats.relays_refused += 1;
             return;
         }
+        // A member that left is not probed on anyone's behalf: the requester
+        // is told it left, which ends its probe without a suspicion.
+        if let Some(&i) = self.index.get(target)
+            && self.entries[i].state == State::Left
+        {
+            let left = Update::Left { name: target.clone(), incarnation: self.entries[i].incarnation };
+            self.send(from, &Message::Gossip, Some(&left));
+            return;
+        }
         let local = self.next_seq();
         self.relays.insert(local, Relay { requester: from, seq, nack_sent: false });
         let buddy = self.index.get(target).and_then(|&i| {
@@ -217,16 +226,17 @@ impl Core {
     /// No ack within the period (or every intermediary nacked): Lifeguard
     /// health accounting, then suspicion.
     fn probe_failed(&mut self, now: Instant, p: Probe) {
+        // A target that left (or was declared dead) meanwhile explains the silence.
+        let Some(&i) = self.index.get(&p.target) else { return };
+        if !self.entries[i].state.is_active() {
+            return;
+        }
         self.stats.probes_failed += 1;
         let expected = p.indirect.len();
         // Missing nacks mean our own path may be the problem, not the target.
         let penalty = if expected > 0 { expected - p.nacks.len() } else { 1 };
         self.raise_health_score(u32::try_from(penalty).unwrap_or(u32::MAX));
-        let Some(&i) = self.index.get(&p.target) else { return };
         let e = &self.entries[i];
-        if !e.state.is_active() {
-            return;
-        }
         let incarnation = e.incarnation;
         let evidence = ProbeEvidence { timeout: p.timeout, indirect: p.indirect, nacks: p.nacks };
         let me = self.me.name.clone();

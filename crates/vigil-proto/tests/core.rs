@@ -945,9 +945,10 @@ fn graceful_leave_gossips_left_at_once_and_stops_probing() {
             (Channel::Datagram, Message::Gossip, left("me", 1))
         );
     }
-    assert!(core.leave_disseminated(), "gossip_fanout members heard it");
+    assert!(!core.leave_disseminated(), "one round is not enough: it goes out the retransmit limit");
 
     let later = run_until(&mut core, Instant::from_millis(10_000), silent);
+    assert!(core.leave_disseminated(), "sent as often as any change");
     let pings: Vec<&Transmit> = later.iter().map(|(_, t)| t).filter(|t| is_ping(t)).collect();
     assert_eq!(pings, Vec::<&Transmit>::new(), "a member that left probes no one");
     assert!(core.leave_disseminated());
@@ -1083,4 +1084,22 @@ proptest! {
         let _ = core.handle_stream(Instant::ZERO, addr(2), &bytes);
         core.handle_timeout(Instant::from_millis(5_000));
     }
+}
+
+#[test]
+fn a_ping_req_for_a_member_that_left_is_answered_with_its_leave_not_a_probe() {
+    let mut core = me();
+    with_peers(&mut core, &[2, 3]);
+    core.handle_datagram(Instant::ZERO, addr(2), &gossip(vec![left(&peer(2), 1)])).unwrap();
+    transmits(&mut core);
+    let req = packet(
+        Message::PingReq { seq: 7, target: name(&peer(2)), addr: addr(2), nack_after_ms: 300 },
+        vec![],
+    );
+    core.handle_datagram(Instant::from_millis(5), addr(3), &req).unwrap();
+    let sent = transmits(&mut core);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].dst, addr(3), "the requester is told, the departed member is not pinged");
+    let p = decoded(&sent[0]);
+    assert_eq!((p.message, p.updates[0].clone()), (Message::Gossip, left(&peer(2), 1)));
 }
