@@ -1,0 +1,152 @@
+//! The `sim` and `tune` commands, shared by the `vigil-sim` binary and the
+//! agent's `vigil sim` / `vigil tune`: run, print (table or JSON), plot.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::{BarProgress, SimArgs, TuneArgs, plot, repro_command, run, tune};
+
+/// `sim`: runs the scenario the flags describe; exit 1 if an invariant was
+/// violated (with a one-line replay command), 2 on a bad scenario.
+pub fn sim_command(args: &SimArgs) -> ExitCode {
+    report_errors(run_sim(args))
+}
+
+/// `tune`: searches for the cheapest configuration meeting the target; exit 1
+/// if none did.
+pub fn tune_command(args: &TuneArgs) -> ExitCode {
+    report_errors(run_tune(args))
+}
+
+fn report_errors(r: anyhow::Result<ExitCode>) -> ExitCode {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
+    let base = args.scenario()?;
+    let sizes: Vec<usize> = if args.sizes.is_empty() { vec![base.members] } else { args.sizes.clone() };
+    let mut points = Vec::new();
+    let mut failed = false;
+    let mut last = None;
+    for &n in &sizes {
+        let mut s = base.clone();
+        s.members = n;
+        s.trace = args.trace.is_some();
+        let mut bar = BarProgress::new(&format!("{n} members"));
+        let report = run(&s, &mut bar)?;
+        if let (Some(path), Some(trace)) = (&args.trace, &report.trace) {
+            std::fs::write(path, trace).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{report}");
+        }
+        if !report.passed() {
+            failed = true;
+            let cmd = repro_command(&s, args.scenario.as_deref().filter(|_| args_are_only_file(args)));
+            eprintln!("invariant violated; replay with: {cmd}");
+        }
+        points.push((
+            n,
+            report.traffic.bytes_per_member_per_sec_mean,
+            report.traffic.bytes_per_member_per_sec_max,
+        ));
+        last = Some(report);
+    }
+    if let (Some(dir), Some(report)) = (&args.plot, &last) {
+        if !plot::fonts_available() {
+            eprintln!("vigil-sim: font {} not found: charts have no text", plot::FONT_PATH);
+        }
+        let files = plot::write_all(dir, report, if sizes.len() > 1 { &points } else { &[] })?;
+        for f in files {
+            eprintln!("wrote {}", f.display());
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// True when the run is fully described by the scenario file and the seed.
+fn args_are_only_file(a: &SimArgs) -> bool {
+    a.members.is_none()
+        && a.duration.is_none()
+        && a.loss.is_none()
+        && a.latency.is_none()
+        && a.crash.is_empty()
+        && a.freeze.is_empty()
+        && a.partition.is_empty()
+        && a.slow.is_empty()
+        && a.churn.is_none()
+        && a.mass_failure.is_empty()
+        && a.preset.is_none()
+        && a.set.is_empty()
+        && a.start.is_none()
+        && a.warmup.is_none()
+        && a.quiet.is_none()
+}
+
+fn run_tune(t: &TuneArgs) -> anyhow::Result<ExitCode> {
+    let mut o = tune::TuneOptions::new(
+        crate::parse_duration(&t.target_detection)?,
+        t.max_false_failures_per_day,
+        t.loss.parse::<crate::Frac>()?.0,
+        t.members,
+    );
+    o.seed = t.seed;
+    o.preset = t.preset.parse()?;
+    o.budget = crate::parse_duration(&t.budget)?;
+    let r = tune::tune_with(&o);
+    if t.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "vigil tune: {} members, {:.1}% loss, target median full detection {}, at most {} false failures/day",
+        t.members,
+        o.loss * 100.0,
+        t.target_detection,
+        t.max_false_failures_per_day
+    );
+    println!("{:<44} {:>12} {:>10} {:>12}", "candidate", "bytes/m/s", "full det.", "false/day");
+    for c in &r.tried {
+        let label: Vec<String> = c.overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{:<44} {:>12.0} {:>10} {:>12.2}{}",
+            label.join(" "),
+            c.bytes_per_member_per_sec,
+            c.median_full_detection_s.map_or_else(|| "-".to_owned(), |m| format!("{m:.2}s")),
+            c.false_failures_per_day,
+            if c.meets { "  ok" } else { "" }
+        );
+    }
+    if r.untried > 0 {
+        println!("({} candidates left untried: budget spent)", r.untried);
+    }
+    match &r.best {
+        Some(b) if r.met => {
+            println!(
+                "\ncheapest configuration meeting the target ({:.0} bytes/member/s, median full detection {:.2}s):",
+                b.bytes_per_member_per_sec,
+                b.median_full_detection_s.unwrap_or(f64::NAN)
+            );
+            println!("[protocol]\n{}", r.config_toml);
+            println!(
+                "(no false failure seen means fewer than {:.0}/day at 95% confidence from this run length)",
+                r.zero_seen_bound_per_day
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            println!("\nno candidate met the target; the fastest was:\n[protocol]\n{}", r.config_toml);
+            Ok(ExitCode::from(1))
+        }
+    }
+}

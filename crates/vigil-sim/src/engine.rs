@@ -1,0 +1,737 @@
+//! The discrete-event engine: one heap of events keyed by (time, sequence),
+//! the members (real `vigil_proto::Core`s), packet routing through the
+//! modelled network, and member faults.
+//!
+//! Time is virtual (microseconds). Each member is woken at its own
+//! `poll_timeout`; a member has at most one useful wake-up in the heap (a
+//! later one is superseded by an earlier one, and stale ones are skipped).
+//! Everything random comes from the scenario's seed: the network, the fault
+//! schedule and each core have their own stream derived from it, and nothing
+//! iterates a hash map, so one seed gives one byte-identical trace.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use vigil_proto::codec::MemberState;
+use vigil_proto::{Channel, Config, Core, EventKind, Health, Identity, Meta, Name, State};
+
+use crate::invariants::{
+    IncarnationsNeverGoBack, LeftNeverFailed, LiveAliveAfterQuiet, MAX_KEPT, ViewsConverge, Violation,
+};
+use crate::net::{Fate, Net};
+use crate::observe::{FalseClass, Observer};
+
+/// Most datagrams queued for a frozen member (its socket buffer); more are dropped.
+pub const FROZEN_BACKLOG: usize = 1024;
+
+/// A member's name: `node-000042`.
+pub fn member_name(id: usize) -> String {
+    format!("node-{id:06}")
+}
+
+fn member_id(name: &str) -> Option<usize> {
+    name.strip_prefix("node-")?.parse().ok()
+}
+
+/// A member's address: 10.x.y.z:7946 from its id.
+pub fn member_addr(id: usize) -> SocketAddr {
+    let b = (id as u32).to_be_bytes();
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, b[1], b[2], b[3])), 7946)
+}
+
+fn addr_id(addr: SocketAddr) -> Option<usize> {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.octets()[0] == 10 && addr.port() == 7946 => {
+            let o = ip.octets();
+            Some(u32::from_be_bytes([0, o[1], o[2], o[3]]) as usize)
+        }
+        _ => None,
+    }
+}
+
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Not started yet (joins later).
+    Idle,
+    Up,
+    Frozen,
+    /// Crashed (may restart).
+    Down,
+    /// Left gracefully and stopped.
+    Left,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    Datagram,
+    /// A stream on a new connection.
+    Stream,
+    /// A reply on the connection a stream came in on.
+    Reply,
+}
+
+#[derive(Debug)]
+pub(crate) struct Packet {
+    from: u32,
+    wire: Wire,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Ev {
+    Deliver { to: u32, packet: Packet, delayed: bool },
+    Wake { member: u32 },
+    Action(u32),
+    Resume { member: u32, token: u64 },
+    LeaveCheck { member: u32, deadline: u64 },
+    Check,
+}
+
+#[derive(Debug)]
+struct Item {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Item {
+    /// Reversed: the heap pops the earliest (time, sequence) first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) name: Name,
+    pub(crate) addr: SocketAddr,
+    pub(crate) core: Option<Box<Core>>,
+    pub(crate) status: Status,
+    pub(crate) life: u32,
+    wake: Option<u64>,
+    backlog: Vec<Packet>,
+    backlog_datagrams: usize,
+    pub(crate) slow: u64,
+    /// Highest incarnation any life of this member used.
+    pub(crate) max_incarnation: u64,
+    /// Highest incarnation of earlier lives: failures at or below it are late
+    /// detections of an old crash, not false failures.
+    pub(crate) prev_life_max: u64,
+    /// Last instant it was frozen or slow (for classifying failures).
+    pub(crate) paused_until: Option<u64>,
+    freeze_token: u64,
+    pub(crate) leaving: bool,
+}
+
+/// The simulator state.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub(crate) now: u64,
+    pub(crate) config: Config,
+    pub(crate) seed: u64,
+    pub(crate) slots: Vec<Slot>,
+    heap: BinaryHeap<Item>,
+    seq: u64,
+    pub(crate) net: Net,
+    pub(crate) fault_rng: ChaCha8Rng,
+    pub(crate) obs: Observer,
+    pub(crate) incarnations: IncarnationsNeverGoBack,
+    pub(crate) left: LeftNeverFailed,
+    pub(crate) quiet_alive: LiveAliveAfterQuiet,
+    pub(crate) converge: ViewsConverge,
+    pub(crate) check_invariants: bool,
+    pub(crate) violations: Vec<Violation>,
+    pub(crate) violation_count: u64,
+    /// While a stream request is handled: who sent it (replies go back on it).
+    reply_to: Option<usize>,
+    pub(crate) trace: Option<String>,
+    pub(crate) trace_hash: u64,
+    pub(crate) processed: u64,
+    /// Grace after a pause during which a failure counts as "paused".
+    pub(crate) pause_grace: u64,
+    pub(crate) live: usize,
+}
+
+impl Engine {
+    pub(crate) fn new(config: Config, seed: u64, net: Net, measure_from: u64, trace: bool) -> Engine {
+        let (_, smax) = config.suspicion_bounds(1_000_000);
+        let pause_grace = (smax + config.probe_interval * 4).as_micros() as u64;
+        Engine {
+            now: 0,
+            incarnations: IncarnationsNeverGoBack::new(config.dead_retention.as_micros() as u64),
+            config,
+            seed,
+            slots: Vec::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            net,
+            fault_rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xFA17, 0)),
+            obs: Observer::new(measure_from),
+            left: LeftNeverFailed::default(),
+            quiet_alive: LiveAliveAfterQuiet::default(),
+            converge: ViewsConverge::default(),
+            check_invariants: true,
+            violations: Vec::new(),
+            violation_count: 0,
+            reply_to: None,
+            trace: trace.then(String::new),
+            trace_hash: 0xcbf2_9ce4_8422_2325,
+            processed: 0,
+            pause_grace,
+            live: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Item { at, seq: self.seq, ev });
+    }
+
+    /// Folds one traced step into the trace digest (and the text trace, if kept).
+    fn trace(&mut self, code: u8, a: u64, b: u64, c: u64, text: impl FnOnce() -> String) {
+        for v in [self.now, u64::from(code), a, b, c] {
+            self.trace_hash = (self.trace_hash ^ v).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        if let Some(t) = self.trace.as_mut() {
+            let _ = writeln!(t, "{}.{:06} {}", self.now / 1_000_000, self.now % 1_000_000, text());
+        }
+    }
+
+    pub(crate) fn violation(&mut self, v: Option<Violation>) {
+        if let Some(v) = v {
+            self.violation_count += 1;
+            if self.violations.len() < MAX_KEPT {
+                self.violations.push(v);
+            }
+        }
+    }
+
+    fn make_core(&self, id: usize, incarnation: u64) -> Box<Core> {
+        let s = &self.slots[id];
+        let me = Identity { name: s.name.clone(), addr: s.addr, meta: Meta::default(), health: Health::ok() };
+        let seed = mix(self.seed, id as u64, u64::from(s.life));
+        Box::new(
+            Core::new(
+                self.config.clone(),
+                me,
+                incarnation,
+                seed,
+                vigil_proto::Instant::from_micros(self.now),
+            )
+            .expect("validated config"),
+        )
+    }
+
+    /// A new member slot, not started.
+    pub(crate) fn add_slot(&mut self) -> usize {
+        let id = self.slots.len();
+        let name = Name::new(&member_name(id)).expect("valid name");
+        self.slots.push(Slot {
+            name,
+            addr: member_addr(id),
+            core: None,
+            status: Status::Idle,
+            life: 0,
+            wake: None,
+            backlog: Vec::new(),
+            backlog_datagrams: 0,
+            slow: 0,
+            max_incarnation: 0,
+            prev_life_max: 0,
+            paused_until: None,
+            freeze_token: 0,
+            leaving: false,
+        });
+        self.obs.add_member();
+        id
+    }
+
+    /// Starts member `id` (a new process) at `incarnation`.
+    pub(crate) fn start(&mut self, id: usize, incarnation: u64) {
+        let core = self.make_core(id, incarnation);
+        let s = &mut self.slots[id];
+        s.core = Some(core);
+        s.status = Status::Up;
+        s.wake = None;
+        s.leaving = false;
+        s.max_incarnation = s.max_incarnation.max(incarnation);
+        self.live += 1;
+        self.obs.member_up(self.now, id);
+        self.trace(1, id as u64, incarnation, 0, || format!("start {id} inc {incarnation}"));
+    }
+
+    /// Warm start: every started member learns every other as alive.
+    pub(crate) fn preload_all(&mut self) {
+        let states: Vec<MemberState> = self
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let c = s.core.as_ref()?;
+                Some(MemberState {
+                    name: s.name.clone(),
+                    incarnation: c.incarnation(),
+                    state: State::Alive,
+                    addr: s.addr,
+                    meta: Meta::default(),
+                    health: Health::ok(),
+                })
+            })
+            .collect();
+        let now = vigil_proto::Instant::from_micros(self.now);
+        for s in &mut self.slots {
+            if let Some(c) = s.core.as_mut() {
+                c.preload(now, states.iter().cloned());
+            }
+        }
+        for id in 0..self.slots.len() {
+            self.flush(id);
+        }
+    }
+
+    pub(crate) fn is_live(&self, id: usize) -> bool {
+        matches!(self.slots[id].status, Status::Up | Status::Frozen) && !self.slots[id].leaving
+    }
+
+    /// For each member: its life + 1 if it is up (or frozen), else 0.
+    pub(crate) fn up_lives(&self) -> Vec<u32> {
+        self.slots
+            .iter()
+            .map(|s| if matches!(s.status, Status::Up | Status::Frozen) { s.life + 1 } else { 0 })
+            .collect()
+    }
+
+    pub(crate) fn join(&mut self, id: usize, seeds: &[usize]) {
+        let addrs: Vec<SocketAddr> = seeds.iter().map(|&s| self.slots[s].addr).collect();
+        let now = vigil_proto::Instant::from_micros(self.now);
+        if let Some(c) = self.slots[id].core.as_mut() {
+            c.join(now, &addrs);
+        }
+        self.flush(id);
+    }
+
+    /// The process stops: nothing in or out, no timers, memory gone.
+    pub(crate) fn crash(&mut self, id: usize) {
+        let s = &mut self.slots[id];
+        if !matches!(s.status, Status::Up | Status::Frozen) {
+            return;
+        }
+        if !s.leaving {
+            self.live -= 1;
+        }
+        s.core = None;
+        s.status = Status::Down;
+        s.wake = None;
+        s.backlog.clear();
+        s.backlog_datagrams = 0;
+        s.prev_life_max = s.max_incarnation;
+        self.obs.member_down(self.now, id);
+        self.trace(2, id as u64, 0, 0, || format!("crash {id}"));
+    }
+
+    /// A new process with the same name and address, one incarnation above
+    /// the last it used, joining `seeds`.
+    pub(crate) fn restart(&mut self, id: usize, seeds: &[usize]) {
+        if self.slots[id].status != Status::Down {
+            return;
+        }
+        self.slots[id].life += 1;
+        let inc = self.slots[id].max_incarnation + 1;
+        self.start(id, inc);
+        self.join(id, seeds);
+    }
+
+    pub(crate) fn freeze(&mut self, id: usize, until: u64) {
+        let s = &mut self.slots[id];
+        if s.status != Status::Up {
+            return;
+        }
+        s.status = Status::Frozen;
+        s.freeze_token += 1;
+        s.paused_until = Some(until);
+        let token = s.freeze_token;
+        self.push(until, Ev::Resume { member: id as u32, token });
+        self.trace(3, id as u64, until, 0, || format!("freeze {id} until {until}"));
+    }
+
+    fn resume(&mut self, id: usize, token: u64) {
+        let s = &mut self.slots[id];
+        if s.status != Status::Frozen || s.freeze_token != token {
+            return;
+        }
+        s.status = Status::Up;
+        s.paused_until = Some(self.now);
+        let backlog = std::mem::take(&mut s.backlog);
+        s.backlog_datagrams = 0;
+        self.trace(4, id as u64, backlog.len() as u64, 0, || {
+            format!("resume {id} backlog {}", backlog.len())
+        });
+        for p in backlog {
+            self.handle(id, p);
+        }
+        let now = vigil_proto::Instant::from_micros(self.now);
+        if let Some(c) = self.slots[id].core.as_mut() {
+            c.handle_timeout(now);
+        }
+        self.flush(id);
+    }
+
+    pub(crate) fn set_slow(&mut self, id: usize, delay: u64) {
+        let s = &mut self.slots[id];
+        s.slow = delay;
+        if delay > 0 {
+            s.paused_until = Some(u64::MAX);
+        } else if s.paused_until == Some(u64::MAX) {
+            s.paused_until = Some(self.now);
+        }
+    }
+
+    /// Starts a graceful leave; the member stops once the leave went out.
+    pub(crate) fn leave(&mut self, id: usize) {
+        if !self.is_live(id) || self.slots[id].status != Status::Up {
+            return;
+        }
+        let now = vigil_proto::Instant::from_micros(self.now);
+        let Some(c) = self.slots[id].core.as_mut() else { return };
+        c.leave(now);
+        let inc = c.incarnation();
+        self.slots[id].leaving = true;
+        self.live -= 1;
+        self.left.on_leave(id as u32, inc);
+        self.trace(5, id as u64, inc, 0, || format!("leave {id} inc {inc}"));
+        self.flush(id);
+        let deadline = self.now + 5_000_000;
+        self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
+    }
+
+    fn leave_check(&mut self, id: usize, deadline: u64) {
+        let s = &mut self.slots[id];
+        let Some(c) = s.core.as_ref() else { return };
+        if c.leave_disseminated() || self.now >= deadline {
+            s.core = None;
+            s.status = Status::Left;
+            s.wake = None;
+            self.obs.member_down(self.now, id);
+            self.trace(6, id as u64, 0, 0, || format!("stopped {id} after leave"));
+        } else {
+            self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
+        }
+    }
+
+    /// Sets new metadata on `id`; returns its new incarnation.
+    pub(crate) fn update_metadata(&mut self, id: usize, value: u64) -> Option<u64> {
+        let now = vigil_proto::Instant::from_micros(self.now);
+        let c = self.slots[id].core.as_mut()?;
+        c.set_metadata(now, format!("v={value}").into_bytes()).ok()?;
+        let inc = c.incarnation();
+        self.flush(id);
+        Some(inc)
+    }
+
+    /// Hands one packet to member `to` now.
+    fn handle(&mut self, to: usize, p: Packet) {
+        let now = vigil_proto::Instant::from_micros(self.now);
+        let from_addr = self.slots[p.from as usize].addr;
+        let Some(core) = self.slots[to].core.as_mut() else { return };
+        let result = match p.wire {
+            Wire::Datagram => core.handle_datagram(now, from_addr, &p.bytes),
+            Wire::Stream | Wire::Reply => core.handle_stream(now, from_addr, &p.bytes),
+        };
+        if result.is_err() {
+            self.obs.decode_errors += 1;
+        }
+        self.reply_to = (p.wire == Wire::Stream).then_some(p.from as usize);
+        self.flush(to);
+        self.reply_to = None;
+    }
+
+    fn deliver(&mut self, to: usize, p: Packet, delayed: bool) {
+        let s = &mut self.slots[to];
+        match s.status {
+            Status::Up => {}
+            Status::Frozen => {
+                if p.wire == Wire::Datagram {
+                    if s.backlog_datagrams >= FROZEN_BACKLOG {
+                        return;
+                    }
+                    s.backlog_datagrams += 1;
+                }
+                s.backlog.push(p);
+                return;
+            }
+            _ => return,
+        }
+        if s.slow > 0 && !delayed {
+            let at = self.now + s.slow;
+            self.push(at, Ev::Deliver { to: to as u32, packet: p, delayed: true });
+            return;
+        }
+        self.trace(7, u64::from(p.from), to as u64, p.bytes.len() as u64, || {
+            let kind = vigil_proto::codec::message_kind(&p.bytes).unwrap_or("?");
+            format!("deliver {} -> {to} {kind} {:?} {} bytes", p.from, p.wire, p.bytes.len())
+        });
+        self.handle(to, p);
+    }
+
+    fn wake(&mut self, id: usize, at: u64) {
+        let s = &mut self.slots[id];
+        if s.wake != Some(at) {
+            return;
+        }
+        s.wake = None;
+        if s.status != Status::Up {
+            return;
+        }
+        let now = vigil_proto::Instant::from_micros(self.now);
+        if let Some(c) = s.core.as_mut() {
+            c.handle_timeout(now);
+        }
+        self.flush(id);
+    }
+
+    /// Drains member `id`'s transmits and events; re-arms its wake-up.
+    pub(crate) fn flush(&mut self, id: usize) {
+        let Some(mut core) = self.slots[id].core.take() else { return };
+        while let Some(t) = core.poll_transmit() {
+            self.route(id, t.dst, t.channel, t.payload);
+        }
+        while let Some(e) = core.poll_event() {
+            self.on_event(id, &e);
+        }
+        let inc = core.incarnation();
+        let next = core.poll_timeout().map(|t| t.as_micros() + self.slots[id].slow);
+        self.slots[id].core = Some(core);
+        let s = &mut self.slots[id];
+        s.max_incarnation = s.max_incarnation.max(inc);
+        if self.check_invariants {
+            let life = s.life;
+            let v = self.incarnations.own(self.now, id as u32, life, inc);
+            self.violation(v);
+        }
+        let s = &mut self.slots[id];
+        if let Some(at) = next
+            && s.wake.is_none_or(|w| at < w)
+        {
+            let at = at.max(self.now);
+            s.wake = Some(at);
+            self.push(at, Ev::Wake { member: id as u32 });
+        }
+    }
+
+    fn route(&mut self, from: usize, dst: SocketAddr, channel: Channel, bytes: Vec<u8>) {
+        let stream = channel != Channel::Datagram;
+        let to = addr_id(dst).filter(|&t| t < self.slots.len());
+        // A stream to a stopped process or across a cut fails at connect:
+        // no payload leaves (the SYN is not counted). A frozen process's
+        // kernel still accepts the connection, so that payload counts.
+        let connects = to.is_some_and(|t| {
+            matches!(self.slots[t].status, Status::Up | Status::Frozen)
+                && self.net.connected(self.now, from, t)
+                && self.net.connected(self.now, t, from)
+        });
+        if !stream || connects {
+            self.obs.on_send(self.now, from, &bytes, stream);
+        } else {
+            self.obs.failed_connects += 1;
+        }
+        let Some(to) = to else { return };
+        let wire = match channel {
+            Channel::Datagram => Wire::Datagram,
+            _ if self.reply_to == Some(to) => Wire::Reply,
+            _ => Wire::Stream,
+        };
+        let fate = match wire {
+            Wire::Datagram => self.net.datagram(self.now, from, to),
+            Wire::Stream => self.net.stream(self.now, from, to, 3),
+            Wire::Reply => self.net.stream(self.now, from, to, 1),
+        };
+        let Fate::After(delay) = fate else { return };
+        let at = self.now + delay + self.slots[from].slow;
+        self.push(
+            at,
+            Ev::Deliver { to: to as u32, packet: Packet { from: from as u32, wire, bytes }, delayed: false },
+        );
+    }
+
+    fn on_event(&mut self, observer: usize, e: &vigil_proto::Event) {
+        self.obs.events += 1;
+        let Some(m) = member_id(e.member.name.as_str()).filter(|&m| m < self.slots.len()) else { return };
+        let inc = e.member.incarnation;
+        let kind = e.kind;
+        self.trace(8, observer as u64, m as u64, inc, || {
+            format!("event {observer} {} {m} inc {inc}", kind.as_str())
+        });
+        if self.check_invariants {
+            let life = self.slots[observer].life;
+            let v = self.incarnations.observe(self.now, observer as u32, life, m as u32, inc);
+            self.violation(v);
+        }
+        let (o32, m32) = (observer as u32, m as u32);
+        match kind {
+            EventKind::Failed => {
+                if self.check_invariants {
+                    let v = self.left.on_failed(self.now, o32, m32, inc);
+                    self.violation(v);
+                }
+                let s = &self.slots[m];
+                let down = !matches!(s.status, Status::Up | Status::Frozen);
+                if down || inc <= s.prev_life_max {
+                    self.obs.on_true_failure(self.now, o32, m32);
+                } else if !s.leaving {
+                    let class = self.classify(observer, m);
+                    self.obs.on_false_failure(self.now, o32, m32, class);
+                }
+            }
+            EventKind::Suspected => {
+                let s = &self.slots[m];
+                if matches!(s.status, Status::Up)
+                    && inc > s.prev_life_max
+                    && !s.leaving
+                    && self.classify(observer, m) == FalseClass::NeverPaused
+                {
+                    self.obs.false_suspicions += 1;
+                }
+            }
+            EventKind::Joined => {
+                self.obs.on_alive_again(self.now, o32, m32);
+                let live = self.live;
+                self.obs.on_joined_seen(self.now, m32, live);
+                self.obs.on_update_seen(self.now, m32, inc);
+            }
+            EventKind::Recovered => self.obs.on_alive_again(self.now, o32, m32),
+            EventKind::Updated => self.obs.on_update_seen(self.now, m32, inc),
+            _ => {}
+        }
+    }
+
+    fn classify(&self, observer: usize, m: usize) -> FalseClass {
+        let s = &self.slots[m];
+        if s.status == Status::Frozen
+            || s.paused_until.is_some_and(|u| self.now <= u.saturating_add(self.pause_grace))
+        {
+            return FalseClass::Paused;
+        }
+        if !self.net.connected(self.now, observer, m)
+            || !self.net.connected(self.now, m, observer)
+            || self.net.recently_cut(self.now, self.pause_grace)
+        {
+            return FalseClass::Partitioned;
+        }
+        FalseClass::NeverPaused
+    }
+
+    /// Digests of every live member's view, and the digest of the truth.
+    pub(crate) fn digests(&self) -> (Vec<u64>, u64) {
+        let truth = vigil_proto::view_digest(self.slots.iter().filter_map(|s| {
+            let c = s.core.as_ref()?;
+            (matches!(s.status, Status::Up | Status::Frozen) && !s.leaving)
+                .then(|| (s.name.as_str(), c.incarnation()))
+        }));
+        let views = self
+            .slots
+            .iter()
+            .filter(|s| s.status == Status::Up && !s.leaving)
+            .filter_map(|s| s.core.as_ref().map(|c| c.membership_digest()))
+            .collect();
+        (views, truth)
+    }
+
+    /// An example of a wrong view, for a violation message.
+    pub(crate) fn wrong_view_example(&self) -> String {
+        let now = vigil_proto::Instant::from_micros(self.now);
+        for (o, s) in self.slots.iter().enumerate() {
+            let Some(c) = s.core.as_ref().filter(|_| s.status == Status::Up && !s.leaving) else { continue };
+            for (m, t) in self.slots.iter().enumerate() {
+                if m == o || !matches!(t.status, Status::Up | Status::Frozen) || t.leaving {
+                    continue;
+                }
+                let seen = c.member(t.name.as_str(), now).map(|x| x.state);
+                if seen != Some(State::Alive) {
+                    return format!("member {o} holds live member {m} as {seen:?}");
+                }
+            }
+            let active = c.num_members();
+            if active != self.live {
+                return format!("member {o} holds {active} members active, {} are live", self.live);
+            }
+        }
+        "no single wrong entry found (incarnations differ)".to_owned()
+    }
+
+    /// Runs events until `until` (inclusive) or the heap empties; calls
+    /// `action` for each scheduled action and `check` for each check tick.
+    pub(crate) fn run_until(
+        &mut self,
+        until: u64,
+        action: &mut dyn FnMut(&mut Engine, u32),
+        check: &mut dyn FnMut(&mut Engine),
+        progress: &mut dyn FnMut(u64),
+    ) {
+        let mut next_progress = 0u64;
+        while let Some(top) = self.heap.peek() {
+            if top.at > until {
+                break;
+            }
+            let Some(item) = self.heap.pop() else { break };
+            self.now = item.at;
+            self.processed += 1;
+            match item.ev {
+                Ev::Deliver { to, packet, delayed } => self.deliver(to as usize, packet, delayed),
+                Ev::Wake { member } => self.wake(member as usize, item.at),
+                Ev::Action(i) => action(self, i),
+                Ev::Resume { member, token } => self.resume(member as usize, token),
+                Ev::LeaveCheck { member, deadline } => self.leave_check(member as usize, deadline),
+                Ev::Check => check(self),
+            }
+            if self.processed & 0xFFFF == 0 && self.now >= next_progress {
+                progress(self.now);
+                next_progress = self.now + 1_000_000;
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// A random live member, from the fault stream.
+    pub(crate) fn random_live(&mut self, exclude: Option<usize>) -> Option<usize> {
+        let live: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.is_live(i) && Some(i) != exclude && self.slots[i].status == Status::Up)
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        Some(live[self.fault_rng.random_range(0..live.len())])
+    }
+
+    /// `k` distinct random live members.
+    pub(crate) fn random_live_k(&mut self, k: usize) -> Vec<usize> {
+        let mut live: Vec<usize> = (0..self.slots.len()).filter(|&i| self.is_live(i)).collect();
+        let k = k.min(live.len());
+        for i in 0..k {
+            let j = self.fault_rng.random_range(i..live.len());
+            live.swap(i, j);
+        }
+        live.truncate(k);
+        live
+    }
+}

@@ -1,0 +1,658 @@
+//! What to simulate: cluster size, protocol preset and overrides, the network,
+//! and the faults. Parsed once, from TOML (`deny_unknown_fields`) or from
+//! command-line flags, into [`Scenario`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vigil_proto::Config;
+
+use crate::error::ScenarioError;
+use crate::net::{Latency, LinkRule};
+
+/// A duration written the human way in TOML and on the command line: `500ms`, `5s`, `2m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    /// From seconds.
+    pub const fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+    /// From milliseconds.
+    pub const fn millis(ms: u64) -> Dur {
+        Dur(Duration::from_millis(ms))
+    }
+}
+
+impl FromStr for Dur {
+    type Err = ScenarioError;
+    fn from_str(s: &str) -> Result<Self, ScenarioError> {
+        parse_duration(s).map(Dur)
+    }
+}
+
+impl TryFrom<String> for Dur {
+    type Error = ScenarioError;
+    fn try_from(s: String) -> Result<Self, ScenarioError> {
+        s.parse()
+    }
+}
+
+impl From<Dur> for String {
+    fn from(d: Dur) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// Parses `1.5s`, `300ms`, `250us`, `2m`, or any humantime duration.
+pub fn parse_duration(s: &str) -> Result<Duration, ScenarioError> {
+    let s = s.trim();
+    let bad =
+        || ScenarioError::Value { field: "duration", value: s.to_owned(), reason: "like 500ms, 1.5s, 2m" };
+    for (suffix, scale) in [("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)] {
+        if let Some(num) = s.strip_suffix(suffix)
+            && let Ok(v) = num.trim().parse::<f64>()
+        {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad());
+            }
+            return Ok(Duration::from_secs_f64(v * scale));
+        }
+    }
+    humantime::parse_duration(s).map_err(|_| bad())
+}
+
+/// A probability or fraction: `0.01` or `1%` (TOML: number or string).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Default, Serialize, Deserialize)]
+#[serde(try_from = "FracRepr", into = "f64")]
+pub struct Frac(pub f64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FracRepr {
+    Number(f64),
+    Text(String),
+}
+
+impl TryFrom<FracRepr> for Frac {
+    type Error = ScenarioError;
+    fn try_from(r: FracRepr) -> Result<Self, ScenarioError> {
+        match r {
+            FracRepr::Number(v) => Frac::checked(v, &v.to_string()),
+            FracRepr::Text(s) => s.parse(),
+        }
+    }
+}
+
+impl From<Frac> for f64 {
+    fn from(f: Frac) -> f64 {
+        f.0
+    }
+}
+
+impl Frac {
+    fn checked(v: f64, text: &str) -> Result<Frac, ScenarioError> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(Frac(v))
+        } else {
+            Err(ScenarioError::Value {
+                field: "fraction",
+                value: text.to_owned(),
+                reason: "between 0 and 1 (or 0% and 100%)",
+            })
+        }
+    }
+}
+
+impl FromStr for Frac {
+    type Err = ScenarioError;
+    fn from_str(s: &str) -> Result<Self, ScenarioError> {
+        let t = s.trim();
+        let bad =
+            || ScenarioError::Value { field: "fraction", value: s.to_owned(), reason: "like 0.01 or 1%" };
+        let v = match t.strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
+            None => t.parse::<f64>().map_err(|_| bad())?,
+        };
+        Frac::checked(v, s)
+    }
+}
+
+/// Which members an action applies to.
+///
+/// Text forms: `7` (one member id), `0..10` (ids), `0%..50%` (a share of the
+/// initial members), `random:3` (three live members drawn at the time of the
+/// action), `all`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Select {
+    /// Ids `start..end`.
+    Range(usize, usize),
+    /// Shares of the initial member count, in percent, `start%..end%`.
+    Share(u32, u32),
+    /// `k` live members drawn at random when the action happens.
+    Random(usize),
+    /// Every member.
+    All,
+}
+
+impl Select {
+    /// The fixed ids this selects in a cluster of `n` initial members (empty for `Random`).
+    pub fn ids(&self, n: usize) -> std::ops::Range<usize> {
+        match *self {
+            Select::Range(a, b) => a.min(n)..b.min(n),
+            Select::Share(a, b) => {
+                let at = |p: u32| (n as u64 * u64::from(p.min(100)) / 100) as usize;
+                at(a)..at(b)
+            }
+            Select::Random(_) => 0..0,
+            Select::All => 0..n,
+        }
+    }
+}
+
+impl FromStr for Select {
+    type Err = ScenarioError;
+    fn from_str(s: &str) -> Result<Self, ScenarioError> {
+        let t = s.trim();
+        let bad = || ScenarioError::Value {
+            field: "members",
+            value: s.to_owned(),
+            reason: "like 7, 0..10, 0%..50%, random:3 or all",
+        };
+        if t == "all" {
+            return Ok(Select::All);
+        }
+        if let Some(k) = t.strip_prefix("random:") {
+            return k.trim().parse().map(Select::Random).map_err(|_| bad());
+        }
+        if let Some((a, b)) = t.split_once("..") {
+            if let (Some(a), Some(b)) = (a.trim().strip_suffix('%'), b.trim().strip_suffix('%')) {
+                let (a, b) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                return if a <= b && b <= 100 { Ok(Select::Share(a, b)) } else { Err(bad()) };
+            }
+            let (a, b) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            return if a <= b { Ok(Select::Range(a, b)) } else { Err(bad()) };
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            let p: u32 = p.parse().map_err(|_| bad())?;
+            return if p <= 100 { Ok(Select::Share(0, p)) } else { Err(bad()) };
+        }
+        let i: usize = t.parse().map_err(|_| bad())?;
+        Ok(Select::Range(i, i + 1))
+    }
+}
+
+impl TryFrom<String> for Select {
+    type Error = ScenarioError;
+    fn try_from(s: String) -> Result<Self, ScenarioError> {
+        s.parse()
+    }
+}
+
+impl From<Select> for String {
+    fn from(s: Select) -> String {
+        match s {
+            Select::Range(a, b) if b == a + 1 => a.to_string(),
+            Select::Range(a, b) => format!("{a}..{b}"),
+            Select::Share(a, b) => format!("{a}%..{b}%"),
+            Select::Random(k) => format!("random:{k}"),
+            Select::All => "all".to_owned(),
+        }
+    }
+}
+
+/// Protocol and network preset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// `Config::lan()`, log-normal latency with a 0.25 ms median.
+    #[default]
+    Lan,
+    /// `Config::wan()`, log-normal latency with a 30 ms median.
+    Wan,
+    /// `Config::local()`, 50 µs constant latency.
+    Local,
+}
+
+impl FromStr for Preset {
+    type Err = ScenarioError;
+    fn from_str(s: &str) -> Result<Self, ScenarioError> {
+        match s {
+            "lan" => Ok(Preset::Lan),
+            "wan" => Ok(Preset::Wan),
+            "local" => Ok(Preset::Local),
+            _ => Err(ScenarioError::Value {
+                field: "preset",
+                value: s.to_owned(),
+                reason: "lan, wan or local",
+            }),
+        }
+    }
+}
+
+impl Preset {
+    /// The protocol configuration of this preset.
+    pub fn config(self) -> Config {
+        match self {
+            Preset::Lan => Config::lan(),
+            Preset::Wan => Config::wan(),
+            Preset::Local => Config::local(),
+        }
+    }
+
+    /// The default one-way latency of this preset.
+    pub fn latency(self) -> Latency {
+        match self {
+            Preset::Lan => Latency::LogNormal { median: Duration::from_micros(250), sigma: 0.4 },
+            Preset::Wan => Latency::LogNormal { median: Duration::from_millis(30), sigma: 0.3 },
+            Preset::Local => Latency::Constant(Duration::from_micros(50)),
+        }
+    }
+}
+
+/// How the cluster starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// Every member already knows every other one as alive (a restored
+    /// snapshot, `Core::preload`): the run measures the steady state.
+    #[default]
+    Converged,
+    /// Members join one seed one after another, `join_interval` apart.
+    Join,
+}
+
+/// The network between members.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// One-way latency of every link (unless a link rule says otherwise).
+    /// Default: the preset's.
+    pub latency: Option<Latency>,
+    /// Probability that a datagram is lost, on every link.
+    pub loss: Frac,
+    /// TCP retransmission timeout: a stream segment lost costs this, doubling
+    /// on each further loss; after 6 losses the stream fails.
+    pub stream_rto: Dur,
+    /// Overrides for some links (latency, loss, one-way loss), optionally for a time.
+    pub links: Vec<LinkRule>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network { latency: None, loss: Frac(0.0), stream_rto: Dur::millis(200), links: Vec::new() }
+    }
+}
+
+/// Crash members, optionally restarting them (a new process, same name and
+/// address, incarnation one above the last it used).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashSpec {
+    /// When (from the start).
+    pub at: Dur,
+    /// Who. Default one random live member.
+    #[serde(default = "one_random")]
+    pub members: Select,
+    /// Restart after this long; never if absent.
+    #[serde(default)]
+    pub restart_after: Option<Dur>,
+}
+
+/// `count` crashes of one random member each, spread evenly over the chaos
+/// phase, each restarted after `restart_after`: the detection measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crashes {
+    /// How many.
+    pub count: usize,
+    /// Restart after this long (default 30 s); `0s` never restarts.
+    #[serde(default = "thirty_seconds")]
+    pub restart_after: Dur,
+}
+
+/// Freeze members (the process stops, its packets queue), then resume them
+/// with their backlog: Lifeguard's slow-member scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeSpec {
+    /// First freeze (from the start). Default: the start of the chaos phase.
+    #[serde(default)]
+    pub at: Option<Dur>,
+    /// How long each freeze lasts.
+    pub duration: Dur,
+    /// Who. Default one random live member (drawn at each freeze).
+    #[serde(default = "one_random")]
+    pub members: Select,
+    /// Repeat this often, until the quiet phase.
+    #[serde(default)]
+    pub every: Option<Dur>,
+}
+
+/// Members that take `delay` to handle every input (packet or timer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowSpec {
+    /// Who.
+    pub members: Select,
+    /// Processing delay added to every input.
+    pub delay: Dur,
+    /// From (default: the start).
+    #[serde(default)]
+    pub at: Option<Dur>,
+    /// Until (default: the end).
+    #[serde(default)]
+    pub until: Option<Dur>,
+}
+
+/// Cut the cluster: the members of each group can reach only their own group
+/// (the members in no group form one more group).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    /// When.
+    pub at: Dur,
+    /// The groups.
+    pub groups: Vec<Select>,
+    /// Heal after this long (default: at the start of the quiet phase).
+    #[serde(default)]
+    pub heal_after: Option<Dur>,
+}
+
+/// Members joining and leaving at random, at these rates, during the chaos phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Churn {
+    /// New members (new names) per second; each joins a random live member.
+    #[serde(default)]
+    pub joins_per_sec: f64,
+    /// Graceful leaves per second (a random live member leaves and stops).
+    #[serde(default)]
+    pub leaves_per_sec: f64,
+}
+
+/// A share of the live members crashing at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MassFailure {
+    /// When.
+    pub at: Dur,
+    /// Share of the live members.
+    pub fraction: Frac,
+    /// Restart them after this long; never if absent.
+    #[serde(default)]
+    pub restart_after: Option<Dur>,
+}
+
+fn one_random() -> Select {
+    Select::Random(1)
+}
+
+fn thirty_seconds() -> Dur {
+    Dur::secs(30)
+}
+
+/// A whole simulation: who, for how long, over what network, with which faults.
+///
+/// Phases: `warmup` (no faults; excluded from traffic figures), chaos (every
+/// fault), then `quiet` (faults stop, partitions heal, slow members recover)
+/// at the end of `duration`, during which the convergence invariants must
+/// come to hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Scenario {
+    /// A label for reports.
+    pub name: String,
+    /// The only source of randomness.
+    pub seed: u64,
+    /// Initial members.
+    pub members: usize,
+    /// Total simulated time.
+    pub duration: Dur,
+    /// Initial phase without faults, excluded from traffic figures.
+    pub warmup: Dur,
+    /// Final phase without faults, in which views must converge.
+    pub quiet: Dur,
+    /// Protocol and network preset.
+    pub preset: Preset,
+    /// Apply `Config::scaled_for(members)` to the preset (default true).
+    pub scale_config: bool,
+    /// Protocol overrides: field name = value (`probe_interval = "500ms"`).
+    pub config: BTreeMap<String, String>,
+    /// How the cluster starts.
+    pub start: Start,
+    /// With `start = "join"`: time between two joins.
+    pub join_interval: Dur,
+    /// The network.
+    pub network: Network,
+    /// Evenly spread crash-and-restart of random members.
+    pub crashes: Option<Crashes>,
+    /// Explicit crashes.
+    pub crash: Vec<CrashSpec>,
+    /// Freezes.
+    pub freeze: Vec<FreezeSpec>,
+    /// Slow members.
+    pub slow: Vec<SlowSpec>,
+    /// Partitions.
+    pub partition: Vec<PartitionSpec>,
+    /// Random joins and leaves.
+    pub churn: Option<Churn>,
+    /// Mass failures.
+    pub mass_failure: Vec<MassFailure>,
+    /// New members joining the running cluster, evenly spread over the chaos
+    /// phase: the join-convergence measurement.
+    pub joins: usize,
+    /// Metadata changes of random members per minute of chaos: the
+    /// dissemination measurement.
+    pub updates_per_minute: f64,
+    /// Check the invariants (default true).
+    pub check_invariants: bool,
+    /// Keep an event trace (every delivery, wake-up, fault and event, one per line).
+    pub trace: bool,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: "default".to_owned(),
+            seed: 1,
+            members: 100,
+            duration: Dur::secs(120),
+            warmup: Dur::secs(10),
+            quiet: Dur::secs(30),
+            preset: Preset::Lan,
+            scale_config: true,
+            config: BTreeMap::new(),
+            start: Start::Converged,
+            join_interval: Dur::millis(10),
+            network: Network::default(),
+            crashes: None,
+            crash: Vec::new(),
+            freeze: Vec::new(),
+            slow: Vec::new(),
+            partition: Vec::new(),
+            churn: None,
+            mass_failure: Vec::new(),
+            joins: 2,
+            updates_per_minute: 2.0,
+            check_invariants: true,
+            trace: false,
+        }
+    }
+}
+
+impl Scenario {
+    /// Parses a scenario file's text.
+    pub fn from_toml(text: &str) -> Result<Scenario, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Toml(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The scenario as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Start of the chaos phase.
+    pub fn chaos_start(&self) -> Duration {
+        self.warmup.0
+    }
+
+    /// Start of the quiet phase.
+    pub fn quiet_start(&self) -> Duration {
+        self.duration.0.saturating_sub(self.quiet.0).max(self.warmup.0)
+    }
+
+    /// Checks sizes, phases and the protocol configuration.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.members == 0 || self.members > 1_000_000 {
+            return Err(ScenarioError::Value {
+                field: "members",
+                value: self.members.to_string(),
+                reason: "between 1 and 1000000",
+            });
+        }
+        if self.warmup.0 + self.quiet.0 > self.duration.0 {
+            return Err(ScenarioError::Value {
+                field: "duration",
+                value: self.duration.to_string(),
+                reason: "must cover warmup + quiet",
+            });
+        }
+        self.protocol_config()?;
+        Ok(())
+    }
+
+    /// The protocol configuration: preset, scaled for the size, then overrides.
+    pub fn protocol_config(&self) -> Result<Config, ScenarioError> {
+        let mut c = self.preset.config();
+        if self.scale_config {
+            c = c.scaled_for(self.members);
+        }
+        for (k, v) in &self.config {
+            apply_override(&mut c, k, v)?;
+        }
+        // A shorter period than the preset's timeout allows: scale the timeout
+        // with it unless it was set too.
+        if !self.config.contains_key("probe_timeout_max") && c.probe_timeout_max >= c.probe_interval {
+            c.probe_timeout_max = c.probe_interval / 2;
+        }
+        if !self.config.contains_key("probe_timeout_min") && c.probe_timeout_min > c.probe_timeout_max {
+            c.probe_timeout_min = c.probe_timeout_max;
+        }
+        c.validate().map_err(ScenarioError::Config)?;
+        Ok(c)
+    }
+
+    /// The default latency: the scenario's, or the preset's.
+    pub fn latency(&self) -> Latency {
+        self.network.latency.clone().unwrap_or_else(|| self.preset.latency())
+    }
+}
+
+/// Sets one protocol field by name from text.
+pub fn apply_override(c: &mut Config, key: &str, value: &str) -> Result<(), ScenarioError> {
+    let bad = |reason: &'static str| ScenarioError::Value {
+        field: "config",
+        value: format!("{key}={value}"),
+        reason,
+    };
+    let dur = || parse_duration(value).map_err(|_| bad("a duration, like 500ms"));
+    let int = || value.trim().parse::<u64>().map_err(|_| bad("a whole number"));
+    let float = || value.trim().parse::<f64>().map_err(|_| bad("a number"));
+    let small = |v: u64| u32::try_from(v).map_err(|_| bad("too large"));
+    match key {
+        "probe_interval" => c.probe_interval = dur()?,
+        "probe_timeout_min" => c.probe_timeout_min = dur()?,
+        "probe_timeout_max" => c.probe_timeout_max = dur()?,
+        "rtt_deviation_mult" => c.rtt_deviation_mult = small(int()?)?,
+        "indirect_checks" => c.indirect_checks = int()? as usize,
+        "tcp_fallback" => c.tcp_fallback = value.trim().parse().map_err(|_| bad("true or false"))?,
+        "gossip_interval" => c.gossip_interval = dur()?,
+        "gossip_fanout" => c.gossip_fanout = int()? as usize,
+        "retransmit_mult" => c.retransmit_mult = small(int()?)?,
+        "suspicion_min_mult" => c.suspicion_min_mult = float()?,
+        "suspicion_max_mult" => c.suspicion_max_mult = float()?,
+        "suspicion_confirmations" => c.suspicion_confirmations = small(int()?)?,
+        "max_local_health" => c.max_local_health = small(int()?)?,
+        "push_pull_interval" => c.push_pull_interval = dur()?,
+        "reconnect_interval" => c.reconnect_interval = dur()?,
+        "dead_retention" => c.dead_retention = dur()?,
+        "max_packet_size" => c.max_packet_size = int()? as usize,
+        "max_stream_size" => c.max_stream_size = int()? as usize,
+        "phi_window" => c.phi_window = int()? as usize,
+        "phi_threshold" => c.phi_threshold = Some(float()?),
+        _ => return Err(ScenarioError::UnknownConfig(key.to_owned())),
+    }
+    Ok(())
+}
+
+/// The protocol fields [`apply_override`] knows, with their values in `c`, as TOML.
+pub fn config_toml(c: &Config) -> String {
+    let d = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| {
+        out.push_str(k);
+        out.push_str(" = ");
+        out.push_str(&v);
+        out.push('\n');
+    };
+    line("probe_interval", d(c.probe_interval));
+    line("probe_timeout_min", d(c.probe_timeout_min));
+    line("probe_timeout_max", d(c.probe_timeout_max));
+    line("indirect_checks", c.indirect_checks.to_string());
+    line("gossip_interval", d(c.gossip_interval));
+    line("gossip_fanout", c.gossip_fanout.to_string());
+    line("retransmit_mult", c.retransmit_mult.to_string());
+    line("suspicion_min_mult", format!("{:?}", c.suspicion_min_mult));
+    line("suspicion_max_mult", format!("{:?}", c.suspicion_max_mult));
+    line("push_pull_interval", d(c.push_pull_interval));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse_and_print_back() {
+        for s in ["7", "0..10", "0%..50%", "random:3", "all"] {
+            let sel: Select = s.parse().unwrap();
+            assert_eq!(String::from(sel), s);
+        }
+        assert_eq!("0%..50%".parse::<Select>().unwrap().ids(10), 0..5);
+        assert!("5..2".parse::<Select>().is_err());
+    }
+
+    #[test]
+    fn fractions_take_percent_or_number() {
+        assert_eq!("1%".parse::<Frac>().unwrap(), Frac(0.01));
+        assert_eq!("0.2".parse::<Frac>().unwrap(), Frac(0.2));
+        assert!("150%".parse::<Frac>().is_err());
+    }
+
+    #[test]
+    fn unknown_fields_and_config_keys_are_refused() {
+        assert!(Scenario::from_toml("membres = 3").is_err());
+        let e = Scenario::from_toml("[config]\nprobe_intervall = \"1s\"").unwrap_err();
+        assert!(e.to_string().contains("probe_intervall"), "{e}");
+        let s = Scenario::from_toml("members = 5\nduration = \"60s\"\n[config]\nprobe_interval = \"500ms\"")
+            .unwrap();
+        assert_eq!(s.protocol_config().unwrap().probe_interval, Duration::from_millis(500));
+        assert!(s.to_toml().contains("members = 5"));
+    }
+}
