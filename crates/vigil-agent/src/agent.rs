@@ -126,6 +126,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let log = Arc::new(EventLog::default());
     let changed = Arc::new(Notify::new());
     let pump_task = tokio::spawn(pump(vigil.clone(), log.clone(), config.events_json, changed.clone()));
+    let act = crate::act::start(&config.act, vigil.clone(), &log, !config.join.is_empty() || snap.is_some());
+    let faults_file = crate::act::watch_faults_file(vigil.clone());
     let (stop_snap_tx, stop_snap_rx) = watch::channel(false);
     let writer = config
         .data_dir
@@ -154,7 +156,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     }
 
     let state = AppState::new(vigil.clone(), log, origin_ms, config.leave_timeout)
-        .with_security(token, config.insecure_plaintext);
+        .with_security(token, config.insecure_plaintext)
+        .with_act(act.shared());
     if config.exit_on_stdin_eof {
         watch_stdin(state.clone());
     }
@@ -176,6 +179,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         () = shutdown => tracing::info!("signal received: leaving the cluster"),
         _ = stopping.wait_for(|s| *s) => tracing::info!("stop requested: leaving the cluster"),
     }
+    // An active failover member demotes before it tells the cluster it leaves.
+    act.shutdown().await;
+    faults_file.inspect(tokio::task::JoinHandle::abort);
     let left = state.leave().await;
     match left {
         Ok(true) => tracing::info!("left: the cluster was told"),

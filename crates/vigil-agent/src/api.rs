@@ -45,6 +45,8 @@ struct Inner {
     token: Option<String>,
     /// Traffic is not encrypted (shown as a warning).
     plaintext: bool,
+    /// Checks, handlers and failover ([`crate::act`]), if started.
+    act: Option<Arc<crate::act::ActShared>>,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
                 stop_rx,
                 token: None,
                 plaintext: false,
+                act: None,
             }),
         }
     }
@@ -74,6 +77,19 @@ impl AppState {
             inner.plaintext = plaintext;
         }
         self
+    }
+
+    /// Attaches the running checks, handlers and failover; call before sharing.
+    pub fn with_act(mut self, act: Arc<crate::act::ActShared>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.act = Some(act);
+        }
+        self
+    }
+
+    /// The running checks, handlers and failover, if attached.
+    pub fn act(&self) -> Option<Arc<crate::act::ActShared>> {
+        self.inner.act.clone()
     }
 
     /// The bearer token mutating calls need, if any.
@@ -214,6 +230,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/leave", post(leave))
         .route("/v1/self/meta", put(set_meta))
         .route("/v1/self/health", put(set_health))
+        .route("/v1/groups", get(crate::act::groups))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/v1/keys", get(crate::security::list_keys))
@@ -287,12 +304,15 @@ fn filter(query: &BTreeMap<String, String>) -> ApiResult<impl Fn(&Member) -> boo
 
 async fn members(
     State(s): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Vec<MemberJson>>> {
-    let Query(query) = query?;
+) -> ApiResult<Response> {
+    let Query(mut query) = query?;
+    let text = crate::feeds::wants_text(&mut query, &headers)?;
     let keep = filter(&query)?;
     let list = s.inner.vigil.members();
-    Ok(Json(list.iter().filter(|m| keep(m)).map(|m| s.member_json(m)).collect()))
+    let list: Vec<MemberJson> = list.iter().filter(|m| keep(m)).map(|m| s.member_json(m)).collect();
+    Ok(if text { crate::feeds::text(&list) } else { Json(list).into_response() })
 }
 
 async fn member(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<MemberJson>> {
@@ -430,7 +450,8 @@ async fn fresh_self(s: &AppState) -> ApiResult<MemberJson> {
 async fn metrics_text(State(s): State<AppState>) -> Response {
     let v = &s.inner.vigil;
     let events = s.inner.log.next_id() - 1;
-    let body = metrics::render(&v.metrics(), &v.members(), events);
+    let mut body = metrics::render(&v.metrics(), &v.members(), events);
+    crate::act::add_metrics(&mut body, s.inner.act.as_deref());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()
 }

@@ -47,6 +47,12 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff) generated from this command line.
     Man,
+    /// Simulate a cluster of this configuration (up to thousands of members)
+    /// in virtual time: detection times, false failures, bandwidth.
+    Sim(vigil_sim::SimArgs),
+    /// Search the simulator for the cheapest protocol settings that meet a
+    /// detection target.
+    Tune(vigil_sim::TuneArgs),
 }
 
 /// `vigil keys`.

@@ -91,6 +91,14 @@ pub struct FileConfig {
     pub insecure_plaintext: Option<bool>,
     /// Bearer token file for mutating API calls.
     pub http_token_file: Option<PathBuf>,
+    /// Health checks (`[[check]]` tables), see [`crate::act`].
+    #[serde(default)]
+    pub check: Vec<crate::act::CheckFile>,
+    /// Event handlers (`[[handler]]` tables).
+    #[serde(default)]
+    pub handler: Vec<crate::act::HandlerFile>,
+    /// Failover role (`[failover]` table).
+    pub failover: Option<crate::act::FailoverFile>,
 }
 
 /// A small serde helper: durations as humantime strings (`"500ms"`, `"5s"`).
@@ -141,6 +149,8 @@ pub struct AgentConfig {
     pub insecure_plaintext: bool,
     /// Bearer token file for mutating API calls.
     pub http_token_file: Option<PathBuf>,
+    /// Health checks, event handlers and failover.
+    pub act: crate::act::ActConfig,
 }
 
 impl AgentConfig {
@@ -169,6 +179,8 @@ impl AgentConfig {
             }
             _ => file.meta.unwrap_or_default(),
         };
+        let act =
+            crate::act::ActConfig::from_file(&file.check, &file.handler, file.failover.as_ref(), &meta)?;
         let config = AgentConfig {
             name: match args.name.clone().or(file.name) {
                 Some(n) => n,
@@ -198,6 +210,7 @@ impl AgentConfig {
             cluster_name: args.cluster_name.clone().or(file.cluster_name).unwrap_or_else(|| "vigil".into()),
             insecure_plaintext: args.insecure_plaintext.or(file.insecure_plaintext).unwrap_or(false),
             http_token_file: args.http_token_file.clone().or(file.http_token_file),
+            act,
         };
         let mut config = config;
         if config.bind.ip().is_unspecified() && config.advertise.is_none() {

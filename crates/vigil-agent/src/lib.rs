@@ -12,6 +12,8 @@
 //! | [`config`] | the TOML file and the one typed [`config::AgentConfig`] built at the edge |
 //! | [`agent`] | [`agent::run`]: the member, API, event pump and snapshot writer for one lifetime |
 //! | [`api`] | the HTTP API as a value: [`api::app`] |
+//! | [`act`] | health checks, event handlers, failover role, `/v1/groups` |
+//! | [`feeds`] | `host:port` lines for load balancers (`/v1/members?format=text`) |
 //! | [`events`] | event JSON (`--events-json`, SSE) and the resumable history |
 //! | [`meta`] | the `key=value` lines encoding of metadata |
 //! | [`metrics`] | `GET /metrics` |
@@ -47,6 +49,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod act;
 pub mod agent;
 pub mod api;
 pub mod cli;
@@ -56,6 +59,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod events;
+pub mod feeds;
 pub mod meta;
 pub mod metrics;
 pub mod security;
@@ -82,6 +86,8 @@ pub fn init_logging(format: LogFormat) {
 /// Runs one command line: the whole program.
 pub fn main_with(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Sim(a) => return vigil_sim::commands::sim_command(&a),
+        Command::Tune(a) => return vigil_sim::commands::tune_command(&a),
         Command::Agent(args) => return agent_main(&args),
         Command::Members(a) => client::members(&a),
         Command::Join(a) => client::join(&a),

@@ -79,10 +79,20 @@ async fn probe(kind: &CheckKind) -> Outcome {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                .process_group(0)
                 .kill_on_drop(true)
-                .status()
-                .await;
-            match child.map(|s| s.code()) {
+                .spawn();
+            let status = match child {
+                Ok(mut child) => {
+                    // Killed with its children if the check times out.
+                    let guard = crate::proc::GroupGuard::new(child.id());
+                    let status = child.wait().await;
+                    guard.disarm();
+                    status
+                }
+                Err(e) => Err(e),
+            };
+            match status.map(|s| s.code()) {
                 Ok(Some(0)) => Outcome::new(HealthStatus::Ok, "exit 0"),
                 Ok(Some(1)) => Outcome::new(HealthStatus::Degraded, "exit 1"),
                 Ok(Some(c)) => Outcome::new(HealthStatus::Failing, format!("exit {c}")),

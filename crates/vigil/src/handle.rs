@@ -42,10 +42,8 @@ impl Vigil {
         config.validate()?;
         let name = config.checked_name()?;
         let meta = config.checked_meta()?;
-        let (udp, recv_buf, send_buf) = bind_udp(config.bind, config.socket_buffer)
-            .map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let (udp, listener, recv_buf, send_buf) = bind_both(config.bind, config.socket_buffer)?;
         let bound = udp.local_addr().map_err(|source| StartError::Bind { addr: config.bind, source })?;
-        let listener = bind_tcp(bound).map_err(|source| StartError::Bind { addr: bound, source })?;
         tracing::info!(%bound, recv_buf, send_buf, "sockets bound (kernel-granted buffer sizes)");
         let advertise = match config.advertise {
             Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), bound.port()),
@@ -245,6 +243,27 @@ impl Vigil {
     async fn send(&self, cmd: Command) -> Result<(), CommandError> {
         self.cmd.send(cmd).await.map_err(|_| CommandError::Stopped)
     }
+}
+
+/// Binds the UDP socket and the TCP listener on the same port. With port 0
+/// the kernel picks a free UDP port, which TCP may already use (an outgoing
+/// connection's port, say): then both are dropped and another port is tried.
+fn bind_both(
+    addr: SocketAddr,
+    buffer: usize,
+) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener, usize, usize), StartError> {
+    let attempts = if addr.port() == 0 { 32 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let (udp, recv, send) = bind_udp(addr, buffer).map_err(|source| StartError::Bind { addr, source })?;
+        let bound = udp.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        match bind_tcp(bound) {
+            Ok(listener) => return Ok((udp, listener, recv, send)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() == 0 => last = Some(e),
+            Err(source) => return Err(StartError::Bind { addr: bound, source }),
+        }
+    }
+    Err(StartError::Bind { addr, source: last.unwrap_or_else(|| std::io::Error::other("no free port")) })
 }
 
 impl Drop for Vigil {

@@ -81,13 +81,24 @@ pub struct HandlerStats {
     pub dropped: AtomicU64,
 }
 
+/// Counters of one handler's runs.
+#[derive(Debug, Default)]
+pub struct HandlerCounts {
+    /// Runs that succeeded.
+    pub succeeded: AtomicU64,
+    /// Runs that failed (after retries), or timed out.
+    pub failed: AtomicU64,
+    /// Events dropped because this handler's queue was full.
+    pub dropped: AtomicU64,
+}
+
 /// Events waiting per handler before new ones are dropped (and counted).
 pub const QUEUE: usize = 1024;
 
 /// The running handlers: [`Dispatcher::dispatch`] never waits.
 #[derive(Debug)]
 pub struct Dispatcher {
-    queues: Vec<(Handler, mpsc::Sender<HandlerEvent>)>,
+    queues: Vec<(Handler, mpsc::Sender<HandlerEvent>, Arc<HandlerCounts>)>,
     /// Counters.
     pub stats: Arc<HandlerStats>,
 }
@@ -100,21 +111,24 @@ impl Dispatcher {
             .into_iter()
             .map(|h| {
                 let (tx, mut rx) = mpsc::channel::<HandlerEvent>(QUEUE);
-                let (handler, stats) = (h.clone(), stats.clone());
+                let counts = Arc::new(HandlerCounts::default());
+                let (handler, stats, mine) = (h.clone(), stats.clone(), counts.clone());
                 tokio::spawn(async move {
                     while let Some(event) = rx.recv().await {
                         match run(&handler, &event).await {
                             Ok(()) => {
                                 stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                                mine.succeeded.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(e) => {
                                 stats.failed.fetch_add(1, Ordering::Relaxed);
+                                mine.failed.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(handler = %handler.name, event = %event.kind, member = %event.member, "handler failed: {e}");
                             }
                         }
                     }
                 });
-                (h, tx)
+                (h, tx, counts)
             })
             .collect();
         Dispatcher { queues, stats }
@@ -122,12 +136,20 @@ impl Dispatcher {
 
     /// Queues `event` for every handler that wants it.
     pub fn dispatch(&self, event: &HandlerEvent) {
-        for (h, tx) in &self.queues {
+        for (h, tx, counts) in &self.queues {
             if h.matches(event) && tx.try_send(event.clone()).is_err() {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                counts.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(handler = %h.name, event = %event.kind, member = %event.member, "handler queue full: event dropped");
             }
         }
+    }
+}
+
+impl Dispatcher {
+    /// Each handler's name and counters, in configuration order.
+    pub fn counts(&self) -> impl Iterator<Item = (&str, &HandlerCounts)> {
+        self.queues.iter().map(|(h, _, c)| (h.name.as_str(), c.as_ref()))
     }
 }
 
@@ -169,15 +191,19 @@ async fn script(cmd: &str, event: &HandlerEvent) -> Result<(), String> {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run: {e}"))?;
+    // A script that times out is killed with everything it started.
+    let guard = crate::proc::GroupGuard::new(child.id());
     if let Some(mut stdin) = child.stdin.take() {
         // A script that does not read its stdin is fine.
         let _ = stdin.write_all(event.json.as_bytes()).await;
         let _ = stdin.write_all(b"\n").await;
     }
     let status = child.wait().await.map_err(|e| e.to_string())?;
+    guard.disarm();
     if status.success() { Ok(()) } else { Err(format!("exited with {status}")) }
 }
 

@@ -68,6 +68,7 @@ mod keys;
 mod limit;
 pub mod meta;
 mod metrics;
+mod proc;
 mod transport;
 
 pub use config::Config;

@@ -70,14 +70,14 @@ async fn a_member_with_another_key_or_cluster_name_never_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_across_a_running_cluster_without_suspicion() {
     let old = Key::generate();
-    let ms = encrypted_cluster(4, &old).await;
+    let ms = encrypted_cluster(5, &old).await;
     let mut events: Vec<_> = ms.iter().map(Vigil::subscribe).collect();
     let new = Key::generate();
     for op in [KeyOp::Install, KeyOp::Use, KeyOp::Remove] {
         let key = if op == KeyOp::Remove { old.clone() } else { new.clone() };
         let report = ms[1].key_cluster(op, key).await.unwrap();
         assert!(report.complete(), "{op:?}: {report:?}");
-        assert_eq!(report.applied.len(), 3, "{op:?}: {report:?}");
+        assert_eq!(report.applied.len(), 4, "{op:?}: {report:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for m in &ms {

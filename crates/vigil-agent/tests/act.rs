@@ -1,0 +1,379 @@
+//! Acting on failure with real agent processes on 127.0.0.1: failover groups
+//! (kill, partition and heal), health checks taking a member out of the
+//! healthy feed, and event handlers (webhook order, a hung script).
+//!
+//! Every agent is a child of this test process, killed when its
+//! `LocalCluster` guard drops (panics included). Every wait is a deadline loop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vigil_agent::client;
+use vigil_agent::cluster::LocalCluster;
+
+const EXE: &str = env!("CARGO_BIN_EXE_vigil");
+
+/// Starts an agent with extra environment (its metadata, config file, ...).
+fn add(c: &mut LocalCluster, name: &str, join: Option<usize>, env: &[(&str, String)]) -> usize {
+    let n = c.env.len();
+    c.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let seed = join.map(|j| c.agents[j].gossip);
+    let i = c.add(name, seed).unwrap();
+    c.env.truncate(n);
+    i
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+fn converged(c: &LocalCluster) {
+    assert!(c.wait_converged(Duration::from_secs(20)).is_some(), "agents did not converge within 20 s");
+}
+
+/// A failover config whose scripts append one line per run to NAME.promote /
+/// NAME.demote in `dir`.
+fn failover_config(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let d = dir.display();
+    std::fs::write(
+        &path,
+        format!(
+            "[failover]\nhold = \"1s\"\ntimeout = \"5s\"\n\
+             on_promote = \"echo \\\"$VIGIL_GROUP $VIGIL_ROLE\\\" >> {d}/{name}.promote\"\n\
+             on_demote = \"echo \\\"$VIGIL_GROUP $VIGIL_ROLE $VIGIL_REASON\\\" >> {d}/{name}.demote\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn failover_env(dir: &Path, name: &str, priority: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("VIGIL_META", format!("group=db,priority={priority}")),
+        ("VIGIL_CONFIG", failover_config(dir, name).display().to_string()),
+        ("VIGIL_FAULTS_FILE", dir.join(format!("{name}.faults")).display().to_string()),
+    ]
+}
+
+fn promotes(dir: &Path, name: &str) -> usize {
+    lines(&dir.join(format!("{name}.promote"))).len()
+}
+
+fn demotes(dir: &Path, name: &str) -> usize {
+    lines(&dir.join(format!("{name}.demote"))).len()
+}
+
+/// `(active by its view, its own role)` from an agent's `/v1/groups`.
+fn group_view(c: &LocalCluster, i: usize) -> Option<(Option<String>, String)> {
+    let v = client::get(&c.agents[i].url(), "/v1/groups").ok()?;
+    let g = v.as_array()?.iter().find(|g| g["group"] == "db")?;
+    Some((g["active"].as_str().map(str::to_string), g["local_role"].as_str()?.to_string()))
+}
+
+#[test]
+fn killing_the_active_member_promotes_the_standby_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = LocalCluster::new(EXE, d.join("agents"), "local");
+    let db1 = add(&mut c, "db1", None, &failover_env(d, "db1", 300));
+    add(&mut c, "db2", Some(db1), &failover_env(d, "db2", 200));
+    add(&mut c, "db3", Some(db1), &failover_env(d, "db3", 100));
+    converged(&c);
+    wait_until("db1 promotes", Duration::from_secs(10), || promotes(d, "db1") == 1);
+    assert_eq!(lines(&d.join("db1.promote")), vec!["db active"], "VIGIL_GROUP and VIGIL_ROLE are set");
+    wait_until("every agent agrees db1 is active", Duration::from_secs(5), || {
+        (0..3).all(|i| group_view(&c, i).is_some_and(|(a, _)| a.as_deref() == Some("db1")))
+    });
+    assert_eq!(group_view(&c, 1).unwrap().1, "standby");
+    let groups = client::get(&c.agents[1].url(), "/v1/groups").unwrap();
+    assert_eq!(groups[0]["standbys"], serde_json::json!(["db2", "db3"]), "{groups}");
+    assert_eq!((groups[0]["known"].as_u64(), groups[0]["alive"].as_u64()), (Some(3), Some(3)), "{groups}");
+
+    let killed = Instant::now();
+    c.kill(db1);
+    // Detection (suspicion timeout of the local preset) plus the 1 s hold.
+    wait_until("db2 promotes after db1 is killed", Duration::from_secs(15), || promotes(d, "db2") >= 1);
+    let took = killed.elapsed();
+    assert_eq!(group_view(&c, 1).unwrap(), (Some("db2".to_string()), "active".to_string()));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(promotes(d, "db2"), 1, "exactly once");
+    assert_eq!((promotes(d, "db3"), demotes(d, "db2")), (0, 0), "no one else moves");
+    eprintln!("db2 promoted {took:?} after db1 was killed");
+
+    // A graceful stop of the active member runs on_demote before it leaves.
+    assert!(c.stop(1, Duration::from_secs(10)), "db2 exits 0");
+    assert_eq!(lines(&d.join("db2.demote")), vec!["db standby shutdown"]);
+}
+
+fn set_partition(d: &Path, c: &LocalCluster, sides: &[&[usize]]) {
+    for side in sides {
+        for &i in *side {
+            let blocked: Vec<String> = (0..c.agents.len())
+                .filter(|j| !side.contains(j))
+                .map(|j| format!("block={}", c.agents[j].gossip))
+                .collect();
+            std::fs::write(d.join(format!("{}.faults", c.agents[i].name)), blocked.join(",")).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_partitioned_group_promotes_only_on_its_majority_side_and_heals_to_one_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = LocalCluster::new(EXE, d.join("agents"), "local");
+    let p1 = add(&mut c, "p1", None, &failover_env(d, "p1", 500));
+    for (n, prio) in [("p2", 400), ("p3", 300), ("p4", 200), ("p5", 100)] {
+        add(&mut c, n, Some(p1), &failover_env(d, n, prio));
+    }
+    converged(&c);
+    wait_until("p1 promotes", Duration::from_secs(10), || promotes(d, "p1") == 1);
+
+    // p1 (active) and p2 on one side, p3 p4 p5 on the other.
+    set_partition(d, &c, &[&[0, 1], &[2, 3, 4]]);
+    wait_until("p1 loses its quorum and demotes", Duration::from_secs(15), || demotes(d, "p1") == 1);
+    assert!(lines(&d.join("p1.demote"))[0].contains("lost quorum"));
+    wait_until("p3 promotes on the majority side", Duration::from_secs(15), || promotes(d, "p3") == 1);
+    // Several suspicion timeouts more: the minority side stays passive.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!((promotes(d, "p1"), promotes(d, "p2")), (1, 0), "the minority side never promotes");
+    assert_eq!((promotes(d, "p3"), promotes(d, "p4"), promotes(d, "p5")), (1, 0, 0));
+    let minority = client::get(&c.agents[1].url(), "/v1/groups").unwrap();
+    assert_eq!(minority[0]["alive"], 2, "p2 sees only its side: {minority}");
+
+    // Heal: every agent sees every other alive again; then exactly one active.
+    set_partition(d, &c, &[&[0, 1, 2, 3, 4]]);
+    converged(&c);
+    let roles = || -> Vec<String> { (0..5).filter_map(|i| group_view(&c, i).map(|(_, r)| r)).collect() };
+    wait_until("the group settles on p1 alone", Duration::from_secs(15), || {
+        roles() == ["active", "standby", "standby", "standby", "standby"]
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(roles(), ["active", "standby", "standby", "standby", "standby"], "and stays so");
+    assert_eq!((promotes(d, "p1"), demotes(d, "p3")), (2, 1), "p3 handed back once");
+}
+
+#[test]
+fn a_failing_check_takes_a_member_out_of_the_healthy_feed_without_failing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = d.join("w1.ok");
+    std::fs::write(&ok, "").unwrap();
+    let conf = d.join("w1.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[check]]\nname = \"file\"\nscript = \"test -f {} || exit 2\"\ninterval = \"200ms\"\ntimeout = \"1s\"\nthreshold = 2\n",
+            ok.display()
+        ),
+    )
+    .unwrap();
+    let mut c = LocalCluster::new(EXE, d.join("agents"), "local");
+    let w1 = add(
+        &mut c,
+        "w1",
+        None,
+        &[("VIGIL_META", "role=web,port=8080".into()), ("VIGIL_CONFIG", conf.display().to_string())],
+    );
+    add(&mut c, "w2", Some(w1), &[("VIGIL_META", "role=web".into())]);
+    add(&mut c, "w3", Some(w1), &[("VIGIL_META", "role=cache".into())]);
+    converged(&c);
+    while c.events.try_recv().is_ok() {}
+
+    let w2 = c.agents[1].url();
+    let feed = "/v1/members?state=alive&health=ok&meta.role=web&format=text";
+    let text = || client::get_text(&w2, feed).unwrap_or_default();
+    let w1_line = "127.0.0.1:8080".to_string();
+    let w2_line = c.agents[1].gossip.to_string();
+    wait_until("w1 and w2 in the feed", Duration::from_secs(5), || {
+        text() == format!("{w1_line}\n{w2_line}\n")
+    });
+
+    // vigil watch renders the same set through a template.
+    let template = d.join("upstream.tmpl");
+    std::fs::write(
+        &template,
+        "upstream web {\n{% for m in members %}  server {{ m.host }}:{{ m.port }};\n{% endfor %}}\n",
+    )
+    .unwrap();
+    let out = d.join("upstream.conf");
+    let status = Command::new(EXE)
+        .args(["watch", "--http", &w2, "--filter", "role=web", "--once"])
+        .arg("--template")
+        .arg(&template)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!("upstream web {{\n  server {w1_line};\n  server {w2_line};\n}}\n")
+    );
+
+    std::fs::remove_file(&ok).unwrap();
+    wait_until("w1 leaves the healthy feed", Duration::from_secs(10), || text() == format!("{w2_line}\n"));
+    for a in &c.agents {
+        let m = client::get(&a.url(), "/v1/members/w1").unwrap();
+        assert_eq!(m["state"], "alive", "{} sees w1 alive: {m}", a.name);
+        if a.name != "w1" {
+            wait_until("w1's health reaches everyone", Duration::from_secs(5), || {
+                client::get(&a.url(), "/v1/members/w1").is_ok_and(|m| m["health"]["status"] == "failing")
+            });
+        }
+    }
+    let m = client::get(&w2, "/v1/members/w1").unwrap();
+    assert!(m["health"]["reason"].as_str().unwrap().starts_with("file: exit 2"), "{m}");
+
+    std::fs::write(&ok, "").unwrap();
+    wait_until("w1 comes back into the feed", Duration::from_secs(10), || {
+        text() == format!("{w1_line}\n{w2_line}\n")
+    });
+    let mut seen = Vec::new();
+    while let Ok(s) = c.events.try_recv() {
+        seen.push(s);
+    }
+    assert!(
+        seen.iter().any(|s| s.event["kind"] == "updated" && s.event["member"] == "w1"),
+        "health changes are `updated` events"
+    );
+    assert!(
+        !seen.iter().any(|s| s.event["member"] == "w1" && s.event["kind"] != "updated"),
+        "w1 was never suspected or failed: {seen:?}"
+    );
+}
+
+/// A tiny HTTP server: every POST body, in arrival order, answered 204.
+fn webhook_receiver() -> (String, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok() {
+                let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+                if tx.send(String::from_utf8_lossy(&body).into_owned()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_webhook_sees_every_event_once_in_order_and_a_hung_handler_is_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (url, bodies) = webhook_receiver();
+    let hang = d.join("hang.log");
+    let pids = d.join("hang.pids");
+    let conf = d.join("h1.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[handler]]\nname = \"hook\"\nwebhook = \"{url}\"\ntimeout = \"2s\"\n\
+             [[handler]]\nname = \"hang\"\nkinds = [\"joined\", \"failed\"]\ntimeout = \"500ms\"\n\
+             script = \"echo $VIGIL_EVENT $VIGIL_MEMBER >> {}; sleep 100 & echo $! >> {}; wait\"\n",
+            hang.display(),
+            pids.display()
+        ),
+    )
+    .unwrap();
+    let mut c = LocalCluster::new(EXE, d.join("agents"), "local");
+    let h1 = add(&mut c, "h1", None, &[("VIGIL_CONFIG", conf.display().to_string())]);
+    for n in ["h2", "h3", "h4"] {
+        add(&mut c, n, Some(h1), &[]);
+    }
+    converged(&c);
+    c.kill(3);
+
+    // h1's own event stream (--events-json) is the reference.
+    let mut events: Vec<Value> = Vec::new();
+    let drain = |events: &mut Vec<Value>| {
+        while let Ok(s) = c.events.try_recv() {
+            if s.by == "h1" {
+                events.push(s.event);
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !events.iter().any(|e| e["kind"] == "failed" && e["member"] == "h4") {
+        assert!(Instant::now() < deadline, "h1 never saw h4 fail: {events:?}");
+        drain(&mut events);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drain(&mut events);
+    let mut received: Vec<Value> = Vec::new();
+    wait_until("the webhook receives every event", Duration::from_secs(10), || {
+        while let Ok(b) = bodies.try_recv() {
+            received.push(serde_json::from_str(&b).unwrap());
+        }
+        received.len() >= events.len()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    drain(&mut events);
+    while let Ok(b) = bodies.try_recv() {
+        received.push(serde_json::from_str(&b).unwrap());
+    }
+    assert_eq!(received, events, "every event exactly once, in order, as the event stream has it");
+
+    // The hung handler is cut off after 500 ms per event, and its next events still run.
+    let wanted: Vec<String> = events
+        .iter()
+        .filter(|e| e["kind"] == "joined" || e["kind"] == "failed")
+        .map(|e| format!("{} {}", e["kind"].as_str().unwrap(), e["member"].as_str().unwrap()))
+        .collect();
+    let kinds: Vec<String> = events.iter().map(|e| format!("{} {}", e["kind"], e["member"])).collect();
+    assert!(wanted.len() >= 3, "joins and a failure: {wanted:?} of {kinds:?}");
+    wait_until("the hung handler sees its events in turn", Duration::from_secs(10), || {
+        lines(&hang) == wanted
+    });
+    let n = wanted.len();
+    wait_until("each hung run is counted as failed", Duration::from_secs(5), || {
+        let m = client::get_text(&c.agents[h1].url(), "/metrics").unwrap_or_default();
+        m.contains(&format!("vigil_handler_runs_total{{handler=\"hang\",result=\"failed\"}} {n}"))
+            && m.contains(&format!(
+                "vigil_handler_runs_total{{handler=\"hook\",result=\"ok\"}} {}",
+                events.len()
+            ))
+            && m.contains("vigil_handler_dropped_total 0")
+    });
+    // What the hung script started was killed with it.
+    for pid in lines(&pids) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z "), "sleep {pid} outlived its handler: {stat}");
+    }
+}
