@@ -132,12 +132,30 @@ pub fn parse_http_url(url: &str) -> Result<(String, String), String> {
 }
 
 async fn http_get_status(url: &str) -> Result<u16, String> {
+    http_request(url, "GET", &[], "").await
+}
+
+/// Sends one HTTP/1.0 request to an `http://` URL and returns the status code
+/// of the answer (only its status line is read).
+pub(crate) async fn http_request(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<u16, String> {
     let (authority, path) = parse_http_url(url)?;
     let mut s = TcpStream::connect(authority.as_str()).await.map_err(|e| format!("connect: {e}"))?;
     let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h);
-    let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: vigil-check\r\nConnection: close\r\n\r\n"
-    );
+    let mut req =
+        format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: vigil\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
     s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
     let mut head = Vec::with_capacity(64);
     let mut buf = [0u8; 256];
@@ -149,8 +167,8 @@ async fn http_get_status(url: &str) -> Result<u16, String> {
         }
         head.extend_from_slice(&buf[..n]);
     }
-    let line = String::from_utf8_lossy(&head);
-    line.split_whitespace()
+    String::from_utf8_lossy(&head)
+        .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| "no HTTP status line in the answer".to_string())

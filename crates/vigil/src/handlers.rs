@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::checks::parse_http_url;
+use crate::checks::http_request;
 
 /// What a handler does with an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,33 +212,14 @@ fn env_key(k: &str) -> String {
 }
 
 async fn post(url: &str, body: &str) -> Result<(), String> {
-    let (authority, path) = parse_http_url(url)?;
-    let mut s = TcpStream::connect(authority.as_str()).await.map_err(|e| format!("connect: {e}"))?;
-    let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h);
-    let req = format!(
-        "POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: vigil\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 1024 {
-        let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let code: u16 = String::from_utf8_lossy(&head)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("no HTTP status line in the answer")?;
+    let code = http_request(url, "POST", &[("Content-Type", "application/json")], body).await?;
     if (200..300).contains(&code) { Ok(()) } else { Err(format!("HTTP {code}")) }
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt;
+
     use super::*;
 
     fn event(kind: &str, role: &str) -> HandlerEvent {
