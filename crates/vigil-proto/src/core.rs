@@ -670,14 +670,7 @@ impl Core {
     pub(crate) fn send_push_pull(&mut self, dst: SocketAddr, join: bool, reply: bool) {
         let mut states = Vec::with_capacity(self.entries.len() + 1);
         // The sender's own state goes first: receivers take it as the sender.
-        states.push(codec::MemberState {
-            name: self.me.name.clone(),
-            incarnation: self.incarnation,
-            state: if self.leaving { State::Left } else { State::Alive },
-            addr: self.me.addr,
-            meta: self.me.meta.clone(),
-            health: self.me.health.clone(),
-        });
+        states.push(self.own_state());
         states.extend(self.index.values().map(|&i| {
             let e = &self.entries[i];
             codec::MemberState {

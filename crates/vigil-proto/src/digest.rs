@@ -85,7 +85,7 @@ impl Core {
             .fold(own, |acc, e| acc.wrapping_add(claim_digest(e.name.as_str(), e.incarnation, e.state)))
     }
 
-    fn own_state(&self) -> MemberState {
+    pub(crate) fn own_state(&self) -> MemberState {
         MemberState {
             name: self.me.name.clone(),
             incarnation: self.incarnation,

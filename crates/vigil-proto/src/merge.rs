@@ -20,6 +20,26 @@ struct Content {
     health: Health,
 }
 
+impl Entry {
+    /// A member first heard of alive at `incarnation`.
+    fn alive(name: Name, incarnation: u64, c: Content, now: Instant, phi_window: usize) -> Entry {
+        Entry {
+            name,
+            addr: c.addr,
+            incarnation,
+            content_incarnation: incarnation,
+            meta: c.meta,
+            health: c.health,
+            state: State::Alive,
+            since: now,
+            suspicion: None,
+            reap_token: 0,
+            rtt: RttEstimator::default(),
+            phi: PhiDetector::new(phi_window),
+        }
+    }
+}
+
 impl Core {
     /// Applies one piggybacked claim.
     pub(crate) fn apply_update(&mut self, now: Instant, update: Update) {
@@ -69,20 +89,8 @@ impl Core {
         let start = self.entries.len();
         let added = fresh.len();
         for s in fresh {
-            self.entries.push(Entry {
-                name: s.name,
-                addr: s.addr,
-                incarnation: s.incarnation,
-                content_incarnation: s.incarnation,
-                meta: s.meta,
-                health: s.health,
-                state: State::Alive,
-                since: now,
-                suspicion: None,
-                reap_token: 0,
-                rtt: RttEstimator::default(),
-                phi: PhiDetector::new(self.config.phi_window),
-            });
+            let content = Content { addr: s.addr, meta: s.meta, health: s.health };
+            self.entries.push(Entry::alive(s.name, s.incarnation, content, now, self.config.phi_window));
         }
         let new = || self.entries[start..].iter().enumerate();
         if self.index.is_empty() {
@@ -264,22 +272,10 @@ impl Core {
 
     fn insert(&mut self, now: Instant, name: Name, incarnation: u64, c: Content) {
         let i = self.entries.len();
-        self.entries.push(Entry {
-            name: name.clone(),
-            addr: c.addr,
-            incarnation,
-            content_incarnation: incarnation,
-            meta: c.meta,
-            health: c.health,
-            state: State::Alive,
-            since: now,
-            suspicion: None,
-            reap_token: 0,
-            rtt: RttEstimator::default(),
-            phi: PhiDetector::new(self.config.phi_window),
-        });
+        let addr = c.addr;
+        self.entries.push(Entry::alive(name.clone(), incarnation, c, now, self.config.phi_window));
         self.index.insert(name.clone(), i);
-        self.by_addr.insert(c.addr, name.clone());
+        self.by_addr.insert(addr, name.clone());
         self.active += 1;
         self.add_to_probe_order(name);
         self.emit(EventKind::Joined, i, now, None);
