@@ -215,8 +215,25 @@ pub fn preflight() -> Result<()> {
             "network namespaces need root; run as root (CI does) or set VIGIL_CHAOS_SKIP=1 to skip explicitly".into(),
         ));
     }
+    let have = |tool: &str| {
+        Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    };
+    if ["ip", "nft", "taskset"].iter().any(|t| !have(t)) {
+        // A fresh Debian machine lacks nftables: install what is missing, as
+        // .ci/run does, so that `cargo test --workspace` works there too.
+        eprintln!("vigil-chaos: installing iproute2, nftables and util-linux with apt-get");
+        let quiet = |c: &mut Command| {
+            c.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        };
+        let _ = quiet(Command::new("apt-get").args(["update", "-qq"]));
+        let _ = quiet(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "iproute2", "nftables", "util-linux"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        );
+    }
     for tool in ["ip", "nft", "taskset"] {
-        let found = Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+        let found = have(tool);
         if !found {
             return Err(Error::Environment(format!(
                 "`{tool}` not found (apt-get install -y iproute2 nftables util-linux)"
