@@ -105,6 +105,20 @@ pub(crate) struct Entry {
     pub(crate) phi: PhiDetector,
 }
 
+impl Entry {
+    /// This entry as push-pull carries it.
+    pub(crate) fn wire_state(&self) -> codec::MemberState {
+        codec::MemberState {
+            name: self.name.clone(),
+            incarnation: self.incarnation,
+            state: self.state,
+            addr: self.addr,
+            meta: self.meta.clone(),
+            health: self.health.clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Probe {
     pub(crate) target: Name,
@@ -671,17 +685,7 @@ impl Core {
         let mut states = Vec::with_capacity(self.entries.len() + 1);
         // The sender's own state goes first: receivers take it as the sender.
         states.push(self.own_state());
-        states.extend(self.index.values().map(|&i| {
-            let e = &self.entries[i];
-            codec::MemberState {
-                name: e.name.clone(),
-                incarnation: e.incarnation,
-                state: e.state,
-                addr: e.addr,
-                meta: e.meta.clone(),
-                health: e.health.clone(),
-            }
-        }));
+        states.extend(self.index.values().map(|&i| self.entries[i].wire_state()));
         let payload = codec::encode(&codec::Packet {
             message: Message::PushPull { join, reply, states },
             updates: vec![],

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 
 use crate::codec::{self, MemberState, Message};
-use crate::core::{Channel, Core, Transmit};
+use crate::core::{Channel, Core, Entry, Transmit};
 use crate::member::{Name, State};
 use crate::time::Instant;
 
@@ -127,14 +127,7 @@ impl Core {
                 .values()
                 .map(|&i| &self.entries[i])
                 .filter(|e| differ[bucket_of(e.name.as_str(), buckets)])
-                .map(|e| MemberState {
-                    name: e.name.clone(),
-                    incarnation: e.incarnation,
-                    state: e.state,
-                    addr: e.addr,
-                    meta: e.meta.clone(),
-                    health: e.health.clone(),
-                }),
+                .map(Entry::wire_state),
         );
         states
     }
