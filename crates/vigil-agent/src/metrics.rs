@@ -98,6 +98,12 @@ pub fn render(m: &Metrics, members: &[Member], events: u64) -> String {
     counter(&mut r, "refutations", "Times this member refuted a suspicion of itself", p.refutations);
     counter(&mut r, "failures_declared", "Members this member declared failed", p.failures_declared);
     counter(&mut r, "push_pulls", "Full-state exchanges started", p.push_pulls_sent);
+    counter(
+        &mut r,
+        "returned_checks",
+        "State exchanges started because a member held left or dead sent a packet",
+        p.returned_checks,
+    );
     counter(&mut r, "send_errors", "Datagrams that could not be sent", m.send_errors);
     counter(&mut r, "stream_errors", "TCP exchanges that failed", m.stream_errors);
     counter(&mut r, "fault_drops", "Packets dropped by fault injection (tests only)", m.fault_drops);

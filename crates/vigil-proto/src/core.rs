@@ -74,6 +74,9 @@ pub struct Stats {
     pub relays_refused: u64,
     /// Fallback probes sent over a stream after a datagram probe timed out.
     pub stream_probes_sent: u64,
+    /// Digest exchanges started because a member held left or dead sent a
+    /// datagram (it came back and this member had missed it).
+    pub returned_checks: u64,
 }
 
 #[derive(Debug)]
@@ -210,6 +213,8 @@ pub struct Core {
     events: VecDeque<Event>,
     pub(crate) health_score: u32,
     pub(crate) stats: Stats,
+    /// When a member held left or dead that sent a datagram was last asked for its state.
+    last_return_check: Option<Instant>,
 }
 
 impl Core {
@@ -256,6 +261,7 @@ impl Core {
             events: VecDeque::new(),
             health_score: 0,
             stats: Stats::default(),
+            last_return_check: None,
         };
         core.schedule(first_probe, Timer::Probe);
         core.schedule(now + core.config.gossip_interval, Timer::Gossip);
@@ -355,11 +361,18 @@ impl Core {
                 reason: "push-pull only over a stream",
             });
         }
-        self.heard_from(now, from);
+        let sender = self.heard_from(now, from);
         // Updates first: a suspicion of us riding on a ping is refuted in the ack.
         self.refute_source = false;
+        let mut about_sender = false;
         for update in packet.updates {
+            about_sender |= sender.as_ref() == Some(update.name());
             self.apply_update(now, update);
+        }
+        if let Some(name) = sender
+            && !about_sender
+        {
+            self.check_returned(now, from, &name);
         }
         let mut source_told = false;
         match packet.message {
@@ -733,13 +746,33 @@ impl Core {
         out
     }
 
-    /// Liveness evidence from whoever sent a datagram from `from`.
-    fn heard_from(&mut self, now: Instant, from: SocketAddr) {
-        if let Some(name) = self.by_addr.get(&from)
-            && let Some(&i) = self.index.get(name)
-        {
-            self.entries[i].phi.heartbeat(now);
+    /// Liveness evidence from whoever sent a datagram from `from`; returns the
+    /// name of the member known at that address.
+    fn heard_from(&mut self, now: Instant, from: SocketAddr) -> Option<Name> {
+        let name = self.by_addr.get(&from)?;
+        let &i = self.index.get(name)?;
+        self.entries[i].phi.heartbeat(now);
+        Some(name.clone())
+    }
+
+    /// A member held `left` or `dead` for a while sent a datagram that says
+    /// nothing about itself: it is running again and this member missed the
+    /// news (the tail of infection-style gossip; nothing else contacts a
+    /// member held `left` before the next periodic exchange). Ask it for its
+    /// state with a digest exchange, at most once per probe interval.
+    fn check_returned(&mut self, now: Instant, from: SocketAddr, name: &Name) {
+        let Some(&i) = self.index.get(name) else { return };
+        let e = &self.entries[i];
+        let quiet = self.config.probe_interval * 2;
+        if self.leaving || e.state.is_active() || e.since + quiet > now {
+            return;
         }
+        if self.last_return_check.is_some_and(|at| at + self.config.probe_interval > now) {
+            return;
+        }
+        self.last_return_check = Some(now);
+        self.stats.returned_checks += 1;
+        self.send_digest(from);
     }
 
     pub(crate) fn raise_health_score(&mut self, by: u32) {

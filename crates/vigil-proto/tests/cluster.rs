@@ -179,6 +179,39 @@ fn restart_with_the_same_name_supersedes_the_old_entry() {
 }
 
 #[test]
+fn member_that_missed_a_return_learns_it_from_the_returned_members_next_packet() {
+    // No periodic exchange within the test: only the fix can bring the news.
+    let mut config = Config::lan();
+    config.push_pull_interval = secs(3600);
+    config.reconnect_interval = secs(3600);
+    let mut c = Cluster::joined(10, config, 12, secs(2));
+    assert!(c.run_until_true(secs(60), Duration::from_millis(500), Cluster::converged));
+    c.leave(3);
+    assert!(c.run_until_true(secs(5), Duration::from_millis(50), |c| c.nodes[3].core.leave_disseminated()));
+    c.crash(3);
+    c.run_for(secs(10));
+    assert_eq!(c.view(5, 3), Some(State::Left));
+    // Node 3 comes back while nothing reaches node 5: 5 misses the news.
+    for j in 0..10 {
+        c.block(j, 5);
+    }
+    c.restart(3, 2, &[0]);
+    c.run_for(Duration::from_millis(2500));
+    c.unblock_all();
+    for o in c.up().into_iter().filter(|&o| o != 5) {
+        assert_eq!(c.view(o, 3), Some(State::Alive), "member {o} saw node 3 return");
+    }
+    assert_eq!(c.view(5, 3), Some(State::Left), "node 5 missed the return");
+    // Node 3 probes everyone within one round (9 periods): its first packet
+    // to node 5 makes 5 ask it for its state.
+    assert!(
+        c.run_until_true(secs(15), Duration::from_millis(100), |c| c.view(5, 3) == Some(State::Alive)),
+        "node 5 must learn that node 3 returned from node 3's own packets"
+    );
+    assert!(c.nodes[5].core.stats().returned_checks >= 1);
+}
+
+#[test]
 fn fifty_members_one_percent_loss_detects_every_crash_without_false_failures() {
     let f = detection_run(50, Config::lan(), 0.01, 6, secs(30), 11);
     assert_eq!(f.undetected, 0, "{f:#?}");
