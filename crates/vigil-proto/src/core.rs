@@ -11,10 +11,12 @@ use rand::{RngExt, SeedableRng};
 use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, Message, Update};
 use crate::config::Config;
-use crate::detector::{PhiDetector, RttEstimator};
+use crate::detector::Peers;
 use crate::error::{ConfigError, DecodeError, MemberError};
 use crate::event::{Event, EventKind, Evidence, ProbeEvidence};
 use crate::member::{Health, Identity, Member, Meta, Name, State};
+use crate::probe::ProbeRound;
+use crate::table::{Entry, Table};
 use crate::time::Instant;
 
 /// How a transmit should travel.
@@ -90,24 +92,6 @@ pub(crate) struct Suspicion {
     pub(crate) last_chance: bool,
 }
 
-#[derive(Debug)]
-pub(crate) struct Entry {
-    pub(crate) name: Name,
-    pub(crate) addr: SocketAddr,
-    pub(crate) incarnation: u64,
-    /// Incarnation of the alive claim that addr, meta and health come from.
-    pub(crate) content_incarnation: u64,
-    pub(crate) meta: Meta,
-    pub(crate) health: Health,
-    pub(crate) state: State,
-    pub(crate) since: Instant,
-    /// Boxed: one entry per member per member, few of them suspect.
-    pub(crate) suspicion: Option<Box<Suspicion>>,
-    pub(crate) reap_token: u64,
-    pub(crate) rtt: RttEstimator,
-    pub(crate) phi: PhiDetector,
-}
-
 impl Entry {
     /// This entry as push-pull carries it.
     pub(crate) fn wire_state(&self) -> codec::MemberState {
@@ -115,9 +99,9 @@ impl Entry {
             name: self.name.clone(),
             incarnation: self.incarnation,
             state: self.state,
-            addr: self.addr,
-            meta: self.meta.clone(),
-            health: self.health.clone(),
+            addr: self.content.addr,
+            meta: self.content.meta.clone(),
+            health: self.content.health.clone(),
         }
     }
 }
@@ -161,9 +145,10 @@ pub(crate) enum Timer {
     RelayExpire {
         seq: u32,
     },
+    /// Forget a dead or left member that has stayed so since `since`.
     Reap {
         name: Name,
-        token: u64,
+        since: Instant,
     },
 }
 
@@ -190,13 +175,12 @@ pub struct Core {
     pub(crate) me: Identity,
     pub(crate) incarnation: u64,
     pub(crate) leaving: bool,
-    pub(crate) entries: Vec<Entry>,
-    pub(crate) index: BTreeMap<Name, usize>,
-    pub(crate) by_addr: BTreeMap<SocketAddr, Name>,
-    /// Alive or suspect entries (self not counted).
-    pub(crate) active: usize,
-    pub(crate) probe_order: Vec<Name>,
-    pub(crate) probe_pos: usize,
+    pub(crate) table: Table,
+    /// Current suspicions, by suspect.
+    pub(crate) suspicions: BTreeMap<Name, Suspicion>,
+    /// Round trips and phi of the members heard from most recently.
+    pub(crate) peers: Peers,
+    pub(crate) round: ProbeRound,
     pub(crate) probe: Option<Probe>,
     pub(crate) relays: BTreeMap<u32, Relay>,
     pub(crate) next_seq: u32,
@@ -242,12 +226,10 @@ impl Core {
             me,
             incarnation,
             leaving: false,
-            entries: Vec::new(),
-            index: BTreeMap::new(),
-            by_addr: BTreeMap::new(),
-            active: 0,
-            probe_order: Vec::new(),
-            probe_pos: 0,
+            table: Table::default(),
+            suspicions: BTreeMap::new(),
+            peers: Peers::default(),
+            round: ProbeRound::default(),
             probe: None,
             relays: BTreeMap::new(),
             next_seq: 0,
@@ -312,7 +294,7 @@ impl Core {
         if !self.leaving {
             return false;
         }
-        self.active == 0 || self.broadcasts.transmits(&self.me.name).is_none()
+        self.table.active() == 0 || self.broadcasts.transmits(&self.me.name).is_none()
     }
 
     /// Publishes new metadata (at most 512 bytes): raises this member's
@@ -476,7 +458,7 @@ impl Core {
                 if !self.leaving
                     && let Some(&i) = self.sample(1, |e| e.state.is_active()).first()
                 {
-                    let dst = self.entries[i].addr;
+                    let dst = self.table.entry(i).addr();
                     self.send_digest(dst);
                 }
             }
@@ -485,7 +467,7 @@ impl Core {
                 if !self.leaving
                     && let Some(&i) = self.sample(1, |e| e.state == State::Dead).first()
                 {
-                    let dst = self.entries[i].addr;
+                    let dst = self.table.entry(i).addr();
                     self.send_digest(dst);
                 }
             }
@@ -494,7 +476,7 @@ impl Core {
             Timer::RelayExpire { seq } => {
                 self.relays.remove(&seq);
             }
-            Timer::Reap { name, token } => self.reap(&name, token),
+            Timer::Reap { name, since } => self.reap(&name, since),
         }
     }
 
@@ -545,7 +527,7 @@ impl Core {
 
     /// Alive and suspect members, this one included.
     pub fn num_members(&self) -> usize {
-        self.active + 1
+        self.table.active() + 1
     }
 
     /// Changes waiting to be gossiped.
@@ -573,29 +555,33 @@ impl Core {
         if name == self.me.name.as_str() {
             return Some(self.local_member(now));
         }
-        let i = *self.index.get(name)?;
+        let i = self.table.get(name)?;
         Some(self.snapshot(i, now))
     }
 
     /// Snapshots of every known member, this one first, then by name.
     pub fn members(&self, now: Instant) -> Vec<Member> {
-        let mut out = Vec::with_capacity(self.entries.len() + 1);
+        let mut out = Vec::with_capacity(self.table.len() + 1);
         out.push(self.local_member(now));
-        out.extend(self.index.values().map(|&i| self.snapshot(i, now)));
+        out.extend(self.table.by_name().map(|(i, _)| self.snapshot(i, now)));
         out
     }
 
     pub(crate) fn snapshot(&self, i: usize, now: Instant) -> Member {
-        let e = &self.entries[i];
+        let e = self.table.entry(i);
+        let peer = self.peers.get(e.name.as_str());
         Member {
             name: e.name.clone(),
-            addr: e.addr,
+            addr: e.content.addr,
             incarnation: e.incarnation,
-            meta: e.meta.clone(),
-            health: e.health.clone(),
+            meta: e.content.meta.clone(),
+            health: e.content.health.clone(),
             state: e.state,
-            phi: if e.state.is_active() { e.phi.phi(now) } else { 0.0 },
-            rtt: e.rtt.smoothed(),
+            phi: match peer {
+                Some(p) if e.state.is_active() => p.phi.phi(now),
+                _ => 0.0,
+            },
+            rtt: peer.and_then(|p| p.rtt.smoothed()),
             since: e.since,
         }
     }
@@ -695,10 +681,10 @@ impl Core {
     }
 
     pub(crate) fn send_push_pull(&mut self, dst: SocketAddr, join: bool, reply: bool) {
-        let mut states = Vec::with_capacity(self.entries.len() + 1);
+        let mut states = Vec::with_capacity(self.table.len() + 1);
         // The sender's own state goes first: receivers take it as the sender.
         states.push(self.own_state());
-        states.extend(self.index.values().map(|&i| self.entries[i].wire_state()));
+        states.extend(self.table.by_name().map(|(_, e)| e.wire_state()));
         let payload = codec::encode(&codec::Packet {
             message: Message::PushPull { join, reply, states },
             updates: vec![],
@@ -716,14 +702,16 @@ impl Core {
         }
         let targets = self.sample(self.config.gossip_fanout, |e| e.state.is_active());
         for i in targets {
-            let dst = self.entries[i].addr;
+            let dst = self.table.entry(i).addr();
             self.send(dst, &Message::Gossip, None);
         }
     }
 
     /// Up to `k` distinct random entries that pass `filter`.
     pub(crate) fn sample(&mut self, k: usize, filter: impl Fn(&Entry) -> bool) -> Vec<usize> {
-        let len = self.entries.len();
+        let table = &self.table;
+        let filter = |i: usize| table.visible(i) && filter(table.entry(i));
+        let len = table.slots();
         let mut out = Vec::with_capacity(k);
         if len == 0 || k == 0 {
             return out;
@@ -732,13 +720,12 @@ impl Core {
         while out.len() < k && attempts < 4 * k + 8 {
             attempts += 1;
             let i = self.rng.random_range(0..len);
-            if filter(&self.entries[i]) && !out.contains(&i) {
+            if filter(i) && !out.contains(&i) {
                 out.push(i);
             }
         }
         if out.len() < k {
-            let mut rest: Vec<usize> =
-                (0..len).filter(|i| !out.contains(i) && filter(&self.entries[*i])).collect();
+            let mut rest: Vec<usize> = (0..len).filter(|&i| !out.contains(&i) && filter(i)).collect();
             rest.shuffle(&mut self.rng);
             rest.truncate(k - out.len());
             out.extend(rest);
@@ -749,10 +736,10 @@ impl Core {
     /// Liveness evidence from whoever sent a datagram from `from`; returns the
     /// name of the member known at that address.
     fn heard_from(&mut self, now: Instant, from: SocketAddr) -> Option<Name> {
-        let name = self.by_addr.get(&from)?;
-        let &i = self.index.get(name)?;
-        self.entries[i].phi.heartbeat(now);
-        Some(name.clone())
+        let i = self.table.by_addr(&from)?;
+        let name = self.table.entry(i).name.clone();
+        self.peers.touch(&name, now, self.config.phi_window).phi.heartbeat(now);
+        Some(name)
     }
 
     /// A member held `left` or `dead` for a while sent a datagram that says
@@ -761,8 +748,8 @@ impl Core {
     /// member held `left` before the next periodic exchange). Ask it for its
     /// state with a digest exchange, at most once per probe interval.
     fn check_returned(&mut self, now: Instant, from: SocketAddr, name: &Name) {
-        let Some(&i) = self.index.get(name) else { return };
-        let e = &self.entries[i];
+        let Some(i) = self.table.get(name) else { return };
+        let e = self.table.entry(i);
         let quiet = self.config.probe_interval * 2;
         if self.leaving || e.state.is_active() || e.since + quiet > now {
             return;
@@ -784,20 +771,13 @@ impl Core {
         self.health_score + 1
     }
 
-    fn reap(&mut self, name: &Name, token: u64) {
-        let Some(&i) = self.index.get(name) else { return };
-        let e = &self.entries[i];
-        if e.reap_token != token || e.state.is_active() {
+    fn reap(&mut self, name: &Name, since: Instant) {
+        let Some(i) = self.table.get(name) else { return };
+        let e = self.table.entry(i);
+        if e.since != since || e.state.is_active() {
             return;
         }
-        let addr = e.addr;
-        if self.by_addr.get(&addr) == Some(name) {
-            self.by_addr.remove(&addr);
-        }
-        self.index.remove(name);
-        self.entries.swap_remove(i);
-        if let Some(moved) = self.entries.get(i) {
-            self.index.insert(moved.name.clone(), i);
-        }
+        self.table.remove(i);
+        self.peers.forget(name.as_str());
     }
 }

@@ -1,9 +1,11 @@
 //! Per-member measurements: adaptive probe timeout from round trips, and the
 //! phi-accrual suspicion level (Hayashibara et al., 2004).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use crate::digest::name_hash;
+use crate::member::Name;
 use crate::time::Instant;
 
 /// Smoothed round-trip time and its deviation (the TCP estimator, RFC 6298).
@@ -98,11 +100,6 @@ impl PhiDetector {
         s.last = Some(now);
     }
 
-    /// Forgets the history (after a member restarts or returns).
-    pub(crate) fn reset(&mut self) {
-        self.state = None;
-    }
-
     /// The phi level at `now`: -log10 of the probability that a message comes
     /// later than the time elapsed since the last one. 0 with too few samples.
     pub(crate) fn phi(&self, now: Instant) -> f64 {
@@ -117,6 +114,77 @@ impl PhiDetector {
         let std = var.sqrt().max(MIN_STD_MICROS);
         let t = (now - last).as_secs_f64() * 1e6;
         phi_normal(t, mean, std)
+    }
+}
+
+/// Most members whose measurements (round trips, phi) are kept. Up to this
+/// size of cluster every member has them; beyond it, those heard from most
+/// recently. A bound, because a simulation holds one such map per member.
+pub(crate) const MAX_PEERS: usize = 128;
+
+/// Measurements of one member.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    name: Name,
+    pub(crate) rtt: RttEstimator,
+    pub(crate) phi: PhiDetector,
+    /// When anything was last heard from it.
+    last: Instant,
+}
+
+/// Measurements of the members heard from most recently (at most [`MAX_PEERS`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Peers {
+    /// By 64-bit hash of the name (cheaper to search than names); the
+    /// peer's name is checked on every lookup, so a collision only costs
+    /// the older peer its measurements.
+    map: BTreeMap<u64, Peer>,
+}
+
+impl Peers {
+    pub(crate) fn get<Q: AsRef<str> + ?Sized>(&self, name: &Q) -> Option<&Peer> {
+        let name = name.as_ref();
+        self.map.get(&name_hash(name)).filter(|p| p.name.as_str() == name)
+    }
+
+    /// The measurements of `name`, created (and the oldest half forgotten
+    /// when full) if it has none.
+    pub(crate) fn touch(&mut self, name: &Name, now: Instant, phi_window: usize) -> &mut Peer {
+        let key = name_hash(name.as_str());
+        if !self.map.contains_key(&key) && self.map.len() >= MAX_PEERS {
+            let mut lasts: Vec<(Instant, &Name, u64)> =
+                self.map.iter().map(|(k, p)| (p.last, &p.name, *k)).collect();
+            lasts.sort();
+            let old: Vec<u64> = lasts.into_iter().take(MAX_PEERS / 2).map(|(_, _, k)| k).collect();
+            for k in old {
+                self.map.remove(&k);
+            }
+        }
+        let fresh = || Peer {
+            name: name.clone(),
+            rtt: RttEstimator::default(),
+            phi: PhiDetector::new(phi_window),
+            last: now,
+        };
+        let p = self.map.entry(key).or_insert_with(fresh);
+        if p.name != *name {
+            *p = fresh();
+        }
+        p.last = now;
+        p
+    }
+
+    /// Forgets `name`'s measurements (it restarted or returned).
+    pub(crate) fn forget<Q: AsRef<str> + ?Sized>(&mut self, name: &Q) {
+        let name = name.as_ref();
+        let key = name_hash(name);
+        if self.map.get(&key).is_some_and(|p| p.name.as_str() == name) {
+            self.map.remove(&key);
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Name, &Peer)> {
+        self.map.values().map(|p| (&p.name, p))
     }
 }
 
@@ -152,6 +220,24 @@ mod tests {
     }
 
     #[test]
+    fn peers_keep_the_most_recently_heard_within_the_bound() {
+        let mut peers = Peers::default();
+        let name = |k: usize| Name::new(&format!("m{k}")).unwrap();
+        for k in 0..MAX_PEERS {
+            peers.touch(&name(k), Instant::from_micros(k as u64), 100);
+        }
+        // m0 heard again: now the most recent.
+        peers.touch(&name(0), Instant::from_micros(10_000), 100);
+        peers.touch(&name(MAX_PEERS), Instant::from_micros(10_001), 100);
+        assert!(peers.iter().count() <= MAX_PEERS);
+        assert!(peers.get(&name(0)).is_some(), "recently heard: kept");
+        assert!(peers.get(&name(MAX_PEERS)).is_some(), "the new one: kept");
+        assert!(peers.get(&name(1)).is_none(), "the oldest: forgotten");
+        peers.forget(&name(0));
+        assert!(peers.get(&name(0)).is_none());
+    }
+
+    #[test]
     fn phi_rises_with_silence() {
         let mut d = PhiDetector::new(100);
         let mut now = Instant::ZERO;
@@ -166,7 +252,5 @@ mod tests {
         assert!(on_time < 1.0, "{on_time}");
         assert!(late > on_time && very_late > late, "{on_time} {late} {very_late}");
         assert!(very_late > 8.0, "{very_late}");
-        d.reset();
-        assert_eq!(d.phi(now + Duration::from_secs(100)), 0.0);
     }
 }

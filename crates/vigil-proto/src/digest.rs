@@ -14,14 +14,14 @@
 use std::net::SocketAddr;
 
 use crate::codec::{self, MemberState, Message};
-use crate::core::{Channel, Core, Entry, Transmit};
-use crate::member::{Name, State};
+use crate::core::{Channel, Core, Transmit};
+use crate::member::State;
 use crate::time::Instant;
 
 /// Members per digest bucket the initiator aims for.
 const MEMBERS_PER_BUCKET: usize = 8;
 
-fn splitmix(mut z: u64) -> u64 {
+pub(crate) fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -34,7 +34,7 @@ pub(crate) fn unit_from_seed(seed: u64) -> f64 {
 }
 
 /// 64-bit FNV-1a of a name.
-fn name_hash(name: &str) -> u64 {
+pub(crate) fn name_hash(name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.as_bytes() {
         h ^= u64::from(*b);
@@ -43,9 +43,9 @@ fn name_hash(name: &str) -> u64 {
     h
 }
 
-/// The digest of one claim `(name, incarnation, state)`.
-fn claim_digest(name: &str, incarnation: u64, state: State) -> u64 {
-    splitmix(name_hash(name) ^ splitmix(incarnation ^ (u64::from(state.to_wire()) << 60)))
+/// The digest of one claim `(name, incarnation, state)`, from the name's [`name_hash`].
+pub(crate) fn claim_digest(name_hash: u64, incarnation: u64, state: State) -> u64 {
+    splitmix(name_hash ^ splitmix(incarnation ^ (u64::from(state.to_wire()) << 60)))
 }
 
 /// The digest of a view that holds exactly these members alive, each at its
@@ -53,7 +53,7 @@ fn claim_digest(name: &str, incarnation: u64, state: State) -> u64 {
 /// Order does not matter (the digest is a wrapping sum).
 pub fn view_digest<'a>(members: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
     members.into_iter().fold(0u64, |acc, (name, incarnation)| {
-        acc.wrapping_add(claim_digest(name, incarnation, State::Alive))
+        acc.wrapping_add(claim_digest(name_hash(name), incarnation, State::Alive))
     })
 }
 
@@ -62,9 +62,9 @@ fn bucket_count(n: usize) -> usize {
     (n / MEMBERS_PER_BUCKET).max(1).next_power_of_two().min(1 << codec::MAX_DIGEST_BUCKETS_LOG2)
 }
 
-fn bucket_of(name: &str, buckets: usize) -> usize {
+fn bucket_of(name_hash: u64, buckets: usize) -> usize {
     // `buckets` is a power of two; the low bits of FNV-1a are well mixed by splitmix.
-    (splitmix(name_hash(name)) as usize) & (buckets - 1)
+    (splitmix(name_hash) as usize) & (buckets - 1)
 }
 
 impl Core {
@@ -77,12 +77,10 @@ impl Core {
         let own = if self.leaving {
             0
         } else {
-            claim_digest(self.me.name.as_str(), self.incarnation, State::Alive)
+            claim_digest(name_hash(self.me.name.as_str()), self.incarnation, State::Alive)
         };
-        self.entries
-            .iter()
-            .filter(|e| e.state.is_active())
-            .fold(own, |acc, e| acc.wrapping_add(claim_digest(e.name.as_str(), e.incarnation, e.state)))
+        // Kept up to date by the table at every change: O(1), not O(n).
+        own.wrapping_add(self.table.digest())
     }
 
     pub(crate) fn own_state(&self) -> MemberState {
@@ -100,17 +98,17 @@ impl Core {
     /// summed into `buckets` buckets.
     fn bucket_sums(&self, buckets: usize) -> Vec<u32> {
         let mut sums = vec![0u32; buckets];
-        let mut add = |name: &Name, incarnation: u64, state: State| {
-            let b = bucket_of(name.as_str(), buckets);
+        let mut add = |hash: u64, incarnation: u64, state: State| {
+            let b = bucket_of(hash, buckets);
             // Truncation intended: 32 bits per bucket is enough to tell tables apart.
             #[allow(clippy::cast_possible_truncation)]
-            let d = claim_digest(name.as_str(), incarnation, state) as u32;
+            let d = claim_digest(hash, incarnation, state) as u32;
             sums[b] = sums[b].wrapping_add(d);
         };
         let own = self.own_state();
-        add(&own.name, own.incarnation, own.state);
-        for e in &self.entries {
-            add(&e.name, e.incarnation, e.state);
+        add(name_hash(own.name.as_str()), own.incarnation, own.state);
+        for (_, e) in self.table.iter() {
+            add(e.hash, e.incarnation, e.state);
         }
         sums
     }
@@ -123,18 +121,17 @@ impl Core {
         let differ: Vec<bool> = mine.iter().zip(sums).map(|(a, b)| a != b).collect();
         let mut states = vec![self.own_state()];
         states.extend(
-            self.index
-                .values()
-                .map(|&i| &self.entries[i])
-                .filter(|e| differ[bucket_of(e.name.as_str(), buckets)])
-                .map(Entry::wire_state),
+            self.table
+                .by_name()
+                .filter(|(_, e)| differ[bucket_of(e.hash, buckets)])
+                .map(|(_, e)| e.wire_state()),
         );
         states
     }
 
     /// Starts a periodic anti-entropy exchange with `dst`: sends the digest.
     pub(crate) fn send_digest(&mut self, dst: SocketAddr) {
-        let sums = self.bucket_sums(bucket_count(self.entries.len() + 1));
+        let sums = self.bucket_sums(bucket_count(self.table.len() + 1));
         let states = vec![self.own_state()];
         self.stats.push_pulls_sent += 1;
         self.push_stream(dst, Message::Digest { reply: false, sums, states });

@@ -80,6 +80,7 @@ mod event;
 mod member;
 mod merge;
 mod probe;
+mod table;
 mod time;
 
 pub use config::Config;
@@ -90,4 +91,5 @@ pub use event::{Event, EventKind, Evidence, ProbeEvidence};
 pub use member::{
     Health, HealthStatus, Identity, MAX_META_LEN, MAX_NAME_LEN, MAX_REASON_LEN, Member, Meta, Name, State,
 };
+pub use merge::Snapshot;
 pub use time::Instant;

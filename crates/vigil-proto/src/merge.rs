@@ -2,15 +2,16 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::codec::{MemberState, Message, Update};
 
 /// Members told directly of a disagreement per push-pull merge; later merges tell the rest.
 const MAX_NOTIFY_PER_MERGE: usize = 64;
-use crate::core::{Core, Entry, Suspicion, Timer};
-use crate::detector::{PhiDetector, RttEstimator};
+use crate::core::{Core, Suspicion, Timer};
 use crate::event::{EventKind, Evidence, ProbeEvidence};
 use crate::member::{Health, Meta, Name, State};
+use crate::table::{self, Entry, Table};
 use crate::time::Instant;
 
 /// What an alive claim says about a member besides its state.
@@ -20,23 +21,47 @@ struct Content {
     health: Health,
 }
 
-impl Entry {
-    /// A member first heard of alive at `incarnation`.
-    fn alive(name: Name, incarnation: u64, c: Content, now: Instant, phi_window: usize) -> Entry {
-        Entry {
-            name,
-            addr: c.addr,
-            incarnation,
-            content_incarnation: incarnation,
-            meta: c.meta,
-            health: c.health,
-            state: State::Alive,
-            since: now,
-            suspicion: None,
-            reap_token: 0,
-            rtt: RttEstimator::default(),
-            phi: PhiDetector::new(phi_window),
+impl Content {
+    fn at(self, incarnation: u64) -> Arc<table::Content> {
+        Arc::new(table::Content { addr: self.addr, meta: self.meta, health: self.health, incarnation })
+    }
+}
+
+/// Members known to a whole cluster, built once and shared by many members'
+/// tables: a simulator's warm start of a large cluster.
+///
+/// [`Core::preload_snapshot`] gives a member a copy of this table that shares
+/// its memory until it changes (copy-on-write by chunks of 64 entries), so
+/// that n members knowing n members cost far less than n² entries.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    table: Table,
+}
+
+impl Snapshot {
+    /// Members known alive, as `states` say (other states, and repeated names,
+    /// are skipped), first seen at `now`.
+    pub fn new(now: Instant, states: impl IntoIterator<Item = MemberState>) -> Snapshot {
+        let mut alive: Vec<MemberState> = states.into_iter().filter(|s| s.state == State::Alive).collect();
+        alive.sort_by(|a, b| a.name.cmp(&b.name));
+        alive.dedup_by(|a, b| a.name == b.name);
+        let mut table = Table::default();
+        for s in alive {
+            let content = Content { addr: s.addr, meta: s.meta, health: s.health }.at(s.incarnation);
+            table.push(Entry::alive(s.name, s.incarnation, content, now));
         }
+        table.freeze();
+        Snapshot { table }
+    }
+
+    /// Members in the snapshot.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.table.len() == 0
     }
 }
 
@@ -50,21 +75,21 @@ impl Core {
             Update::Suspect { name, incarnation, from } => {
                 if name == self.me.name {
                     self.claim_about_self(now, incarnation, State::Suspect, None, Some(&from));
-                } else if let Some(&i) = self.index.get(&name) {
+                } else if let Some(i) = self.table.get(&name) {
                     self.suspect(now, i, incarnation, from, BTreeSet::new(), None);
                 }
             }
             Update::Dead { name, incarnation, from } => {
                 if name == self.me.name {
                     self.claim_about_self(now, incarnation, State::Dead, None, Some(&from));
-                } else if let Some(&i) = self.index.get(&name) {
+                } else if let Some(i) = self.table.get(&name) {
                     self.declare(now, i, incarnation, State::Dead, Some(from));
                 }
             }
             Update::Left { name, incarnation } => {
                 if name == self.me.name {
                     self.claim_about_self(now, incarnation, State::Left, None, None);
-                } else if let Some(&i) = self.index.get(&name) {
+                } else if let Some(i) = self.table.get(&name) {
                     self.declare(now, i, incarnation, State::Left, None);
                 }
             }
@@ -81,32 +106,30 @@ impl Core {
         let mut fresh: Vec<MemberState> = states
             .into_iter()
             .filter(|s| {
-                s.state == State::Alive && s.name != self.me.name && !self.index.contains_key(&s.name)
+                s.state == State::Alive && s.name != self.me.name && self.table.get(&s.name).is_none()
             })
             .collect();
         fresh.sort_by(|a, b| a.name.cmp(&b.name));
         fresh.dedup_by(|a, b| a.name == b.name);
-        let start = self.entries.len();
         let added = fresh.len();
         for s in fresh {
-            let content = Content { addr: s.addr, meta: s.meta, health: s.health };
-            self.entries.push(Entry::alive(s.name, s.incarnation, content, now, self.config.phi_window));
+            let content = Content { addr: s.addr, meta: s.meta, health: s.health }.at(s.incarnation);
+            self.table.push(Entry::alive(s.name, s.incarnation, content, now));
         }
-        let new = || self.entries[start..].iter().enumerate();
-        if self.index.is_empty() {
-            // Bulk build from sorted input: linear, not n log n.
-            self.index = new().map(|(k, e)| (e.name.clone(), start + k)).collect();
-            self.by_addr = new().map(|(_, e)| (e.addr, e.name.clone())).collect();
-        } else {
-            let pairs: Vec<(Name, usize, SocketAddr)> =
-                new().map(|(k, e)| (e.name.clone(), start + k, e.addr)).collect();
-            for (name, i, addr) in pairs {
-                self.by_addr.insert(addr, name.clone());
-                self.index.insert(name, i);
-            }
-        }
-        self.active += added;
         added
+    }
+
+    /// Like [`Core::preload`] from a [`Snapshot`] shared with other members:
+    /// a member that knows nobody yet takes a copy of the snapshot's table
+    /// that shares its memory (its own entry hidden). A member that already
+    /// knows others adds the snapshot's members one by one instead. Returns
+    /// how many members were added.
+    pub fn preload_snapshot(&mut self, now: Instant, snapshot: &Snapshot) -> usize {
+        if self.table.slots() == 0 {
+            self.table = snapshot.table.shared_for(self.me.name.as_str());
+            return self.table.len();
+        }
+        self.preload(now, snapshot.table.by_name().map(|(_, e)| e.wire_state()))
     }
 
     /// Merges a push-pull table. The first state is the sender's own.
@@ -125,14 +148,14 @@ impl Core {
                 self.claim_about_self(now, s.incarnation, s.state, Some(content), Some(&sender));
                 continue;
             }
-            let Some(&i) = self.index.get(&s.name) else {
+            let Some(i) = self.table.get(&s.name) else {
                 if s.state == State::Alive {
                     let content = Content { addr: s.addr, meta: s.meta, health: s.health };
                     self.apply_alive(now, s.name, s.incarnation, content);
                 }
                 continue;
             };
-            let (held_inc, held_state) = (self.entries[i].incarnation, self.entries[i].state);
+            let (held_inc, held_state) = (self.table.entry(i).incarnation, self.table.entry(i).state);
             match s.state {
                 State::Alive => {
                     if held_state == State::Dead
@@ -169,7 +192,7 @@ impl Core {
 
     /// Sends a claim straight to the member it is about.
     fn notify(&mut self, i: usize, update: Update) {
-        let dst = self.entries[i].addr;
+        let dst = self.table.entry(i).addr();
         self.send(dst, &Message::Gossip, Some(&update));
     }
 
@@ -207,10 +230,10 @@ impl Core {
         if state != State::Alive {
             self.refute_source = true;
             if let Some(from) = from
-                && let Some(&i) = self.index.get(from)
-                && self.entries[i].state.is_active()
+                && let Some(i) = self.table.get(from)
+                && self.table.entry(i).state.is_active()
             {
-                self.refute_to.push(self.entries[i].addr);
+                self.refute_to.push(self.table.entry(i).addr());
             }
         }
     }
@@ -220,27 +243,20 @@ impl Core {
             self.claim_about_self(now, incarnation, State::Alive, Some(c), None);
             return;
         }
-        let Some(&i) = self.index.get(&name) else {
+        let Some(i) = self.table.get(&name) else {
             self.insert(now, name, incarnation, c);
             return;
         };
         // Content (address, metadata, health) comes from the newest alive claim,
         // whatever the state: this keeps merging independent of arrival order.
-        let e = &mut self.entries[i];
+        let e = self.table.entry(i);
         let mut changed = false;
-        if incarnation > e.content_incarnation {
-            changed = e.addr != c.addr || e.meta != c.meta || e.health != c.health;
-            let old_addr = e.addr;
-            e.addr = c.addr;
-            e.meta = c.meta;
-            e.health = c.health;
-            e.content_incarnation = incarnation;
-            if changed {
-                let new_addr = e.addr;
-                self.reindex_addr(&name, old_addr, new_addr);
-            }
+        if incarnation > e.content.incarnation {
+            let old = &e.content;
+            changed = old.addr != c.addr || old.meta != c.meta || old.health != c.health;
+            self.table.set_content(i, c.at(incarnation));
         }
-        let e = &self.entries[i];
+        let e = self.table.entry(i);
         if (incarnation, State::Alive) <= (e.incarnation, e.state) {
             if changed && e.state.is_active() {
                 self.emit(EventKind::Updated, i, now, None);
@@ -255,75 +271,54 @@ impl Core {
                 self.gossip_soon(now);
                 Some(EventKind::Recovered)
             }
-            State::Dead | State::Left => {
-                self.entries[i].rtt = RttEstimator::default();
-                Some(EventKind::Joined)
-            }
+            State::Dead | State::Left => Some(EventKind::Joined),
             State::Alive => changed.then_some(EventKind::Updated),
         };
         if let Some(kind) = kind {
             self.emit(kind, i, now, None);
         }
-        let e = &self.entries[i];
-        let update =
-            Update::Alive { name, incarnation, addr: e.addr, meta: e.meta.clone(), health: e.health.clone() };
-        self.enqueue(&update);
-    }
-
-    fn insert(&mut self, now: Instant, name: Name, incarnation: u64, c: Content) {
-        let i = self.entries.len();
-        let addr = c.addr;
-        self.entries.push(Entry::alive(name.clone(), incarnation, c, now, self.config.phi_window));
-        self.index.insert(name.clone(), i);
-        self.by_addr.insert(addr, name.clone());
-        self.active += 1;
-        self.add_to_probe_order(name);
-        self.emit(EventKind::Joined, i, now, None);
-        let e = &self.entries[i];
+        let e = self.table.entry(i);
         let update = Update::Alive {
-            name: e.name.clone(),
+            name,
             incarnation,
-            addr: e.addr,
-            meta: e.meta.clone(),
-            health: e.health.clone(),
+            addr: e.content.addr,
+            meta: e.content.meta.clone(),
+            health: e.content.health.clone(),
         };
         self.enqueue(&update);
     }
 
-    fn reindex_addr(&mut self, name: &Name, old: SocketAddr, new: SocketAddr) {
-        if self.by_addr.get(&old) == Some(name) {
-            self.by_addr.remove(&old);
-        }
-        self.by_addr.insert(new, name.clone());
+    fn insert(&mut self, now: Instant, name: Name, incarnation: u64, c: Content) {
+        let update = Update::Alive {
+            name: name.clone(),
+            incarnation,
+            addr: c.addr,
+            meta: c.meta.clone(),
+            health: c.health.clone(),
+        };
+        let i = self.table.push(Entry::alive(name.clone(), incarnation, c.at(incarnation), now));
+        self.peers.forget(name.as_str());
+        self.add_to_probe_order(name);
+        self.emit(EventKind::Joined, i, now, None);
+        self.enqueue(&update);
     }
 
-    /// Moves entry `i` to `state` at `incarnation`, keeping the active count,
+    /// Moves entry `i` to `state` at `incarnation`, keeping the suspicions,
     /// the probe round and the reaper in step.
     fn transition(&mut self, now: Instant, i: usize, state: State, incarnation: u64) {
-        let e = &mut self.entries[i];
-        let was_active = e.state.is_active();
-        if e.state != state {
-            e.since = now;
-        }
-        e.state = state;
-        e.incarnation = incarnation;
-        if state != State::Suspect {
-            e.suspicion = None;
-        }
+        let e = self.table.entry(i);
+        let (was_active, old_state) = (e.state.is_active(), e.state);
         let name = e.name.clone();
-        match (was_active, state.is_active()) {
-            (true, false) => {
-                self.active -= 1;
-                let token = self.token();
-                self.entries[i].reap_token = token;
-                self.schedule(now + self.config.dead_retention, Timer::Reap { name, token });
-            }
-            (false, true) => {
-                self.active += 1;
-                self.entries[i].phi.reset();
-                self.add_to_probe_order(name);
-            }
-            _ => {}
+        self.table.set_claim(i, incarnation, state, now);
+        if state != State::Suspect {
+            self.suspicions.remove(&name);
+        }
+        if !state.is_active() && state != old_state {
+            self.schedule(now + self.config.dead_retention, Timer::Reap { name, since: now });
+        } else if !was_active && state.is_active() {
+            // It restarted or returned: its old measurements say nothing now.
+            self.peers.forget(name.as_str());
+            self.add_to_probe_order(name);
         }
     }
 
@@ -338,13 +333,13 @@ impl Core {
         confirmers: BTreeSet<Name>,
         probe: Option<ProbeEvidence>,
     ) {
-        let e = &mut self.entries[i];
+        let e = self.table.entry(i);
         if (incarnation, State::Suspect) < (e.incarnation, e.state) {
             return;
         }
         let local = from == self.me.name;
         if e.state == State::Suspect && e.incarnation == incarnation {
-            let Some(s) = e.suspicion.as_mut() else { return };
+            let Some(s) = self.suspicions.get_mut(&e.name) else { return };
             let before = s.confirmers.len();
             for c in confirmers.into_iter().chain(std::iter::once(from.clone())) {
                 if c != s.originator {
@@ -356,7 +351,7 @@ impl Core {
             }
             if s.confirmers.len() > before {
                 self.schedule_suspicion(now, i);
-                let name = self.entries[i].name.clone();
+                let name = self.table.entry(i).name.clone();
                 self.enqueue(&Update::Suspect { name, incarnation, from });
             }
             return;
@@ -366,15 +361,16 @@ impl Core {
         }
         let mut confirmers = confirmers;
         confirmers.remove(&from);
-        e.suspicion = Some(Box::new(Suspicion {
+        let suspicion = Suspicion {
             originator: from.clone(),
             confirmers,
             started: now,
             token: 0,
             probe,
             last_chance: false,
-        }));
-        let was_gone = !self.entries[i].state.is_active();
+        };
+        let was_gone = !e.state.is_active();
+        self.suspicions.insert(e.name.clone(), suspicion);
         self.transition(now, i, State::Suspect, incarnation);
         self.schedule_suspicion(now, i);
         if was_gone {
@@ -384,9 +380,9 @@ impl Core {
         }
         let evidence = self.evidence(i, now, None);
         self.emit(EventKind::Suspected, i, now, Some(evidence));
-        let e = &self.entries[i];
+        let e = self.table.entry(i);
         let update = Update::Suspect { name: e.name.clone(), incarnation, from };
-        let dst = e.addr;
+        let dst = e.addr();
         self.enqueue(&update);
         if local {
             // Tell the suspect at once: if it is alive it refutes well in time.
@@ -397,24 +393,24 @@ impl Core {
     fn schedule_suspicion(&mut self, now: Instant, i: usize) {
         let n = self.num_members();
         let token = self.token();
-        let e = &mut self.entries[i];
-        let Some(s) = e.suspicion.as_mut() else { return };
+        let name = self.table.entry(i).name.clone();
+        let Some(s) = self.suspicions.get_mut(&name) else { return };
         s.token = token;
         let confirmations = u32::try_from(s.confirmers.len()).unwrap_or(u32::MAX);
         let deadline = (s.started + self.config.suspicion_timeout(n, confirmations)).max(now);
-        let name = e.name.clone();
         self.schedule(deadline, Timer::Suspicion { name, token });
     }
 
     pub(crate) fn on_suspicion_timeout(&mut self, now: Instant, name: &Name, token: u64) {
-        let Some(&i) = self.index.get(name) else { return };
-        let e = &self.entries[i];
-        if e.state != State::Suspect || e.suspicion.as_ref().is_none_or(|s| s.token != token) {
+        let Some(i) = self.table.get(name) else { return };
+        let e = self.table.entry(i);
+        let suspicion = self.suspicions.get(name);
+        if e.state != State::Suspect || suspicion.is_none_or(|s| s.token != token) {
             return;
         }
         let incarnation = e.incarnation;
-        let addr = e.addr;
-        if let Some(s) = e.suspicion.as_ref()
+        let addr = e.addr();
+        if let Some(s) = suspicion
             && s.probe.is_none()
             && s.originator != self.me.name
             && !s.last_chance
@@ -423,7 +419,7 @@ impl Core {
             // If it is alive, its ack carries its refutation.
             let buddy = Update::Suspect { name: name.clone(), incarnation, from: s.originator.clone() };
             let token = self.token();
-            if let Some(s) = self.entries[i].suspicion.as_mut() {
+            if let Some(s) = self.suspicions.get_mut(name) {
                 s.last_chance = true;
                 s.token = token;
             }
@@ -440,13 +436,13 @@ impl Core {
 
     /// Member `i` is dead or left at `incarnation`, if that outranks what we hold.
     fn declare(&mut self, now: Instant, i: usize, incarnation: u64, state: State, by: Option<Name>) {
-        let e = &self.entries[i];
+        let e = self.table.entry(i);
         if (incarnation, state) <= (e.incarnation, e.state) {
             return;
         }
         let evidence = (state == State::Dead).then(|| self.evidence(i, now, by.clone()));
+        let name = e.name.clone();
         self.transition(now, i, state, incarnation);
-        let name = self.entries[i].name.clone();
         let (kind, update) = match state {
             State::Left => (EventKind::Left, Update::Left { name, incarnation }),
             _ => {
@@ -460,8 +456,7 @@ impl Core {
     }
 
     fn evidence(&self, i: usize, now: Instant, declared_by: Option<Name>) -> Evidence {
-        let e = &self.entries[i];
-        match &e.suspicion {
+        match self.suspicions.get(&self.table.entry(i).name) {
             Some(s) => Evidence {
                 suspected_by: std::iter::once(s.originator.clone())
                     .chain(s.confirmers.iter().cloned())

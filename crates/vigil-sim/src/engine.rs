@@ -300,9 +300,12 @@ impl Engine {
             })
             .collect();
         let now = vigil_proto::Instant::from_micros(self.now);
+        // One table for the whole cluster; every member's copy shares its
+        // memory until it changes (n tables of n entries would need n²).
+        let snapshot = vigil_proto::Snapshot::new(now, states);
         for s in &mut self.slots {
             if let Some(c) = s.core.as_mut() {
-                c.preload(now, states.iter().cloned());
+                c.preload_snapshot(now, &snapshot);
             }
         }
         for id in 0..self.slots.len() {

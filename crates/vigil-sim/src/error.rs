@@ -27,7 +27,7 @@ pub enum ScenarioError {
     Config(vigil_proto::ConfigError),
     /// The run would need more memory than this machine has.
     #[error(
-        "{members} members need about {need_mib} MiB (every member holds every other one); {avail_mib} MiB available"
+        "{members} members need about {need_mib} MiB (every member knows every other one); {avail_mib} MiB available"
     )]
     TooLarge {
         /// Members asked for.

@@ -66,7 +66,10 @@ pub use observe::{ENCRYPTION_OVERHEAD, FalseClass, STREAM_FRAME};
 pub use report::{
     Detection, Dissemination, FalseFailures, Joins, KindTraffic, Memory, Quantiles, Report, Traffic,
 };
-pub use run::{BYTES_PER_ENTRY_ESTIMATE, BarProgress, NoProgress, Progress, repro_command, rss_bytes, run};
+pub use run::{
+    BYTES_PER_CONVERGED_MEMBER, BYTES_PER_ENTRY_ESTIMATE, BarProgress, NoProgress, Progress, repro_command,
+    rss_bytes, run,
+};
 pub use scenario::{
     Churn, CrashSpec, Crashes, Dur, Frac, FreezeSpec, MassFailure, Network, PartitionSpec, Preset, Scenario,
     Select, SlowSpec, Start, apply_override, config_toml, parse_duration,

@@ -73,9 +73,26 @@ fn available_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Estimated bytes per membership-table entry in the simulator (measured:
-/// see docs/BENCHMARKS.md), used to refuse runs that cannot fit in memory.
+/// Estimated bytes per membership-table entry that a member holds alone
+/// (measured: see docs/BENCHMARKS.md), used to refuse runs that cannot fit in
+/// memory. A member that joined holds its own table; members started
+/// converged share one table until their views diverge.
 pub const BYTES_PER_ENTRY_ESTIMATE: u64 = 200;
+
+/// Estimated bytes per member started converged (its shared table, the
+/// chunks it changed, its timers and queues), measured at 1 000 to 10 000 members.
+pub const BYTES_PER_CONVERGED_MEMBER: u64 = 96 << 10;
+
+/// Memory a run needs, estimated: `joined` members that build their own
+/// table of up to `total` entries, the rest sharing one.
+fn memory_estimate(start: Start, n: u64, total: u64) -> u64 {
+    let joined = if start == Start::Join { total } else { total - n };
+    let shared = total - joined;
+    joined * total * BYTES_PER_ENTRY_ESTIMATE
+        + shared * BYTES_PER_CONVERGED_MEMBER
+        // Each later member is one more overlay entry in every shared table.
+        + shared * joined * 2 * 64
+}
 
 fn us(d: Duration) -> u64 {
     d.as_micros() as u64
@@ -91,7 +108,7 @@ pub fn run(scenario: &Scenario, progress: &mut dyn Progress) -> Result<Report, S
             .as_ref()
             .map_or(0, |c| (c.joins_per_sec * scenario.duration.0.as_secs_f64()) as usize);
     let total = (n + extra) as u64;
-    let need = total * total * BYTES_PER_ENTRY_ESTIMATE;
+    let need = memory_estimate(scenario.start, n as u64, total);
     if let Some(avail) = available_bytes()
         && need > avail * 9 / 10
     {

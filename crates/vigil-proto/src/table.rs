@@ -1,0 +1,446 @@
+//! The membership table: one compact entry per known member, stored so that
+//! tables can share memory.
+//!
+//! A simulation of n members holds n tables of n entries. Entries therefore
+//! keep only what every member must know of every other (name, incarnation,
+//! state, since, and a shared pointer to the content of the newest alive
+//! claim); per-peer measurements and suspicions live beside the table, for
+//! the few members they concern. Entries sit in copy-on-write chunks of
+//! [`CHUNK`], and the name and address indexes behind shared pointers, so a
+//! table cloned from a common snapshot ([`crate::Snapshot`]) costs a few
+//! kilobytes until it diverges, and a change copies one chunk. A member's own
+//! entry may be present but hidden (tables cloned from a snapshot of the
+//! whole cluster): every lookup and iteration skips it.
+//!
+//! In a running agent there is one table and nothing is shared: the chunks
+//! are then plain vectors behind one more pointer.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::digest::{claim_digest, name_hash};
+use crate::member::{Health, Meta, Name, State};
+use crate::time::Instant;
+
+/// Entries per copy-on-write chunk.
+pub(crate) const CHUNK: usize = 64;
+
+/// What the newest alive claim about a member said besides its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Content {
+    pub(crate) addr: SocketAddr,
+    pub(crate) meta: Meta,
+    pub(crate) health: Health,
+    /// Incarnation of the alive claim this content comes from.
+    pub(crate) incarnation: u64,
+}
+
+/// One known member, as this member sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) name: Name,
+    pub(crate) content: Arc<Content>,
+    pub(crate) incarnation: u64,
+    pub(crate) since: Instant,
+    pub(crate) state: State,
+    /// 64-bit FNV-1a of the name, for digests and buckets.
+    pub(crate) hash: u64,
+}
+
+impl Entry {
+    /// A member first heard of alive at `incarnation`.
+    pub(crate) fn alive(name: Name, incarnation: u64, content: Arc<Content>, now: Instant) -> Entry {
+        let hash = name_hash(name.as_str());
+        Entry { name, content, incarnation, since: now, state: State::Alive, hash }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.content.addr
+    }
+
+    /// What this entry adds to the membership digest (0 unless active).
+    fn digest(&self) -> u64 {
+        if self.state.is_active() { claim_digest(self.hash, self.incarnation, self.state) } else { 0 }
+    }
+}
+
+/// The members one member knows, indexed by name and by address.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Table {
+    chunks: Vec<Arc<Vec<Entry>>>,
+    len: usize,
+    index: Overlay<Name, u32>,
+    by_addr: Overlay<SocketAddr, u32>,
+    /// This member's own slot, when the table came from a shared snapshot.
+    hidden: Option<usize>,
+    /// Alive or suspect entries (the hidden one not counted).
+    active: usize,
+    /// Wrapping sum of the claim digests of the active entries.
+    digest: u64,
+}
+
+fn slot(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 members")
+}
+
+impl Table {
+    /// Visible entries.
+    pub(crate) fn len(&self) -> usize {
+        self.len - usize::from(self.hidden.is_some())
+    }
+
+    /// Slots run from 0 to this, the hidden one included.
+    pub(crate) fn slots(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn active(&self) -> usize {
+        self.active
+    }
+
+    pub(crate) fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// True unless `i` is the hidden slot.
+    pub(crate) fn visible(&self, i: usize) -> bool {
+        self.hidden != Some(i)
+    }
+
+    pub(crate) fn get<Q: AsRef<str> + ?Sized>(&self, name: &Q) -> Option<usize> {
+        let i = *self.index.get(name.as_ref())? as usize;
+        self.visible(i).then_some(i)
+    }
+
+    pub(crate) fn by_addr(&self, addr: &SocketAddr) -> Option<usize> {
+        let i = *self.by_addr.get(addr)? as usize;
+        self.visible(i).then_some(i)
+    }
+
+    pub(crate) fn entry(&self, i: usize) -> &Entry {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn entry_mut(&mut self, i: usize) -> &mut Entry {
+        &mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK]
+    }
+
+    /// Visible entries in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Entry)> {
+        self.chunks.iter().flat_map(|c| c.iter()).enumerate().filter(|(i, _)| self.visible(*i))
+    }
+
+    /// Visible entries in name order.
+    pub(crate) fn by_name(&self) -> impl Iterator<Item = (usize, &Entry)> {
+        self.index.iter().map(|(_, &i)| i as usize).filter(|&i| self.visible(i)).map(|i| (i, self.entry(i)))
+    }
+
+    /// Adds a member not known yet; returns its slot.
+    pub(crate) fn push(&mut self, e: Entry) -> usize {
+        let i = self.len;
+        self.index.insert(e.name.clone(), slot(i));
+        self.by_addr.insert(e.addr(), slot(i));
+        if e.state.is_active() {
+            self.active += 1;
+        }
+        self.digest = self.digest.wrapping_add(e.digest());
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => Arc::make_mut(c).push(e),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK);
+                c.push(e);
+                self.chunks.push(Arc::new(c));
+            }
+        }
+        self.len += 1;
+        i
+    }
+
+    /// Sets what is believed of entry `i`; `since` moves when the state does.
+    pub(crate) fn set_claim(&mut self, i: usize, incarnation: u64, state: State, now: Instant) {
+        let hidden = !self.visible(i);
+        let e = self.entry_mut(i);
+        let (old_digest, was_active) = (e.digest(), e.state.is_active());
+        if e.state != state {
+            e.since = now;
+        }
+        e.state = state;
+        e.incarnation = incarnation;
+        let new_digest = e.digest();
+        if hidden {
+            return;
+        }
+        self.digest = self.digest.wrapping_sub(old_digest).wrapping_add(new_digest);
+        match (was_active, state.is_active()) {
+            (true, false) => self.active -= 1,
+            (false, true) => self.active += 1,
+            _ => {}
+        }
+    }
+
+    /// Replaces the content of entry `i`, keeping the address index in step.
+    pub(crate) fn set_content(&mut self, i: usize, content: Arc<Content>) {
+        let old = self.entry(i).addr();
+        let new = content.addr;
+        self.entry_mut(i).content = content;
+        if old != new {
+            if self.by_addr.get(&old) == Some(&slot(i)) {
+                self.by_addr.remove(&old);
+            }
+            self.by_addr.insert(new, slot(i));
+        }
+    }
+
+    /// Forgets entry `i` (an inactive one): the last entry takes its slot.
+    pub(crate) fn remove(&mut self, i: usize) {
+        let last = self.len - 1;
+        let gone = self.entry(i).clone();
+        if gone.state.is_active() && self.visible(i) {
+            self.active -= 1;
+            self.digest = self.digest.wrapping_sub(gone.digest());
+        }
+        let moved = {
+            let tail = Arc::make_mut(self.chunks.last_mut().expect("table not empty"));
+            let moved = tail.pop().expect("last chunk not empty");
+            if tail.is_empty() {
+                self.chunks.pop();
+            }
+            moved
+        };
+        self.len -= 1;
+        self.index.remove(&gone.name);
+        if self.by_addr.get(&gone.addr()) == Some(&slot(i)) {
+            self.by_addr.remove(&gone.addr());
+        }
+        if i != last {
+            if self.by_addr.get(&moved.addr()) == Some(&slot(last)) {
+                self.by_addr.insert(moved.addr(), slot(i));
+            }
+            self.index.insert(moved.name.clone(), slot(i));
+            *self.entry_mut(i) = moved;
+            if self.hidden == Some(last) {
+                self.hidden = Some(i);
+            }
+        }
+        if self.hidden == Some(i) && i == last {
+            self.hidden = None;
+        }
+    }
+
+    /// Folds the indexes into bases that copies share (see [`Table::shared_for`]).
+    pub(crate) fn freeze(&mut self) {
+        self.index.freeze();
+        self.by_addr.freeze();
+    }
+
+    /// A copy of this table sharing its memory, with `name`'s entry hidden:
+    /// the table of member `name` in a cluster that this table describes.
+    pub(crate) fn shared_for(&self, name: &str) -> Table {
+        let mut t = self.clone();
+        if let Some(&i) = self.index.get(name) {
+            let i = i as usize;
+            let e = self.entry(i);
+            if e.state.is_active() {
+                t.active -= 1;
+                t.digest = t.digest.wrapping_sub(e.digest());
+            }
+            t.hidden = Some(i);
+        }
+        t
+    }
+}
+
+/// A map shared by many tables, with each table's own changes on top: a
+/// member that joins a simulated cluster of n adds one key to n overlays
+/// instead of copying n maps of n keys.
+#[derive(Debug, Clone)]
+struct Overlay<K, V> {
+    base: Arc<BTreeMap<K, V>>,
+    /// Keys added or changed since the base was shared.
+    added: BTreeMap<K, V>,
+    /// Keys of the base removed since.
+    removed: BTreeSet<K>,
+}
+
+impl<K, V> Default for Overlay<K, V> {
+    fn default() -> Self {
+        Overlay { base: Arc::default(), added: BTreeMap::new(), removed: BTreeSet::new() }
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> Overlay<K, V> {
+    fn get<Q: Ord + ?Sized>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        // Skipping empty maps matters: most lookups in a shared table find
+        // the key in the base, and the overlays are usually empty.
+        if !self.added.is_empty()
+            && let Some(v) = self.added.get(k)
+        {
+            return Some(v);
+        }
+        if !self.removed.is_empty() && self.removed.contains(k) {
+            return None;
+        }
+        self.base.get(k)
+    }
+
+    fn insert(&mut self, k: K, v: V) {
+        self.removed.remove(&k);
+        self.added.insert(k, v);
+    }
+
+    fn remove(&mut self, k: &K) {
+        self.added.remove(k);
+        if self.base.contains_key(k) {
+            self.removed.insert(k.clone());
+        }
+    }
+
+    /// Folds this table's changes into a new base that copies share.
+    fn freeze(&mut self) {
+        if self.added.is_empty() && self.removed.is_empty() {
+            return;
+        }
+        let base = Arc::make_mut(&mut self.base);
+        for k in std::mem::take(&mut self.removed) {
+            base.remove(&k);
+        }
+        base.append(&mut self.added);
+    }
+
+    /// Every key in order, with its value.
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        let mut base = self
+            .base
+            .iter()
+            .filter(|(k, _)| !self.removed.contains(*k) && !self.added.contains_key(*k))
+            .peekable();
+        let mut added = self.added.iter().peekable();
+        std::iter::from_fn(move || match (base.peek(), added.peek()) {
+            (Some((a, _)), Some((b, _))) => {
+                if a < b {
+                    base.next()
+                } else {
+                    added.next()
+                }
+            }
+            (Some(_), None) => base.next(),
+            (None, _) => added.next(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, port: u16) -> Entry {
+        let content = Arc::new(Content {
+            addr: ([127, 0, 0, 1], port).into(),
+            meta: Meta::default(),
+            health: Health::ok(),
+            incarnation: 1,
+        });
+        Entry::alive(Name::new(name).unwrap(), 1, content, Instant::ZERO)
+    }
+
+    fn names(t: &Table) -> Vec<String> {
+        t.by_name().map(|(_, e)| e.name.to_string()).collect()
+    }
+
+    #[test]
+    fn push_lookup_and_remove_keep_indexes_in_step() {
+        let mut t = Table::default();
+        for k in 0..200u16 {
+            t.push(entry(&format!("m{k:03}"), 1000 + k));
+        }
+        assert_eq!((t.len(), t.active()), (200, 200));
+        let i = t.get("m010").unwrap();
+        t.set_claim(i, 2, State::Dead, Instant::ZERO);
+        assert_eq!(t.active(), 199);
+        t.remove(i);
+        assert_eq!(t.len(), 199);
+        assert_eq!(t.get("m010"), None);
+        let j = t.get("m199").expect("the moved entry is found under its name");
+        assert_eq!(t.entry(j).name.as_str(), "m199");
+        assert_eq!(t.by_addr(&([127, 0, 0, 1], 1199).into()), Some(j));
+        assert_eq!(t.by_addr(&([127, 0, 0, 1], 1010).into()), None);
+        assert_eq!(names(&t).len(), 199);
+    }
+
+    #[test]
+    fn shared_copies_diverge_without_touching_each_other() {
+        let mut base = Table::default();
+        for k in 0..150u16 {
+            base.push(entry(&format!("m{k:03}"), 1000 + k));
+        }
+        let mut a = base.shared_for("m007");
+        let b = base.shared_for("m100");
+        assert_eq!(a.get("m007"), None, "own entry hidden");
+        assert!(b.get("m007").is_some());
+        assert_eq!((a.len(), a.active()), (149, 149));
+        assert!(!names(&a).contains(&"m007".to_string()));
+        assert_eq!(a.iter().count(), 149);
+        let i = a.get("m120").unwrap();
+        a.set_claim(i, 1, State::Suspect, Instant::ZERO);
+        assert_eq!(a.entry(i).state, State::Suspect);
+        assert_eq!(b.entry(b.get("m120").unwrap()).state, State::Alive, "b unchanged");
+        assert_eq!(base.entry(i).state, State::Alive, "the snapshot unchanged");
+        // Only the chunk that changed was copied.
+        assert!(Arc::ptr_eq(&a.chunks[0], &b.chunks[0]));
+        assert!(!Arc::ptr_eq(&a.chunks[i / CHUNK], &b.chunks[i / CHUNK]));
+    }
+
+    #[test]
+    fn a_member_added_to_shared_copies_stays_in_each_copy_alone() {
+        let mut base = Table::default();
+        for k in 0..100u16 {
+            base.push(entry(&format!("m{k:03}"), 1000 + k));
+        }
+        base.freeze();
+        let mut a = base.shared_for("m000");
+        let b = base.shared_for("m001");
+        let i = a.push(entry("m050x", 5000));
+        assert_eq!(a.get("m050x"), Some(i));
+        assert_eq!(b.get("m050x"), None);
+        let order = names(&a);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "in name order across base and overlay");
+        assert_eq!(order.len(), 100);
+        let j = a.get("m020").unwrap();
+        a.set_claim(j, 2, State::Left, Instant::ZERO);
+        a.remove(j);
+        assert_eq!(a.get("m020"), None);
+        assert!(b.get("m020").is_some());
+        assert_eq!(a.get("m050x"), Some(j), "the last entry moved into the freed slot");
+        assert_eq!(a.by_addr(&([127, 0, 0, 1], 5000).into()), Some(j));
+        assert_eq!(names(&a).len(), 99);
+    }
+
+    #[test]
+    fn digest_follows_claims_and_ignores_the_hidden_entry() {
+        let mut base = Table::default();
+        for k in 0..10u16 {
+            base.push(entry(&format!("m{k}"), 1000 + k));
+        }
+        let mut a = base.shared_for("m3");
+        let mut fresh = Table::default();
+        for k in (0..10u16).filter(|&k| k != 3) {
+            fresh.push(entry(&format!("m{k}"), 1000 + k));
+        }
+        assert_eq!(a.digest(), fresh.digest());
+        let (i, j) = (a.get("m5").unwrap(), fresh.get("m5").unwrap());
+        a.set_claim(i, 4, State::Suspect, Instant::ZERO);
+        fresh.set_claim(j, 4, State::Suspect, Instant::ZERO);
+        assert_eq!(a.digest(), fresh.digest());
+        a.set_claim(i, 4, State::Left, Instant::ZERO);
+        fresh.set_claim(j, 4, State::Left, Instant::ZERO);
+        assert_eq!(a.digest(), fresh.digest());
+        assert_eq!(a.active(), 8);
+    }
+}
