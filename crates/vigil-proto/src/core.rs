@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, Message, Update};
 use crate::config::Config;
-use crate::detector::Peers;
+use crate::detector::{MAX_PEERS, Peers};
 use crate::error::{ConfigError, DecodeError, MemberError};
 use crate::event::{Event, EventKind, Evidence, ProbeEvidence};
 use crate::member::{Health, Identity, Member, Meta, Name, State};
@@ -464,11 +464,13 @@ impl Core {
             }
             Timer::Reconnect => {
                 self.schedule(now + self.config.reconnect_interval, Timer::Reconnect);
-                if !self.leaving
-                    && let Some(&i) = self.sample(1, |e| e.state == State::Dead).first()
-                {
-                    let dst = self.table.entry(i).addr();
-                    self.send_digest(dst);
+                let (_, dead) = self.table.dead(0);
+                if !self.leaving && dead > 0 {
+                    let k = self.rng.random_range(0..dead);
+                    if let (Some(i), _) = self.table.dead(k) {
+                        let dst = self.table.entry(i).addr();
+                        self.send_digest(dst);
+                    }
                 }
             }
             Timer::Suspicion { name, token } => self.on_suspicion_timeout(now, &name, token),
@@ -737,8 +739,14 @@ impl Core {
     /// name of the member known at that address.
     fn heard_from(&mut self, now: Instant, from: SocketAddr) -> Option<Name> {
         let i = self.table.by_addr(&from)?;
-        let name = self.table.entry(i).name.clone();
-        self.peers.touch(&name, now, self.config.phi_window).phi.heartbeat(now);
+        let e = self.table.entry(i);
+        let name = e.name.clone();
+        // Beyond MAX_PEERS members, arrivals start no new measurements (acks
+        // to this member's own probes do): random gossip senders would only
+        // churn the bounded map.
+        if self.table.len() <= MAX_PEERS || self.peers.get(name.as_str()).is_some() {
+            self.peers.touch(e.hash, &name, now, self.config.phi_window).phi.heartbeat(now);
+        }
         Some(name)
     }
 

@@ -149,8 +149,9 @@ impl Peers {
 
     /// The measurements of `name`, created (and the oldest half forgotten
     /// when full) if it has none.
-    pub(crate) fn touch(&mut self, name: &Name, now: Instant, phi_window: usize) -> &mut Peer {
-        let key = name_hash(name.as_str());
+    /// `hash` is the name's [`name_hash`] (entries keep it).
+    pub(crate) fn touch(&mut self, hash: u64, name: &Name, now: Instant, phi_window: usize) -> &mut Peer {
+        let key = hash;
         if !self.map.contains_key(&key) && self.map.len() >= MAX_PEERS {
             let mut lasts: Vec<(Instant, &Name, u64)> =
                 self.map.iter().map(|(k, p)| (p.last, &p.name, *k)).collect();
@@ -224,11 +225,11 @@ mod tests {
         let mut peers = Peers::default();
         let name = |k: usize| Name::new(&format!("m{k}")).unwrap();
         for k in 0..MAX_PEERS {
-            peers.touch(&name(k), Instant::from_micros(k as u64), 100);
+            peers.touch(name_hash(name(k).as_ref()), &name(k), Instant::from_micros(k as u64), 100);
         }
         // m0 heard again: now the most recent.
-        peers.touch(&name(0), Instant::from_micros(10_000), 100);
-        peers.touch(&name(MAX_PEERS), Instant::from_micros(10_001), 100);
+        peers.touch(name_hash("m0"), &name(0), Instant::from_micros(10_000), 100);
+        peers.touch(name_hash(name(MAX_PEERS).as_ref()), &name(MAX_PEERS), Instant::from_micros(10_001), 100);
         assert!(peers.iter().count() <= MAX_PEERS);
         assert!(peers.get(&name(0)).is_some(), "recently heard: kept");
         assert!(peers.get(&name(MAX_PEERS)).is_some(), "the new one: kept");

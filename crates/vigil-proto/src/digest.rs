@@ -98,17 +98,18 @@ impl Core {
     /// summed into `buckets` buckets.
     fn bucket_sums(&self, buckets: usize) -> Vec<u32> {
         let mut sums = vec![0u32; buckets];
-        let mut add = |hash: u64, incarnation: u64, state: State| {
+        let mut add = |hash: u64, claim: u64| {
             let b = bucket_of(hash, buckets);
             // Truncation intended: 32 bits per bucket is enough to tell tables apart.
             #[allow(clippy::cast_possible_truncation)]
-            let d = claim_digest(hash, incarnation, state) as u32;
+            let d = claim as u32;
             sums[b] = sums[b].wrapping_add(d);
         };
         let own = self.own_state();
-        add(name_hash(own.name.as_str()), own.incarnation, own.state);
+        let own_hash = name_hash(own.name.as_str());
+        add(own_hash, claim_digest(own_hash, own.incarnation, own.state));
         for (_, e) in self.table.iter() {
-            add(e.hash, e.incarnation, e.state);
+            add(e.hash, e.claim);
         }
         sums
     }
@@ -120,9 +121,10 @@ impl Core {
         let mine = self.bucket_sums(buckets);
         let differ: Vec<bool> = mine.iter().zip(sums).map(|(a, b)| a != b).collect();
         let mut states = vec![self.own_state()];
+        // Slot order: deterministic, and cheaper than name order in a shared table.
         states.extend(
             self.table
-                .by_name()
+                .iter()
                 .filter(|(_, e)| differ[bucket_of(e.hash, buckets)])
                 .map(|(_, e)| e.wire_state()),
         );

@@ -100,7 +100,7 @@ impl Core {
     /// gossiping them: a membership snapshot restored on restart, or a
     /// simulator's warm start. Members already known, this member itself, and
     /// states other than alive are skipped; the probe round picks the new
-    /// members up at its next shuffle, and probing and push-pull then verify
+    /// members up at its next round, and probing and push-pull then verify
     /// them like any other member. Returns how many were added.
     pub fn preload(&mut self, now: Instant, states: impl IntoIterator<Item = MemberState>) -> usize {
         let mut fresh: Vec<MemberState> = states

@@ -145,7 +145,8 @@ impl Core {
             if let Some(i) = self.table.get(&p.target)
                 && self.table.entry(i).addr() == from
             {
-                let peer = self.peers.touch(&p.target, now, self.config.phi_window);
+                let hash = self.table.entry(i).hash;
+                let peer = self.peers.touch(hash, &p.target, now, self.config.phi_window);
                 peer.rtt.sample(now - p.sent_at);
                 peer.phi.heartbeat(now);
             }

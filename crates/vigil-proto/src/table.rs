@@ -47,13 +47,17 @@ pub(crate) struct Entry {
     pub(crate) state: State,
     /// 64-bit FNV-1a of the name, for digests and buckets.
     pub(crate) hash: u64,
+    /// Digest of the claim (name, incarnation, state), whatever the state;
+    /// kept with the claim so that digests need no hashing.
+    pub(crate) claim: u64,
 }
 
 impl Entry {
     /// A member first heard of alive at `incarnation`.
     pub(crate) fn alive(name: Name, incarnation: u64, content: Arc<Content>, now: Instant) -> Entry {
         let hash = name_hash(name.as_str());
-        Entry { name, content, incarnation, since: now, state: State::Alive, hash }
+        let claim = claim_digest(hash, incarnation, State::Alive);
+        Entry { name, content, incarnation, since: now, state: State::Alive, hash, claim }
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -62,7 +66,7 @@ impl Entry {
 
     /// What this entry adds to the membership digest (0 unless active).
     fn digest(&self) -> u64 {
-        if self.state.is_active() { claim_digest(self.hash, self.incarnation, self.state) } else { 0 }
+        if self.state.is_active() { self.claim } else { 0 }
     }
 }
 
@@ -79,6 +83,8 @@ pub(crate) struct Table {
     active: usize,
     /// Wrapping sum of the claim digests of the active entries.
     digest: u64,
+    /// Slots of the entries held dead (the reconnect timer picks among them).
+    dead: BTreeSet<u32>,
 }
 
 fn slot(i: usize) -> u32 {
@@ -127,6 +133,11 @@ impl Table {
         &mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK]
     }
 
+    /// The `k`-th of the entries held dead (in slot order), and how many there are.
+    pub(crate) fn dead(&self, k: usize) -> (Option<usize>, usize) {
+        (self.dead.iter().nth(k).map(|&i| i as usize), self.dead.len())
+    }
+
     /// Visible entries in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Entry)> {
         self.chunks.iter().flat_map(|c| c.iter()).enumerate().filter(|(i, _)| self.visible(*i))
@@ -146,6 +157,9 @@ impl Table {
             self.active += 1;
         }
         self.digest = self.digest.wrapping_add(e.digest());
+        if e.state == State::Dead {
+            self.dead.insert(slot(i));
+        }
         match self.chunks.last_mut() {
             Some(c) if c.len() < CHUNK => Arc::make_mut(c).push(e),
             _ => {
@@ -168,9 +182,15 @@ impl Table {
         }
         e.state = state;
         e.incarnation = incarnation;
+        e.claim = claim_digest(e.hash, incarnation, state);
         let new_digest = e.digest();
         if hidden {
             return;
+        }
+        if state == State::Dead {
+            self.dead.insert(slot(i));
+        } else {
+            self.dead.remove(&slot(i));
         }
         self.digest = self.digest.wrapping_sub(old_digest).wrapping_add(new_digest);
         match (was_active, state.is_active()) {
@@ -210,6 +230,10 @@ impl Table {
             moved
         };
         self.len -= 1;
+        self.dead.remove(&slot(i));
+        if self.dead.remove(&slot(last)) {
+            self.dead.insert(slot(i));
+        }
         self.index.remove(&gone.name);
         if self.by_addr.get(&gone.addr()) == Some(&slot(i)) {
             self.by_addr.remove(&gone.addr());
@@ -313,14 +337,20 @@ impl<K: Ord + Clone, V: Clone> Overlay<K, V> {
     }
 
     /// Every key in order, with its value.
-    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+    fn iter(&self) -> Box<dyn Iterator<Item = (&K, &V)> + '_> {
+        if self.added.is_empty() && self.removed.is_empty() {
+            return Box::new(self.base.iter());
+        }
+        if self.base.is_empty() {
+            return Box::new(self.added.iter());
+        }
         let mut base = self
             .base
             .iter()
             .filter(|(k, _)| !self.removed.contains(*k) && !self.added.contains_key(*k))
             .peekable();
         let mut added = self.added.iter().peekable();
-        std::iter::from_fn(move || match (base.peek(), added.peek()) {
+        Box::new(std::iter::from_fn(move || match (base.peek(), added.peek()) {
             (Some((a, _)), Some((b, _))) => {
                 if a < b {
                     base.next()
@@ -330,7 +360,7 @@ impl<K: Ord + Clone, V: Clone> Overlay<K, V> {
             }
             (Some(_), None) => base.next(),
             (None, _) => added.next(),
-        })
+        }))
     }
 }
 
@@ -348,16 +378,24 @@ mod tests {
         Entry::alive(Name::new(name).unwrap(), 1, content, Instant::ZERO)
     }
 
+    /// A frozen table of members `m000`, `m001`, … (`m0`, `m1`, … when `short`).
+    fn table(n: u16, short: bool) -> Table {
+        let mut t = Table::default();
+        for k in 0..n {
+            let name = if short { format!("m{k}") } else { format!("m{k:03}") };
+            t.push(entry(&name, 1000 + k));
+        }
+        t.freeze();
+        t
+    }
+
     fn names(t: &Table) -> Vec<String> {
         t.by_name().map(|(_, e)| e.name.to_string()).collect()
     }
 
     #[test]
     fn push_lookup_and_remove_keep_indexes_in_step() {
-        let mut t = Table::default();
-        for k in 0..200u16 {
-            t.push(entry(&format!("m{k:03}"), 1000 + k));
-        }
+        let mut t = table(200, false);
         assert_eq!((t.len(), t.active()), (200, 200));
         let i = t.get("m010").unwrap();
         t.set_claim(i, 2, State::Dead, Instant::ZERO);
@@ -374,10 +412,7 @@ mod tests {
 
     #[test]
     fn shared_copies_diverge_without_touching_each_other() {
-        let mut base = Table::default();
-        for k in 0..150u16 {
-            base.push(entry(&format!("m{k:03}"), 1000 + k));
-        }
+        let base = table(150, false);
         let mut a = base.shared_for("m007");
         let b = base.shared_for("m100");
         assert_eq!(a.get("m007"), None, "own entry hidden");
@@ -397,11 +432,7 @@ mod tests {
 
     #[test]
     fn a_member_added_to_shared_copies_stays_in_each_copy_alone() {
-        let mut base = Table::default();
-        for k in 0..100u16 {
-            base.push(entry(&format!("m{k:03}"), 1000 + k));
-        }
-        base.freeze();
+        let base = table(100, false);
         let mut a = base.shared_for("m000");
         let b = base.shared_for("m001");
         let i = a.push(entry("m050x", 5000));
@@ -424,10 +455,7 @@ mod tests {
 
     #[test]
     fn digest_follows_claims_and_ignores_the_hidden_entry() {
-        let mut base = Table::default();
-        for k in 0..10u16 {
-            base.push(entry(&format!("m{k}"), 1000 + k));
-        }
+        let base = table(10, true);
         let mut a = base.shared_for("m3");
         let mut fresh = Table::default();
         for k in (0..10u16).filter(|&k| k != 3) {
@@ -442,5 +470,26 @@ mod tests {
         fresh.set_claim(j, 4, State::Left, Instant::ZERO);
         assert_eq!(a.digest(), fresh.digest());
         assert_eq!(a.active(), 8);
+    }
+
+    #[test]
+    fn dead_entries_are_tracked_through_removal() {
+        let mut t = table(10, true);
+        let (i, j) = (t.get("m2").unwrap(), t.get("m5").unwrap());
+        t.set_claim(i, 1, State::Dead, Instant::ZERO);
+        t.set_claim(j, 1, State::Dead, Instant::ZERO);
+        assert_eq!(t.dead(0), (Some(i), 2));
+        t.set_claim(i, 2, State::Alive, Instant::ZERO);
+        assert_eq!(t.dead(0), (Some(j), 1));
+        // The last entry is dead, and moves into the slot of a removed one.
+        let last = t.get("m9").unwrap();
+        t.set_claim(last, 1, State::Dead, Instant::ZERO);
+        let gone = t.get("m0").unwrap();
+        t.set_claim(gone, 1, State::Left, Instant::ZERO);
+        t.remove(gone);
+        let moved = t.get("m9").unwrap();
+        assert_eq!(moved, gone);
+        let dead: Vec<usize> = (0..2).filter_map(|k| t.dead(k).0).collect();
+        assert_eq!(dead, vec![moved, j]);
     }
 }

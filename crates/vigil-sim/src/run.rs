@@ -206,7 +206,9 @@ pub fn run(scenario: &Scenario, progress: &mut dyn Progress) -> Result<Report, S
     }
     if scenario.check_invariants {
         let now = eng.now;
-        let example = eng.wrong_view_example();
+        // The example scans every view (n² lookups): only when it is needed.
+        let example =
+            if eng.quiet_alive.held_at.is_none() { eng.wrong_view_example() } else { String::new() };
         let v = eng.quiet_alive.finish(now, || example);
         eng.violation(v);
         let v = eng.converge.finish(now);
