@@ -13,6 +13,8 @@ use crate::member::Name;
 struct Queued {
     name: Name,
     bytes: Vec<u8>,
+    /// Sent twice the retransmit limit: news that nothing else repairs soon.
+    boosted: bool,
 }
 
 /// Smallest possible encoded update (a `left` with a 1-byte name).
@@ -27,15 +29,16 @@ pub(crate) struct BroadcastQueue {
 }
 
 impl BroadcastQueue {
-    /// Queues an encoded change about `name`, replacing any older one.
-    pub(crate) fn push(&mut self, name: Name, bytes: Vec<u8>) {
+    /// Queues an encoded change about `name`, replacing any older one; a
+    /// `boosted` change is sent twice the retransmit limit.
+    pub(crate) fn push(&mut self, name: Name, bytes: Vec<u8>, boosted: bool) {
         if let Some(key) = self.by_name.remove(&name) {
             self.queue.remove(&key);
         }
         self.next_id += 1;
         let key = (0, Reverse(self.next_id));
         self.by_name.insert(name.clone(), key);
-        self.queue.insert(key, Queued { name, bytes });
+        self.queue.insert(key, Queued { name, bytes, boosted });
     }
 
     /// Number of queued changes.
@@ -79,6 +82,7 @@ impl BroadcastQueue {
         for key in &taken {
             if let Some(q) = self.queue.remove(key) {
                 let sent = key.0 + 1;
+                let limit = if q.boosted { limit.saturating_mul(2) } else { limit };
                 if sent >= limit {
                     self.by_name.remove(&q.name);
                 } else {
@@ -103,8 +107,8 @@ mod tests {
     #[test]
     fn newer_change_replaces_older_and_least_sent_goes_first() {
         let mut q = BroadcastQueue::default();
-        q.push(n("a"), vec![1; 10]);
-        q.push(n("b"), vec![2; 10]);
+        q.push(n("a"), vec![1; 10], false);
+        q.push(n("b"), vec![2; 10], false);
         let mut buf = Vec::new();
         // Room for one: the newest (b) goes first.
         assert_eq!(q.fill(&mut buf, 10, 255, 3, None), 1);
@@ -114,7 +118,7 @@ mod tests {
         assert_eq!(q.fill(&mut buf, 10, 255, 3, None), 1);
         assert_eq!(buf, vec![1; 10]);
         // Replacing a resets its count and drops the old bytes.
-        q.push(n("a"), vec![3; 5]);
+        q.push(n("a"), vec![3; 5], false);
         assert_eq!(q.len(), 2);
         assert_eq!(q.transmits(&n("a")), Some(0));
         buf.clear();
@@ -125,8 +129,19 @@ mod tests {
     #[test]
     fn changes_leave_after_the_retransmit_limit() {
         let mut q = BroadcastQueue::default();
-        q.push(n("a"), vec![1; 4]);
+        q.push(n("a"), vec![1; 4], false);
         for _ in 0..3 {
+            let mut buf = Vec::new();
+            assert_eq!(q.fill(&mut buf, 100, 255, 3, None), 1);
+        }
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn boosted_changes_go_out_twice_the_limit() {
+        let mut q = BroadcastQueue::default();
+        q.push(n("a"), vec![1; 4], true);
+        for _ in 0..6 {
             let mut buf = Vec::new();
             assert_eq!(q.fill(&mut buf, 100, 255, 3, None), 1);
         }
@@ -136,8 +151,8 @@ mod tests {
     #[test]
     fn too_large_changes_are_skipped_not_blocking() {
         let mut q = BroadcastQueue::default();
-        q.push(n("small"), vec![1; 4]);
-        q.push(n("big"), vec![2; 50]);
+        q.push(n("small"), vec![1; 4], false);
+        q.push(n("big"), vec![2; 50], false);
         let mut buf = Vec::new();
         assert_eq!(q.fill(&mut buf, 20, 255, 3, None), 1);
         assert_eq!(buf, vec![1; 4]);

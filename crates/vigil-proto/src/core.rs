@@ -616,9 +616,14 @@ impl Core {
     }
 
     pub(crate) fn enqueue(&mut self, update: &Update) {
+        self.enqueue_with(update, false);
+    }
+
+    /// Queues `update`; a `boosted` one is gossiped twice as many times.
+    pub(crate) fn enqueue_with(&mut self, update: &Update, boosted: bool) {
         let mut bytes = Vec::with_capacity(48);
         codec::encode_update(&mut bytes, update);
-        self.broadcasts.push(update.name().clone(), bytes);
+        self.broadcasts.push(update.name().clone(), bytes, boosted);
     }
 
     /// Gossips pending changes now rather than at the next gossip tick:

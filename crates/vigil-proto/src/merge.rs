@@ -285,7 +285,10 @@ impl Core {
             meta: e.content.meta.clone(),
             health: e.content.health.clone(),
         };
-        self.enqueue(&update);
+        // A return is boosted: a member that misses it holds the member dead
+        // or left, and nothing contacts such a member before the next
+        // periodic exchange (the tail of infection-style gossip).
+        self.enqueue_with(&update, kind == Some(EventKind::Joined));
     }
 
     fn insert(&mut self, now: Instant, name: Name, incarnation: u64, c: Content) {
@@ -300,7 +303,8 @@ impl Core {
         self.peers.forget(name.as_str());
         self.add_to_probe_order(name);
         self.emit(EventKind::Joined, i, now, None);
-        self.enqueue(&update);
+        // Boosted like a return: a member that misses a join knows nothing of it.
+        self.enqueue_with(&update, true);
     }
 
     /// Moves entry `i` to `state` at `incarnation`, keeping the suspicions,

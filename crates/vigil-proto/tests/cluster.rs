@@ -212,6 +212,32 @@ fn member_that_missed_a_return_learns_it_from_the_returned_members_next_packet()
 }
 
 #[test]
+fn rolling_restart_of_fifty_members_each_back_everywhere_within_seconds() {
+    // Seeds 1 and 4 each left one member holding a restarted member `left`
+    // for 7–14 s when a return was gossiped like any other change.
+    for seed in [1, 4] {
+        let mut c = converged_cluster(50, seed);
+        for i in 0..50 {
+            c.leave(i);
+            assert!(c.run_until_true(secs(5), Duration::from_millis(50), |c| {
+                c.nodes[i].core.leave_disseminated()
+            }));
+            c.crash(i);
+            c.run_for(Duration::from_millis(300));
+            let incarnation = c.nodes[i].core.incarnation() + 100;
+            c.restart(i, incarnation, &[(i + 1) % 50]);
+            let back = c.run_until_true(secs(5), Duration::from_millis(100), |c| {
+                (0..50).all(|o| o == i || c.view(o, i) == Some(State::Alive))
+            });
+            let missing: Vec<usize> =
+                (0..50).filter(|&o| o != i && c.view(o, i) != Some(State::Alive)).collect();
+            assert!(back, "seed {seed}: member {i} not alive after 5 s in the views of {missing:?}");
+        }
+        assert!(c.events.iter().all(|s| s.event.kind != EventKind::Failed), "seed {seed}: nobody failed");
+    }
+}
+
+#[test]
 fn fifty_members_one_percent_loss_detects_every_crash_without_false_failures() {
     let f = detection_run(50, Config::lan(), 0.01, 6, secs(30), 11);
     assert_eq!(f.undetected, 0, "{f:#?}");
