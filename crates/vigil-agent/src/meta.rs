@@ -5,9 +5,8 @@
 //! a value is any UTF-8 without a newline. The whole blob is at most
 //! [`vigil_proto::MAX_META_LEN`] (512) bytes.
 //!
-//! Decoding is lenient, since a library user may publish any bytes: a line
-//! without `=` becomes a key with an empty value, bytes that are not UTF-8 are
-//! replaced (U+FFFD), and a later duplicate key wins.
+//! Decoding is lenient, since a library user may publish any bytes: see
+//! [`vigil::meta::parse_meta`] (shared with failover groups).
 
 use std::collections::BTreeMap;
 
@@ -54,17 +53,9 @@ pub fn encode(meta: &BTreeMap<String, String>) -> Result<Vec<u8>, MetaError> {
     Ok(out.into_bytes())
 }
 
-/// Decodes a meta blob (leniently, see the module docs).
-pub fn decode(bytes: &[u8]) -> BTreeMap<String, String> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (l.to_string(), String::new()),
-        })
-        .collect()
-}
+/// Decodes a meta blob leniently: [`vigil::meta::parse_meta`], the one
+/// parser that failover groups use too.
+pub use vigil::meta::parse_meta as decode;
 
 #[cfg(test)]
 mod tests {

@@ -61,7 +61,8 @@ pub fn groups(members: &[Member]) -> Vec<GroupView> {
     let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for m in members {
         let meta = parse_meta(m.meta.as_bytes());
-        let Some(group) = meta.get(GROUP_KEY) else { continue };
+        // An empty group name (`group=`, or a bare `group` line) is no group.
+        let Some(group) = meta.get(GROUP_KEY).filter(|g| !g.is_empty()) else { continue };
         if m.state == State::Left {
             continue;
         }

@@ -4,12 +4,16 @@
 
 use std::collections::BTreeMap;
 
-/// Parses `key=value` lines; lines without `=` and empty keys are skipped.
+/// Parses `key=value` lines, leniently, since a member may publish any
+/// bytes: bytes that are not UTF-8 are replaced (U+FFFD), empty lines are
+/// skipped, a line without `=` is a key with an empty value, keys are
+/// trimmed and an empty key is skipped, and a later duplicate key wins. The
+/// agent's API shows metadata parsed this way.
 pub fn parse_meta(bytes: &[u8]) -> BTreeMap<String, String> {
     let text = String::from_utf8_lossy(bytes);
     text.lines()
         .filter_map(|line| {
-            let (k, v) = line.split_once('=')?;
+            let (k, v) = line.split_once('=').unwrap_or((line, ""));
             let k = k.trim();
             (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
         })
@@ -58,6 +62,9 @@ mod tests {
         assert!(encode_meta(&[("a=b".to_string(), "1".to_string())].into()).is_err());
         assert!(encode_meta(&[("k".to_string(), "x\ny".to_string())].into()).is_err());
         assert!(encode_meta(&[("k".to_string(), "x".repeat(600))].into()).is_err());
-        assert_eq!(parse_meta(b"garbage\n=x\nk = v"), [("k".to_string(), " v".to_string())].into());
+        let lenient = parse_meta(b"plain\n\n=x\nk = v\n\xff=y\nk=w");
+        let expect: BTreeMap<String, String> =
+            [("plain", ""), ("k", "w"), ("\u{FFFD}", "y")].map(|(k, v)| (k.into(), v.into())).into();
+        assert_eq!(lenient, expect);
     }
 }
