@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::digest::name_hash;
+use crate::hash::name_hash;
 use crate::member::Name;
 use crate::time::Instant;
 

@@ -12,7 +12,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`Core`] (`core`, `probe`, `merge`) | the state machine: probing, suspicion, refutation, merging |
+//! | [`Core`] (`core/`, `probe`, `merge`, `refute`, `anti_entropy`) | the state machine: probing, suspicion, refutation, merging, anti-entropy |
 //! | [`Config`] | timers and limits, presets [`Config::lan`], [`Config::wan`], [`Config::local`] |
 //! | [`codec`] | the wire format (docs/PROTOCOL.md) |
 //! | [`Member`], [`Name`], [`Meta`], [`Health`], [`State`] | who a member is |
@@ -69,27 +69,36 @@
 //! ```
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+mod anti_entropy;
 mod broadcast;
 pub mod codec;
 mod config;
 mod core;
 mod detector;
-mod digest;
 mod error;
 mod event;
+mod hash;
+mod local;
 mod member;
 mod merge;
 mod probe;
+mod refute;
+mod round;
+mod snapshot;
+mod stats;
+mod suspicion;
 mod table;
 mod time;
 
+pub use crate::core::Core;
+pub use crate::core::outbox::{Channel, Transmit};
 pub use config::Config;
-pub use core::{Channel, Core, Stats, Transmit};
-pub use digest::view_digest;
 pub use error::{ConfigError, DecodeError, MemberError};
 pub use event::{Event, EventKind, Evidence, ProbeEvidence};
+pub use hash::view_digest;
 pub use member::{
     Health, HealthStatus, Identity, MAX_META_LEN, MAX_NAME_LEN, MAX_REASON_LEN, Member, Meta, Name, State,
 };
-pub use merge::Snapshot;
+pub use snapshot::Snapshot;
+pub use stats::Stats;
 pub use time::Instant;

@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::digest::{claim_digest, name_hash};
+use crate::codec::MemberState;
+use crate::hash::{claim_digest, name_hash};
 use crate::member::{Health, Meta, Name, State};
 use crate::time::Instant;
 
@@ -62,6 +63,18 @@ impl Entry {
 
     pub(crate) fn addr(&self) -> SocketAddr {
         self.content.addr
+    }
+
+    /// This entry as push-pull carries it.
+    pub(crate) fn wire_state(&self) -> MemberState {
+        MemberState {
+            name: self.name.clone(),
+            incarnation: self.incarnation,
+            state: self.state,
+            addr: self.content.addr,
+            meta: self.content.meta.clone(),
+            health: self.content.health.clone(),
+        }
     }
 
     /// What this entry adds to the membership digest (0 unless active).

@@ -6,8 +6,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
 
-use super::*;
-use crate::member::{Health, HealthStatus, Meta, Name, State};
+use super::decode::*;
+use super::encode::*;
+use super::types::*;
+
+use crate::error::DecodeError;
+use crate::member::{Health, HealthStatus, MAX_META_LEN, Meta, Name, State};
 
 // ---------------------------------------------------------------- helpers
 

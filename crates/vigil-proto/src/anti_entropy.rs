@@ -1,0 +1,186 @@
+//! Anti-entropy: full-state exchanges (push-pull) on join, and periodic
+//! exchanges by digest.
+//!
+//! A periodic push-pull does not send the whole table. The initiator sends
+//! its table summed into `B` buckets by name hash (`B` a power of two, about
+//! one bucket per 8 members, at most 4 096), and its own state. The receiver
+//! sums its own table the same way and answers with its sums and its full
+//! states in the buckets that differ. The initiator merges them, compares
+//! again, and sends its states in the buckets that still differ as a
+//! push-pull reply. When the two tables agree (the common case) an exchange
+//! costs `4·B` bytes each way instead of the whole table; when they differ,
+//! only the differing buckets (≈ 8 members each) travel. Joins still exchange
+//! the whole table: the joiner knows nothing yet.
+
+use std::net::SocketAddr;
+
+use crate::codec::{self, MemberState, Message, Update};
+use crate::core::ctx::Ctx;
+use crate::hash::{claim_digest, name_hash, splitmix};
+use crate::member::Name;
+use crate::merge::{apply_update, merge_states};
+use crate::refute::Refutations;
+use crate::time::Instant;
+
+/// Members per digest bucket the initiator aims for.
+const MEMBERS_PER_BUCKET: usize = 8;
+
+/// Buckets for a table of `n` entries: a power of two, about one per 8 members.
+fn bucket_count(n: usize) -> usize {
+    (n / MEMBERS_PER_BUCKET).max(1).next_power_of_two().min(1 << codec::MAX_DIGEST_BUCKETS_LOG2)
+}
+
+fn bucket_of(name_hash: u64, buckets: usize) -> usize {
+    // `buckets` is a power of two; the low bits of FNV-1a are well mixed by splitmix.
+    (splitmix(name_hash) as usize) & (buckets - 1)
+}
+
+/// This member's table (itself included, dead and left members too)
+/// summed into `buckets` buckets.
+fn bucket_sums(cx: &Ctx, buckets: usize) -> Vec<u32> {
+    let mut sums = vec![0u32; buckets];
+    let mut add = |hash: u64, claim: u64| {
+        let b = bucket_of(hash, buckets);
+        // Truncation intended: 32 bits per bucket is enough to tell tables apart.
+        #[allow(clippy::cast_possible_truncation)]
+        let d = claim as u32;
+        sums[b] = sums[b].wrapping_add(d);
+    };
+    let own = cx.local.wire_state();
+    let own_hash = name_hash(own.name.as_str());
+    add(own_hash, claim_digest(own_hash, own.incarnation, own.state));
+    for (_, e) in cx.table.iter() {
+        add(e.hash, e.claim);
+    }
+    sums
+}
+
+/// This member's own state, then its states in the buckets where `sums`
+/// (another member's) differ from its own.
+fn states_differing(cx: &Ctx, sums: &[u32]) -> Vec<MemberState> {
+    let buckets = sums.len();
+    let mine = bucket_sums(cx, buckets);
+    let differ: Vec<bool> = mine.iter().zip(sums).map(|(a, b)| a != b).collect();
+    let mut states = vec![cx.local.wire_state()];
+    // Slot order: deterministic, and cheaper than name order in a shared table.
+    states.extend(
+        cx.table.iter().filter(|(_, e)| differ[bucket_of(e.hash, buckets)]).map(|(_, e)| e.wire_state()),
+    );
+    states
+}
+
+/// Sends this member's whole table to `dst` (a join, or the answer to one).
+pub(crate) fn send_push_pull(cx: &mut Ctx, dst: SocketAddr, join: bool, reply: bool) {
+    let mut states = Vec::with_capacity(cx.table.len() + 1);
+    // The sender's own state goes first: receivers take it as the sender.
+    states.push(cx.local.wire_state());
+    states.extend(cx.table.by_name().map(|(_, e)| e.wire_state()));
+    if !reply {
+        cx.stats.push_pulls_sent += 1;
+    }
+    cx.send_stream(dst, Message::PushPull { join, reply, states });
+}
+
+/// A whole table arrived on a stream from `from`, with piggybacked
+/// `updates`: merge both, send the refutations they call for, and answer
+/// with our table unless it was itself the answer.
+pub(crate) fn on_push_pull(
+    cx: &mut Ctx,
+    now: Instant,
+    from: SocketAddr,
+    reply: bool,
+    states: Vec<MemberState>,
+    updates: Vec<Update>,
+) {
+    let mut refute = Refutations::default();
+    merge_states(cx, &mut refute, now, states);
+    for update in updates {
+        apply_update(cx, &mut refute, now, update);
+    }
+    refute.send(cx);
+    if !reply {
+        send_push_pull(cx, from, false, true);
+    }
+}
+
+/// Starts a periodic anti-entropy exchange with `dst`: sends the digest.
+pub(crate) fn send_digest(cx: &mut Ctx, dst: SocketAddr) {
+    let sums = bucket_sums(cx, bucket_count(cx.table.len() + 1));
+    let states = vec![cx.local.wire_state()];
+    cx.stats.push_pulls_sent += 1;
+    cx.send_stream(dst, Message::Digest { reply: false, sums, states });
+}
+
+/// A digest arrived on a stream from `from`. Refutations the merge calls
+/// for are sent before the answer.
+pub(crate) fn on_digest(
+    cx: &mut Ctx,
+    now: Instant,
+    from: SocketAddr,
+    reply: bool,
+    sums: Vec<u32>,
+    states: Vec<MemberState>,
+) {
+    if !sums.len().is_power_of_two() {
+        return;
+    }
+    let mut refute = Refutations::default();
+    merge_states(cx, &mut refute, now, states);
+    refute.send(cx);
+    if cx.local.leaving() {
+        return;
+    }
+    if !reply {
+        // Our sums and our states where the initiator's table differs.
+        let states = states_differing(cx, &sums);
+        let own = bucket_sums(cx, sums.len());
+        cx.send_stream(from, Message::Digest { reply: true, sums: own, states });
+    } else {
+        // After merging their differing states, send ours where we still differ.
+        let states = states_differing(cx, &sums);
+        if states.len() > 1 {
+            cx.send_stream(from, Message::PushPull { join: false, reply: true, states });
+        }
+    }
+}
+
+/// Anti-entropy's own state: when a returned member was last asked.
+#[derive(Debug, Default)]
+pub(crate) struct Returns {
+    last_check: Option<Instant>,
+}
+
+impl Returns {
+    /// A member held `left` or `dead` for a while sent a datagram that says
+    /// nothing about itself: it is running again and this member missed the
+    /// news (the tail of infection-style gossip; nothing else contacts a
+    /// member held `left` before the next periodic exchange). Ask it for its
+    /// state with a digest exchange, at most once per probe interval.
+    pub(crate) fn check(&mut self, cx: &mut Ctx, now: Instant, from: SocketAddr, name: &Name) {
+        let Some(i) = cx.table.get(name) else { return };
+        let e = cx.table.entry(i);
+        let quiet = cx.config.probe_interval * 2;
+        if cx.local.leaving() || e.state.is_active() || e.since + quiet > now {
+            return;
+        }
+        if self.last_check.is_some_and(|at| at + cx.config.probe_interval > now) {
+            return;
+        }
+        self.last_check = Some(now);
+        cx.stats.returned_checks += 1;
+        send_digest(cx, from);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_count_is_a_bounded_power_of_two() {
+        assert_eq!(bucket_count(1), 1);
+        assert_eq!(bucket_count(100), 16);
+        assert_eq!(bucket_count(10_000), 2048);
+        assert_eq!(bucket_count(10_000_000), 4096);
+    }
+}

@@ -1,0 +1,461 @@
+//! The membership state machine: inputs in (`handle_*`), commands, outputs
+//! polled out. This file is the contract and the dispatch; the work is done
+//! by the parts it holds:
+//!
+//! | part | where | what |
+//! | --- | --- | --- |
+//! | [`Ctx`] | `core/ctx.rs` | configuration, randomness, this member, table, measurements, suspicions, probe order, timers, outbox |
+//! | [`Timers`](timers::Timers) | `core/timers.rs` | the one deadline table |
+//! | [`Outbox`](outbox::Outbox) | `core/outbox.rs` | transmits, events, the gossip queue |
+//! | [`Prober`] | `probe.rs` | this period's probe, relays for others |
+//! | `merge` | `merge.rs` | claims about others: joins, suspicions, failures |
+//! | `refute` | `refute.rs` | claims about this member |
+//! | `anti_entropy` | `anti_entropy.rs` | push-pull and digest exchanges |
+
+pub(crate) mod ctx;
+pub(crate) mod outbox;
+pub(crate) mod timers;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+
+use crate::anti_entropy::{self, Returns};
+use crate::codec::{self, MemberState, Message, Update};
+use crate::config::Config;
+use crate::error::{ConfigError, DecodeError, MemberError};
+use crate::event::{Event, EventKind};
+use crate::hash::{claim_digest, name_hash, unit_from_seed};
+use crate::local::Local;
+use crate::member::{Health, Identity, Member, Meta, Name, State};
+use crate::merge;
+use crate::probe::{self, Failure, PingReq, Prober};
+use crate::refute::Refutations;
+use crate::snapshot::{self, Snapshot};
+use crate::stats::Stats;
+use crate::time::Instant;
+use ctx::Ctx;
+use outbox::Transmit;
+use timers::Timer;
+
+/// One member's view of the cluster: the sans-IO protocol state machine.
+///
+/// Calling contract:
+/// - inputs: [`handle_datagram`](Core::handle_datagram), [`handle_stream`](Core::handle_stream),
+///   [`handle_timeout`](Core::handle_timeout), each with the caller's `now`;
+/// - commands: [`join`](Core::join), [`leave`](Core::leave),
+///   [`set_metadata`](Core::set_metadata), [`set_health`](Core::set_health);
+/// - outputs, drained after every input or command: [`poll_transmit`](Core::poll_transmit),
+///   [`poll_event`](Core::poll_event), and [`poll_timeout`](Core::poll_timeout), the
+///   instant at which `handle_timeout` must next be called. Calling it early or
+///   twice is harmless.
+///
+/// `now` must not go backwards between calls.
+#[derive(Debug)]
+pub struct Core {
+    cx: Ctx,
+    prober: Prober,
+    returns: Returns,
+}
+
+impl Core {
+    /// A member with this identity at `incarnation`, not yet joined to anyone.
+    ///
+    /// `seed` is the only source of randomness (probe order, intermediaries,
+    /// gossip targets): the same seed and the same inputs give the same outputs.
+    /// A restarted member should start from an incarnation above any it used
+    /// before (for example a persisted one, or the wall clock in seconds); if
+    /// it does not, it refutes its old entry as soon as it hears of it.
+    pub fn new(
+        config: Config,
+        me: Identity,
+        incarnation: u64,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Core, ConfigError> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
+        let first_push_pull = now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>());
+        let local = Local::new(me, incarnation, config.max_local_health);
+        let (gossip, reconnect) = (config.gossip_interval, config.reconnect_interval);
+        let mut cx = Ctx::new(config, rng, local);
+        cx.schedule(first_probe, Timer::Probe);
+        cx.schedule(now + gossip, Timer::Gossip);
+        cx.schedule(first_push_pull, Timer::PushPull);
+        // Spread over one interval, so that members started together do not all
+        // contact the same dead member at once. Derived from the seed without
+        // drawing from the RNG, so the rest of the run is unchanged.
+        let spread = unit_from_seed(seed);
+        cx.schedule(now + reconnect.mul_f64(0.5 + spread), Timer::Reconnect);
+        cx.broadcast_self();
+        Ok(Core { cx, prober: Prober::default(), returns: Returns::default() })
+    }
+
+    // ------------------------------------------------------------ commands
+
+    /// Starts joining: a full-state exchange (push-pull, over a stream) with
+    /// each seed. Retrying, and resolving names to addresses, is the caller's.
+    pub fn join(&mut self, _now: Instant, seeds: &[SocketAddr]) -> usize {
+        let mut sent = 0;
+        for seed in seeds {
+            if *seed != self.cx.local.identity().addr {
+                anti_entropy::send_push_pull(&mut self.cx, *seed, true, false);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Leaves gracefully: `left` is gossiped at once and on every gossip round;
+    /// probing stops. Keep driving the core until [`Core::leave_disseminated`]
+    /// (or a timeout), then drop it.
+    pub fn leave(&mut self, now: Instant) {
+        let cx = &mut self.cx;
+        if !cx.local.start_leaving() {
+            return;
+        }
+        self.prober.stop();
+        let update = Update::Left { name: cx.local.name().clone(), incarnation: cx.local.incarnation() };
+        cx.enqueue(&update);
+        cx.emit_self(now, EventKind::Left);
+        cx.gossip_round();
+    }
+
+    /// True once the `left` announcement went out as many times as any change
+    /// is retransmitted (or nobody is left to tell). Members that heard it pass
+    /// it on, so the leaving member may stop then.
+    pub fn leave_disseminated(&self) -> bool {
+        let cx = &self.cx;
+        cx.local.leaving() && (cx.table.active() == 0 || cx.out.sends_of(cx.local.name()).is_none())
+    }
+
+    /// Publishes new metadata (at most 512 bytes): raises this member's
+    /// incarnation and gossips the change.
+    pub fn set_metadata(&mut self, now: Instant, meta: impl Into<Vec<u8>>) -> Result<(), MemberError> {
+        self.cx.local.identity_mut().meta = Meta::new(meta)?;
+        self.bump_self(now);
+        Ok(())
+    }
+
+    /// Publishes a new health status: raises this member's incarnation and
+    /// gossips the change.
+    pub fn set_health(&mut self, now: Instant, health: Health) {
+        self.cx.local.identity_mut().health = health;
+        self.bump_self(now);
+    }
+
+    fn bump_self(&mut self, now: Instant) {
+        let cx = &mut self.cx;
+        if cx.local.leaving() {
+            // Announcing it would supersede `left`: a member that is leaving
+            // keeps the change to itself.
+            return;
+        }
+        cx.local.set_incarnation(cx.local.incarnation().saturating_add(1));
+        cx.broadcast_self();
+        cx.emit_self(now, EventKind::Updated);
+    }
+
+    /// Adds members known from elsewhere as alive, without events and without
+    /// gossiping them: a membership snapshot restored on restart, or a
+    /// simulator's warm start. Members already known, this member itself, and
+    /// states other than alive are skipped; the probe round picks the new
+    /// members up at its next round, and probing and push-pull then verify
+    /// them like any other member. Returns how many were added.
+    pub fn preload(&mut self, now: Instant, states: impl IntoIterator<Item = MemberState>) -> usize {
+        let cx = &mut self.cx;
+        let fresh: Vec<MemberState> = snapshot::alive_by_name(states)
+            .into_iter()
+            .filter(|s| s.name != *cx.local.name() && cx.table.get(&s.name).is_none())
+            .collect();
+        let added = fresh.len();
+        for s in fresh {
+            cx.table.push(snapshot::entry(s, now));
+        }
+        added
+    }
+
+    /// Like [`Core::preload`] from a [`Snapshot`] shared with other members:
+    /// a member that knows nobody yet takes a copy of the snapshot's table
+    /// that shares its memory (its own entry hidden). A member that already
+    /// knows others adds the snapshot's members one by one instead. Returns
+    /// how many members were added.
+    pub fn preload_snapshot(&mut self, now: Instant, snapshot: &Snapshot) -> usize {
+        if self.cx.table.slots() == 0 {
+            self.cx.table = snapshot.table_for(self.cx.local.name().as_str());
+            return self.cx.table.len();
+        }
+        self.preload(now, snapshot.states())
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    /// A datagram arrived from `from`. A packet that does not decode is dropped
+    /// whole, with no change of state, and the error says why (count it).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), DecodeError> {
+        let max = self.cx.config.max_packet_size;
+        if bytes.len() > max {
+            return Err(DecodeError::TooLarge { len: bytes.len(), max });
+        }
+        let packet = codec::decode(bytes)?;
+        if matches!(packet.message, Message::PushPull { .. }) {
+            return Err(DecodeError::Invalid {
+                field: "message type",
+                reason: "push-pull only over a stream",
+            });
+        }
+        let cx = &mut self.cx;
+        let sender = cx.heard_from(now, from);
+        // Updates first: a suspicion of us riding on a ping is refuted in the ack.
+        let mut refute = Refutations::default();
+        let mut about_sender = false;
+        for update in packet.updates {
+            about_sender |= sender.as_ref() == Some(update.name());
+            merge::apply_update(cx, &mut refute, now, update);
+        }
+        if let Some(name) = sender
+            && !about_sender
+        {
+            self.returns.check(cx, now, from, &name);
+        }
+        let mut source_told = false;
+        match packet.message {
+            Message::Ping { seq, target } => source_told = Prober::on_ping(cx, &refute, from, seq, target),
+            Message::Ack { seq } => self.prober.on_ack(cx, now, from, seq),
+            Message::PingReq { seq, target, addr, nack_after_ms } => {
+                self.prober.on_ping_req(cx, now, from, PingReq { seq, target, addr, nack_after_ms })
+            }
+            Message::Nack { seq } => {
+                if let Some(failure) = self.prober.on_nack(cx, from, seq) {
+                    suspect(cx, now, failure);
+                }
+            }
+            Message::Gossip | Message::PushPull { .. } | Message::Digest { .. } => {}
+        }
+        if refute.source && !source_told {
+            refute.add(from);
+        } else if source_told {
+            refute.told(from);
+        }
+        refute.send(cx);
+        Ok(())
+    }
+
+    /// A whole push-pull stream arrived from `from`. The reply, if one is due,
+    /// is a [`Channel::Stream`](outbox::Channel::Stream) transmit to `from`.
+    pub fn handle_stream(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Result<(), DecodeError> {
+        let max = self.cx.config.max_stream_size;
+        if bytes.len() > max {
+            return Err(DecodeError::TooLarge { len: bytes.len(), max });
+        }
+        let packet = codec::decode(bytes)?;
+        let cx = &mut self.cx;
+        match packet.message {
+            Message::PushPull { reply, states, .. } => {
+                anti_entropy::on_push_pull(cx, now, from, reply, states, packet.updates)
+            }
+            // The fallback probe path: a ping over a stream is answered on it.
+            Message::Ping { seq, target } => Prober::on_stream_ping(cx, from, seq, target),
+            Message::Ack { seq } => self.prober.on_ack(cx, now, from, seq),
+            Message::Digest { reply, sums, states } => {
+                anti_entropy::on_digest(cx, now, from, reply, sums, states)
+            }
+            _ => {
+                return Err(DecodeError::Invalid {
+                    field: "message type",
+                    reason: "only push-pull, digest, ping and ack over a stream",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.cx.timers.pop_due(now) {
+            self.on_timer(now, timer);
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        let cx = &mut self.cx;
+        match timer {
+            Timer::Probe => self.on_probe_tick(now),
+            Timer::ProbeTimeout { seq } => self.prober.on_timeout(cx, now, seq),
+            Timer::Gossip => {
+                cx.schedule(now + cx.config.gossip_interval, Timer::Gossip);
+                cx.gossip_round();
+            }
+            Timer::GossipNow => {
+                cx.out.gossip_now_done();
+                cx.gossip_round();
+            }
+            Timer::PushPull => {
+                let next = cx.config.push_pull_interval_for(cx.num_members());
+                let jitter = 0.75 + 0.5 * cx.rng.random::<f64>();
+                cx.schedule(now + next.mul_f64(jitter), Timer::PushPull);
+                if !cx.local.leaving()
+                    && let Some(&i) = cx.sample(1, |e| e.state.is_active()).first()
+                {
+                    let dst = cx.table.entry(i).addr();
+                    anti_entropy::send_digest(cx, dst);
+                }
+            }
+            Timer::Reconnect => {
+                cx.schedule(now + cx.config.reconnect_interval, Timer::Reconnect);
+                let (_, dead) = cx.table.dead(0);
+                if !cx.local.leaving() && dead > 0 {
+                    let k = cx.rng.random_range(0..dead);
+                    if let (Some(i), _) = cx.table.dead(k) {
+                        let dst = cx.table.entry(i).addr();
+                        anti_entropy::send_digest(cx, dst);
+                    }
+                }
+            }
+            Timer::Suspicion { name, token } => merge::on_suspicion_timeout(cx, now, &name, token),
+            Timer::RelayNack { seq } => self.prober.on_relay_nack(cx, seq),
+            Timer::RelayExpire { seq } => self.prober.on_relay_expire(seq),
+            Timer::Reap { name, since } => reap(cx, &name, since),
+        }
+    }
+
+    /// Start of a protocol period: conclude the last probe, start the next.
+    fn on_probe_tick(&mut self, now: Instant) {
+        let cx = &mut self.cx;
+        if let Some(failure) = self.prober.conclude(cx) {
+            suspect(cx, now, failure);
+        }
+        if cx.local.leaving() {
+            return;
+        }
+        let period = cx.config.probe_interval * cx.local.health_multiplier();
+        cx.schedule(now + period, Timer::Probe);
+        for (i, incarnation) in probe::late_by_phi(cx, now) {
+            let me = cx.local.name().clone();
+            merge::suspect(cx, now, i, incarnation, me, BTreeSet::new(), None);
+        }
+        self.prober.start(cx, now, period);
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// The next packet to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.cx.out.poll_transmit()
+    }
+
+    /// The next membership event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.cx.out.poll_event()
+    }
+
+    /// When [`Core::handle_timeout`] must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.cx.timers.next()
+    }
+
+    // ------------------------------------------------------------ queries
+
+    /// This member's name.
+    pub fn name(&self) -> &Name {
+        self.cx.local.name()
+    }
+
+    /// This member's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.cx.local.incarnation()
+    }
+
+    /// Lifeguard local health score: 0 is healthy; each point stretches this
+    /// member's probe interval and timeout by one more multiple.
+    pub fn local_health(&self) -> u32 {
+        self.cx.local.health()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.cx.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cx.config
+    }
+
+    /// Alive and suspect members, this one included.
+    pub fn num_members(&self) -> usize {
+        self.cx.num_members()
+    }
+
+    /// Changes waiting to be gossiped.
+    pub fn pending_updates(&self) -> usize {
+        self.cx.out.pending()
+    }
+
+    /// Snapshot of this member.
+    pub fn local_member(&self, now: Instant) -> Member {
+        self.cx.local.member(now)
+    }
+
+    /// Snapshot of one member (this one included), if known.
+    pub fn member(&self, name: &str, now: Instant) -> Option<Member> {
+        if name == self.cx.local.name().as_str() {
+            return Some(self.local_member(now));
+        }
+        let i = self.cx.table.get(name)?;
+        Some(self.cx.snapshot(i, now))
+    }
+
+    /// Snapshots of every known member, this one first, then by name.
+    pub fn members(&self, now: Instant) -> Vec<Member> {
+        let mut out = Vec::with_capacity(self.cx.table.len() + 1);
+        out.push(self.local_member(now));
+        out.extend(self.cx.table.by_name().map(|(i, _)| self.cx.snapshot(i, now)));
+        out
+    }
+
+    /// A 64-bit digest of this member's view: every member it holds alive or
+    /// suspect (itself included, unless leaving), with its incarnation and
+    /// state. Two members with equal digests hold the same view; compare it
+    /// across members (in metrics, or in the simulator) to see that views
+    /// converged, and with [`view_digest`](crate::view_digest) of the members
+    /// known to be up.
+    pub fn membership_digest(&self) -> u64 {
+        let local = &self.cx.local;
+        let own = if local.leaving() {
+            0
+        } else {
+            claim_digest(name_hash(local.name().as_str()), local.incarnation(), State::Alive)
+        };
+        // Kept up to date by the table at every change: O(1), not O(n).
+        own.wrapping_add(self.cx.table.digest())
+    }
+}
+
+/// This member's own probe failed: suspect its target.
+fn suspect(cx: &mut Ctx, now: Instant, f: Failure) {
+    let me = cx.local.name().clone();
+    merge::suspect(cx, now, f.index, f.incarnation, me, f.confirmers, Some(f.evidence));
+}
+
+/// Forgets a dead or left member that has stayed so since `since`.
+fn reap(cx: &mut Ctx, name: &Name, since: Instant) {
+    let Some(i) = cx.table.get(name) else { return };
+    let e = cx.table.entry(i);
+    if e.since != since || e.state.is_active() {
+        return;
+    }
+    cx.table.remove(i);
+    cx.peers.forget(name.as_str());
+}

@@ -1,0 +1,73 @@
+//! One table of deadlines, keyed by (instant, token): the earliest is what
+//! `poll_timeout` returns. Stale timers (a suspicion refuted, a probe
+//! answered) stay in the table and are recognised by their token or
+//! sequence number when they fire.
+
+use std::collections::BTreeMap;
+
+use crate::member::Name;
+use crate::time::Instant;
+
+/// What a deadline is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Timer {
+    Probe,
+    ProbeTimeout {
+        seq: u32,
+    },
+    Gossip,
+    /// An extra gossip round right away, for news that should not wait.
+    GossipNow,
+    PushPull,
+    Reconnect,
+    Suspicion {
+        name: Name,
+        token: u64,
+    },
+    RelayNack {
+        seq: u32,
+    },
+    RelayExpire {
+        seq: u32,
+    },
+    /// Forget a dead or left member that has stayed so since `since`.
+    Reap {
+        name: Name,
+        since: Instant,
+    },
+}
+
+/// The deadlines, and the counter that orders equal ones and makes tokens.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    map: BTreeMap<(Instant, u64), Timer>,
+    next_token: u64,
+}
+
+impl Timers {
+    /// Calls for `timer` at `at`.
+    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) {
+        let token = self.token();
+        self.map.insert((at, token), timer);
+    }
+
+    /// A fresh token (shared with the ordering counter, so tokens are unique).
+    pub(crate) fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Removes and returns the earliest timer due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        let entry = self.map.first_entry()?;
+        if entry.key().0 > now {
+            return None;
+        }
+        Some(entry.remove())
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.map.first_key_value().map(|((at, _), _)| *at)
+    }
+}

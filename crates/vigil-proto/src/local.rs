@@ -1,0 +1,117 @@
+//! This member as it speaks of itself: identity, incarnation, whether it is
+//! leaving, and Lifeguard's local health score.
+
+use crate::codec::{MemberState, Update};
+use crate::member::{Identity, Member, Name, State};
+use crate::time::Instant;
+
+/// This member's own state. Only this member raises its incarnation.
+#[derive(Debug)]
+pub(crate) struct Local {
+    me: Identity,
+    incarnation: u64,
+    leaving: bool,
+    /// Lifeguard local health: 0 is healthy, at most `max_health - 1`.
+    health: u32,
+    max_health: u32,
+}
+
+impl Local {
+    pub(crate) fn new(me: Identity, incarnation: u64, max_health: u32) -> Local {
+        Local { me, incarnation, leaving: false, health: 0, max_health }
+    }
+
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    pub(crate) fn name(&self) -> &Name {
+        &self.me.name
+    }
+
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    pub(crate) fn leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// Marks this member as leaving; false if it already was.
+    pub(crate) fn start_leaving(&mut self) -> bool {
+        !std::mem::replace(&mut self.leaving, true)
+    }
+
+    /// Raises the incarnation to `incarnation` (a new claim about itself).
+    pub(crate) fn set_incarnation(&mut self, incarnation: u64) {
+        self.incarnation = incarnation;
+    }
+
+    /// Changes metadata, health or address: the caller raises the incarnation.
+    pub(crate) fn identity_mut(&mut self) -> &mut Identity {
+        &mut self.me
+    }
+
+    /// The Lifeguard local health score.
+    pub(crate) fn health(&self) -> u32 {
+        self.health
+    }
+
+    /// Signs of this member's own slowness: the score rises (bounded).
+    pub(crate) fn raise_health(&mut self, by: u32) {
+        self.health = self.health.saturating_add(by).min(self.max_health - 1);
+    }
+
+    /// A probe succeeded: the score falls by one.
+    pub(crate) fn lower_health(&mut self) {
+        self.health = self.health.saturating_sub(1);
+    }
+
+    /// The current protocol period and probe-timeout multiplier.
+    pub(crate) fn health_multiplier(&self) -> u32 {
+        self.health + 1
+    }
+
+    /// The `alive` claim this member makes of itself.
+    pub(crate) fn alive(&self) -> Update {
+        Update::Alive {
+            name: self.me.name.clone(),
+            incarnation: self.incarnation,
+            addr: self.me.addr,
+            meta: self.me.meta.clone(),
+            health: self.me.health.clone(),
+        }
+    }
+
+    /// This member's state as push-pull carries it.
+    pub(crate) fn wire_state(&self) -> MemberState {
+        MemberState {
+            name: self.me.name.clone(),
+            incarnation: self.incarnation,
+            state: self.state(),
+            addr: self.me.addr,
+            meta: self.me.meta.clone(),
+            health: self.me.health.clone(),
+        }
+    }
+
+    fn state(&self) -> State {
+        if self.leaving { State::Left } else { State::Alive }
+    }
+
+    /// Snapshot of this member. `since` is when it started or last changed
+    /// what it says of itself.
+    pub(crate) fn member(&self, since: Instant) -> Member {
+        Member {
+            name: self.me.name.clone(),
+            addr: self.me.addr,
+            incarnation: self.incarnation,
+            meta: self.me.meta.clone(),
+            health: self.me.health.clone(),
+            state: self.state(),
+            phi: 0.0,
+            rtt: None,
+            since,
+        }
+    }
+}

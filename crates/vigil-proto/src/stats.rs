@@ -1,0 +1,38 @@
+//! Plain counters kept by the core; the runtime exports them.
+
+/// Plain counters kept by the core; the runtime exports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Direct probes sent.
+    pub probes_sent: u64,
+    /// Probes that got no ack within the protocol period.
+    pub probes_failed: u64,
+    /// Ping-reqs sent to intermediaries.
+    pub indirect_probes_sent: u64,
+    /// Pings sent on behalf of another member.
+    pub relayed_pings: u64,
+    /// Nacks received from intermediaries.
+    pub nacks_received: u64,
+    /// Nacks sent as an intermediary.
+    pub nacks_sent: u64,
+    /// Suspicions this member started (its own probe failed).
+    pub suspicions_started: u64,
+    /// Times this member refuted a claim about itself.
+    pub refutations: u64,
+    /// Members this member declared dead (its suspicion timed out).
+    pub failures_declared: u64,
+    /// Piggybacked updates sent.
+    pub updates_sent: u64,
+    /// Push-pull exchanges started.
+    pub push_pulls_sent: u64,
+    /// Pings addressed to another name (a different member at this address).
+    pub misdirected_pings: u64,
+    /// Ping-reqs refused because too many relays were pending.
+    pub relays_refused: u64,
+    /// Fallback probes sent over a stream after a datagram probe timed out.
+    pub stream_probes_sent: u64,
+    /// Digest exchanges started because a member held left or dead sent a
+    /// datagram (it came back and this member had missed it).
+    pub returned_checks: u64,
+}

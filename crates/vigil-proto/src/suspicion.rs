@@ -1,0 +1,101 @@
+//! Current suspicions, by suspect: who started each, who confirmed it, and
+//! the evidence a `suspected` or `failed` event carries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::event::{Evidence, ProbeEvidence};
+use crate::member::Name;
+use crate::time::Instant;
+
+/// One suspicion of one member.
+#[derive(Debug)]
+pub(crate) struct Suspicion {
+    pub(crate) originator: Name,
+    pub(crate) confirmers: BTreeSet<Name>,
+    pub(crate) started: Instant,
+    /// Token of the live suspicion timer (older timers are stale).
+    pub(crate) token: u64,
+    pub(crate) probe: Option<ProbeEvidence>,
+    /// The suspect was pinged once more before being declared dead.
+    pub(crate) last_chance: bool,
+}
+
+impl Suspicion {
+    pub(crate) fn new(
+        originator: Name,
+        confirmers: BTreeSet<Name>,
+        started: Instant,
+        probe: Option<ProbeEvidence>,
+    ) -> Suspicion {
+        Suspicion { originator, confirmers, started, token: 0, probe, last_chance: false }
+    }
+
+    /// Counts `from` and `others` as confirmations (the originator excepted);
+    /// returns whether any was new.
+    pub(crate) fn confirm(&mut self, others: BTreeSet<Name>, from: &Name) -> bool {
+        let before = self.confirmers.len();
+        for c in others.into_iter().chain(std::iter::once(from.clone())) {
+            if c != self.originator {
+                self.confirmers.insert(c);
+            }
+        }
+        self.confirmers.len() > before
+    }
+
+    /// Independent confirmations beyond the originator.
+    pub(crate) fn confirmations(&self) -> u32 {
+        u32::try_from(self.confirmers.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// The suspicions this member holds, by suspect.
+#[derive(Debug, Default)]
+pub(crate) struct Suspicions {
+    map: BTreeMap<Name, Suspicion>,
+}
+
+impl Suspicions {
+    pub(crate) fn get(&self, name: &Name) -> Option<&Suspicion> {
+        self.map.get(name)
+    }
+
+    pub(crate) fn get_mut(&mut self, name: &Name) -> Option<&mut Suspicion> {
+        self.map.get_mut(name)
+    }
+
+    pub(crate) fn insert(&mut self, name: Name, s: Suspicion) {
+        self.map.insert(name, s);
+    }
+
+    pub(crate) fn remove(&mut self, name: &Name) {
+        self.map.remove(name);
+    }
+
+    /// Who started the suspicion of `name`, if there is one.
+    pub(crate) fn originator(&self, name: &Name) -> Option<&Name> {
+        self.map.get(name).map(|s| &s.originator)
+    }
+
+    /// Why `name` is suspected (or was, until `now`), as events carry it.
+    pub(crate) fn evidence(&self, name: &Name, now: Instant, declared_by: Option<Name>) -> Evidence {
+        match self.map.get(name) {
+            Some(s) => Evidence {
+                suspected_by: std::iter::once(s.originator.clone())
+                    .chain(s.confirmers.iter().cloned())
+                    .collect(),
+                confirmations: s.confirmations(),
+                suspicion_duration: now - s.started,
+                declared_by,
+                probe: s.probe.clone(),
+            },
+            None => Evidence {
+                suspected_by: Vec::new(),
+                confirmations: 0,
+                suspicion_duration: Duration::ZERO,
+                declared_by,
+                probe: None,
+            },
+        }
+    }
+}
