@@ -61,6 +61,18 @@ pub struct Config {
     /// probe fails. Meant for small groups (pairs, trios) in which every member
     /// hears every other each period. Default: off.
     pub phi_threshold: Option<f64>,
+    /// Patience on silence: a member that is only silent (no kernel evidence
+    /// that its process exited) is never declared failed sooner than this
+    /// after the first probe it left unanswered, so a pause (stop signal, GC,
+    /// swap, CPU starvation) shorter than this is suspected and refuted, not
+    /// failed. A host that went silent is declared failed about this long
+    /// plus one protocol period after it went silent. LAN: 5 s (5 periods).
+    pub pause_tolerance: Duration,
+    /// Members each member watches over a long-lived stream (TCP) whose end
+    /// (the watched process exited and its kernel closed it) is evidence of a
+    /// crash; chosen on a ring ordered by name hash so that every member is
+    /// watched by this many others. 0 turns watch streams off. Default 2.
+    pub watch_count: usize,
 }
 
 impl Default for Config {
@@ -93,6 +105,8 @@ impl Config {
             max_stream_size: 16 << 20,
             phi_window: 100,
             phi_threshold: None,
+            pause_tolerance: Duration::from_secs(5),
+            watch_count: 2,
         }
     }
 
@@ -108,6 +122,7 @@ impl Config {
             suspicion_max_mult: 5.0,
             push_pull_interval: Duration::from_secs(60),
             reconnect_interval: Duration::from_secs(30),
+            pause_tolerance: Duration::from_secs(25),
             ..Config::lan()
         }
     }
@@ -122,6 +137,7 @@ impl Config {
             push_pull_interval: Duration::from_secs(5),
             reconnect_interval: Duration::from_secs(2),
             dead_retention: Duration::from_secs(60),
+            pause_tolerance: Duration::from_secs(1),
             ..Config::lan()
         }
     }
@@ -205,7 +221,19 @@ impl Config {
         {
             return bad("phi_threshold", "must be a positive number");
         }
+        if self.pause_tolerance > Duration::from_secs(3600) {
+            return bad("pause_tolerance", "at most 1h");
+        }
+        if self.watch_count > 8 {
+            return bad("watch_count", "at most 8");
+        }
         Ok(())
+    }
+
+    /// Lateness of a timer beyond which the caller is taken to have stalled
+    /// (not run at all): a quarter of the protocol period, at least 100 ms.
+    pub fn stall_threshold(&self) -> Duration {
+        (self.probe_interval / 4).max(Duration::from_millis(100))
     }
 
     /// The suspicion timeout bounds `(min, max)` for a cluster of `n` live members.

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::fmt;
+
+use crate::kernel::Unreachable;
 use crate::member::{Member, Name};
 
 /// What happened to a member, as this member saw it.
@@ -47,6 +50,39 @@ pub struct ProbeEvidence {
     pub nacks: Vec<Name>,
 }
 
+/// Kernel evidence that a member's process exited, confirmed by another
+/// member: who saw it, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitEvidence {
+    /// Each witness once, in the order they saw it (the declaring member
+    /// first if it saw it itself).
+    pub witnesses: Vec<(Name, Unreachable)>,
+}
+
+impl fmt::Display for ExitEvidence {
+    /// `process exited: stream closed at m1; connection refused at m3 and m7`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("process exited:")?;
+        let mut kinds: Vec<Unreachable> = Vec::new();
+        for (_, how) in &self.witnesses {
+            if !kinds.contains(how) {
+                kinds.push(*how);
+            }
+        }
+        for (k, how) in kinds.iter().enumerate() {
+            let at: Vec<&str> =
+                self.witnesses.iter().filter(|(_, h)| h == how).map(|(n, _)| n.as_str()).collect();
+            let list = match at.split_last() {
+                Some((last, [])) => (*last).to_string(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            write!(f, "{} {how} at {list}", if k == 0 { "" } else { ";" })?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a member was suspected or declared failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evidence {
@@ -61,6 +97,8 @@ pub struct Evidence {
     pub declared_by: Option<Name>,
     /// This member's own failed probe of it, if one led to the suspicion.
     pub probe: Option<ProbeEvidence>,
+    /// For a failure declared on kernel evidence: who saw the process gone.
+    pub exit: Option<ExitEvidence>,
 }
 
 /// A membership event with the member's snapshot.

@@ -78,6 +78,7 @@ mod detector;
 mod error;
 mod event;
 mod hash;
+mod kernel;
 mod local;
 mod member;
 mod merge;
@@ -89,13 +90,16 @@ mod stats;
 mod suspicion;
 mod table;
 mod time;
+mod verify;
+mod watch;
 
 pub use crate::core::Core;
 pub use crate::core::outbox::{Channel, Transmit};
 pub use config::Config;
 pub use error::{ConfigError, DecodeError, MemberError};
-pub use event::{Event, EventKind, Evidence, ProbeEvidence};
+pub use event::{Event, EventKind, Evidence, ExitEvidence, ProbeEvidence};
 pub use hash::view_digest;
+pub use kernel::Unreachable;
 pub use member::{
     Health, HealthStatus, Identity, MAX_META_LEN, MAX_NAME_LEN, MAX_REASON_LEN, Member, Meta, Name, State,
 };

@@ -1,7 +1,10 @@
 //! This member as it speaks of itself: identity, incarnation, whether it is
 //! leaving, and Lifeguard's local health score.
 
+use std::time::Duration;
+
 use crate::codec::{MemberState, Update};
+use crate::hash::name_hash;
 use crate::member::{Identity, Member, Name, State};
 use crate::time::Instant;
 
@@ -14,11 +17,16 @@ pub(crate) struct Local {
     /// Lifeguard local health: 0 is healthy, at most `max_health - 1`.
     health: u32,
     max_health: u32,
+    /// The name's hash: this member's place on the watch ring.
+    hash: u64,
+    /// The last time this member noticed it had not been running, and for how long.
+    last_stall: Option<(Instant, Duration)>,
 }
 
 impl Local {
     pub(crate) fn new(me: Identity, incarnation: u64, max_health: u32) -> Local {
-        Local { me, incarnation, leaving: false, health: 0, max_health }
+        let hash = name_hash(me.name.as_str());
+        Local { me, incarnation, leaving: false, health: 0, max_health, hash, last_stall: None }
     }
 
     pub(crate) fn identity(&self) -> &Identity {
@@ -27,6 +35,23 @@ impl Local {
 
     pub(crate) fn name(&self) -> &Name {
         &self.me.name
+    }
+
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// This member was not running for `by`, up to `now`: a sign of its own
+    /// slowness, like a missed nack (Lifeguard): one point per protocol
+    /// `period` lost (at least one). Remembered for operators.
+    pub(crate) fn stalled(&mut self, now: Instant, by: Duration, period: Duration) {
+        let periods = (by.as_secs_f64() / period.as_secs_f64().max(1e-6)).ceil();
+        self.raise_health(if periods >= 64.0 { 64 } else { (periods as u32).max(1) });
+        self.last_stall = Some((now, by));
+    }
+
+    pub(crate) fn last_stall(&self) -> Option<(Instant, Duration)> {
+        self.last_stall
     }
 
     pub(crate) fn incarnation(&self) -> u64 {

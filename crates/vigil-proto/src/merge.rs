@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::codec::{MemberState, Message, Update};
 use crate::core::ctx::Ctx;
 use crate::core::timers::Timer;
-use crate::event::{EventKind, ProbeEvidence};
+use crate::event::{EventKind, ExitEvidence, ProbeEvidence};
 use crate::member::{Name, State};
 use crate::refute::{Refutations, claim_about_self};
 use crate::suspicion::Suspicion;
@@ -30,7 +30,7 @@ pub(crate) fn apply_update(cx: &mut Ctx, refute: &mut Refutations, now: Instant,
             if name == me {
                 claim_about_self(cx, refute, now, incarnation, State::Suspect, None, Some(&from));
             } else if let Some(i) = cx.table.get(&name) {
-                suspect(cx, now, i, incarnation, from, BTreeSet::new(), None);
+                suspect(cx, now, i, incarnation, from, BTreeSet::new(), None, now);
             }
         }
         Update::Dead { name, incarnation, from } => {
@@ -93,7 +93,7 @@ pub(crate) fn merge_states(cx: &mut Ctx, refute: &mut Refutations, now: Instant,
                 } else if s.state == State::Dead && !held_state.is_active() {
                     declare(cx, now, i, s.incarnation, State::Dead, Some(sender.clone()));
                 } else {
-                    suspect(cx, now, i, s.incarnation, sender.clone(), BTreeSet::new(), None);
+                    suspect(cx, now, i, s.incarnation, sender.clone(), BTreeSet::new(), None, now);
                 }
             }
             State::Left => declare(cx, now, i, s.incarnation, State::Left, None),
@@ -125,6 +125,9 @@ fn apply_alive(cx: &mut Ctx, refute: &mut Refutations, now: Instant, name: Name,
     if incarnation > e.content.incarnation {
         let old = &e.content;
         changed = old.addr != c.addr || old.meta != c.meta || old.health != c.health;
+        if old.addr != c.addr {
+            cx.watches.invalidate();
+        }
         cx.table.set_content(i, Arc::new(c));
     }
     let e = cx.table.entry(i);
@@ -173,6 +176,7 @@ fn insert(cx: &mut Ctx, now: Instant, name: Name, c: Content) {
     let i = cx.table.push(Entry::alive(name.clone(), c.incarnation, Arc::new(c), now));
     cx.peers.forget(name.as_str());
     cx.round.add_late(name);
+    cx.watches.invalidate();
     cx.emit(EventKind::Joined, i, now, None);
     // Boosted like a return: a member that misses a join knows nothing of it.
     cx.out.enqueue(&update, true);
@@ -188,6 +192,9 @@ fn transition(cx: &mut Ctx, now: Instant, i: usize, state: State, incarnation: u
     if state != State::Suspect {
         cx.suspicions.remove(&name);
     }
+    if was_active != state.is_active() {
+        cx.watches.invalidate();
+    }
     if !state.is_active() && state != old_state {
         let at = now + cx.config.dead_retention;
         cx.schedule(at, Timer::Reap { name, since: now });
@@ -199,7 +206,9 @@ fn transition(cx: &mut Ctx, now: Instant, i: usize, state: State, incarnation: u
 }
 
 /// `from` suspects member `i` at `incarnation`: start a suspicion, or count
-/// an independent confirmation of the current one.
+/// an independent confirmation of the current one. `silent_since` is when
+/// the member was first known silent (see [`Suspicion::silent_since`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn suspect(
     cx: &mut Ctx,
     now: Instant,
@@ -208,6 +217,7 @@ pub(crate) fn suspect(
     from: Name,
     confirmers: BTreeSet<Name>,
     probe: Option<ProbeEvidence>,
+    silent_since: Instant,
 ) {
     let e = cx.table.entry(i);
     if (incarnation, State::Suspect) < (e.incarnation, e.state) {
@@ -221,6 +231,9 @@ pub(crate) fn suspect(
         if local && s.probe.is_none() {
             s.probe = probe;
         }
+        // Silent since the earliest anyone here knew (a pause that began
+        // later than that would have been answered).
+        s.silent_since = s.silent_since.min(silent_since);
         if more {
             schedule_suspicion(cx, now, i);
             cx.enqueue(&Update::Suspect { name, incarnation, from });
@@ -234,7 +247,7 @@ pub(crate) fn suspect(
     confirmers.remove(&from);
     let was_gone = !e.state.is_active();
     let name = e.name.clone();
-    cx.suspicions.insert(name.clone(), Suspicion::new(from.clone(), confirmers, now, probe));
+    cx.suspicions.insert(name.clone(), Suspicion::new(from.clone(), confirmers, now, silent_since, probe));
     transition(cx, now, i, State::Suspect, incarnation);
     schedule_suspicion(cx, now, i);
     if was_gone {
@@ -260,7 +273,12 @@ fn schedule_suspicion(cx: &mut Ctx, now: Instant, i: usize) {
     let name = cx.table.entry(i).name.clone();
     let Some(s) = cx.suspicions.get_mut(&name) else { return };
     s.token = token;
-    let deadline = (s.started + cx.config.suspicion_timeout(n, s.confirmations())).max(now);
+    // Lifeguard's timeout, but never sooner than the pause tolerance after
+    // the member was first known silent: a pause shorter than that is
+    // refuted, not failed.
+    let lifeguard = s.started + cx.config.suspicion_timeout(n, s.confirmations());
+    let patient = s.silent_since + cx.config.pause_tolerance;
+    let deadline = lifeguard.max(patient).max(now);
     cx.schedule(deadline, Timer::Suspicion { name, token });
 }
 
@@ -299,14 +317,38 @@ pub(crate) fn on_suspicion_timeout(cx: &mut Ctx, now: Instant, name: &Name, toke
     declare(cx, now, i, incarnation, State::Dead, Some(me));
 }
 
+/// Kernel evidence, confirmed by another member, says member `i`'s process
+/// exited: it is declared failed at once, with that evidence.
+pub(crate) fn declare_exited(cx: &mut Ctx, now: Instant, i: usize, incarnation: u64, exit: ExitEvidence) {
+    cx.stats.failures_declared += 1;
+    let me = cx.local.name().clone();
+    declare_with(cx, now, i, incarnation, State::Dead, Some(me), Some(exit));
+}
+
 /// Member `i` is dead or left at `incarnation`, if that outranks what we hold.
 fn declare(cx: &mut Ctx, now: Instant, i: usize, incarnation: u64, state: State, by: Option<Name>) {
+    declare_with(cx, now, i, incarnation, state, by, None);
+}
+
+fn declare_with(
+    cx: &mut Ctx,
+    now: Instant,
+    i: usize,
+    incarnation: u64,
+    state: State,
+    by: Option<Name>,
+    exit: Option<ExitEvidence>,
+) {
     let e = cx.table.entry(i);
     if (incarnation, state) <= (e.incarnation, e.state) {
         return;
     }
     let name = e.name.clone();
-    let evidence = (state == State::Dead).then(|| cx.suspicions.evidence(&name, now, by.clone()));
+    let evidence = (state == State::Dead).then(|| {
+        let mut evidence = cx.suspicions.evidence(&name, now, by.clone());
+        evidence.exit = exit;
+        evidence
+    });
     transition(cx, now, i, state, incarnation);
     let (kind, update) = match state {
         State::Left => (EventKind::Left, Update::Left { name, incarnation }),

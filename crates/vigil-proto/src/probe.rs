@@ -13,6 +13,7 @@ use crate::codec::{Message, Update};
 use crate::core::ctx::Ctx;
 use crate::core::timers::Timer;
 use crate::event::ProbeEvidence;
+use crate::kernel::Unreachable;
 use crate::member::{Name, State};
 use crate::refute::Refutations;
 use crate::time::Instant;
@@ -34,17 +35,25 @@ struct Probe {
     timeout: Duration,
     indirect: Vec<Name>,
     nacks: Vec<Name>,
+    /// This member stalled while the probe was out: its round trip says nothing.
+    stalled: bool,
 }
 
-/// A ping this member sends on behalf of another member's indirect probe.
+/// A ping this member sends on behalf of another member's indirect probe
+/// or confirm.
 #[derive(Debug)]
 struct Relay {
     requester: SocketAddr,
     seq: u32,
-    nack_sent: bool,
+    /// The target's address (kernel evidence about it is passed on).
+    addr: SocketAddr,
+    /// A nack or a refusal was sent: nothing more is.
+    answered: bool,
+    /// The target was also tried over a stream.
+    stream_pinged: bool,
 }
 
-/// A ping-req as received: probe `target` at `addr`, nack after `nack_after_ms`.
+/// A ping-req or confirm as received: probe `target` at `addr`, nack after `nack_after_ms`.
 #[derive(Debug)]
 pub(crate) struct PingReq {
     pub(crate) seq: u32,
@@ -61,6 +70,8 @@ pub(crate) struct Failure {
     /// Intermediaries that could not reach it either.
     pub(crate) confirmers: BTreeSet<Name>,
     pub(crate) evidence: ProbeEvidence,
+    /// When the unanswered probe was sent: the target is silent since.
+    pub(crate) since: Instant,
 }
 
 /// The probing state: this period's probe, and the relays served for others.
@@ -106,6 +117,7 @@ impl Prober {
             timeout,
             indirect: Vec::new(),
             nacks: Vec::new(),
+            stalled: false,
         });
         cx.schedule(now + timeout, Timer::ProbeTimeout { seq });
     }
@@ -147,13 +159,18 @@ impl Prober {
         if let Some(p) = self.probe.take_if(|p| p.seq == seq) {
             if let Some(i) = cx.table.get(&p.target)
                 && cx.table.entry(i).addr() == from
+                && !p.stalled
             {
                 let hash = cx.table.entry(i).hash;
                 let peer = cx.peers.touch(hash, &p.target, now, cx.config.phi_window);
                 peer.rtt.sample(now - p.sent_at);
                 peer.phi.heartbeat(now);
             }
-            cx.local.lower_health();
+            // An ack that waited out this member's own stall says nothing
+            // of its health.
+            if !p.stalled {
+                cx.local.lower_health();
+            }
             return;
         }
         if let Some(relay) = self.relays.remove(&seq) {
@@ -206,8 +223,17 @@ impl Prober {
         }
     }
 
-    /// Another member (at `from`) asks this one to probe a member for it.
-    pub(crate) fn on_ping_req(&mut self, cx: &mut Ctx, now: Instant, from: SocketAddr, req: PingReq) {
+    /// Another member (at `from`) asks this one to probe a member for it
+    /// (`confirm`: it has kernel evidence that the member's process exited,
+    /// so the member is tried over a stream at once as well).
+    pub(crate) fn on_ping_req(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        from: SocketAddr,
+        req: PingReq,
+        confirm: bool,
+    ) {
         let PingReq { seq, target, addr, nack_after_ms } = req;
         let target = &target;
         if self.relays.len() >= MAX_RELAYS {
@@ -224,12 +250,16 @@ impl Prober {
             return;
         }
         let local = cx.next_seq();
-        self.relays.insert(local, Relay { requester: from, seq, nack_sent: false });
+        self.relays
+            .insert(local, Relay { requester: from, seq, addr, answered: false, stream_pinged: confirm });
         let buddy = cx
             .table
             .get(target)
             .and_then(|i| (cx.table.entry(i).state == State::Suspect).then(|| buddy(cx, i)));
         cx.send(addr, &Message::Ping { seq: local, target: target.hash32() }, buddy.as_ref());
+        if confirm {
+            cx.send_stream(addr, Message::Ping { seq: local, target: target.hash32() });
+        }
         cx.stats.relayed_pings += 1;
         let nack_after = Duration::from_millis(u64::from(nack_after_ms)).min(cx.config.probe_interval);
         cx.schedule(now + nack_after, Timer::RelayNack { seq: local });
@@ -239,13 +269,60 @@ impl Prober {
     /// A relayed ping got no ack in time: tell the requester.
     pub(crate) fn on_relay_nack(&mut self, cx: &mut Ctx, seq: u32) {
         let Some(relay) = self.relays.get_mut(&seq) else { return };
-        if relay.nack_sent {
+        if relay.answered {
             return;
         }
-        relay.nack_sent = true;
+        relay.answered = true;
         let (dst, seq) = (relay.requester, relay.seq);
         cx.send(dst, &Message::Nack { seq }, None);
         cx.stats.nacks_sent += 1;
+    }
+
+    /// Kernel evidence about `addr`. Where this member relays a probe of it
+    /// for another, strong evidence is passed on to the requester, and weak
+    /// evidence (an ICMP error) makes it try a stream too. Returns whether
+    /// any relay was for `addr` (this member is then an intermediary, not an
+    /// observer, of that member).
+    pub(crate) fn on_unreachable(&mut self, cx: &mut Ctx, addr: SocketAddr, how: Unreachable) -> bool {
+        let mut relayed = false;
+        let target = cx.table.by_addr(&addr).map(|i| cx.table.entry(i).name.hash32());
+        for (&local, relay) in self.relays.iter_mut().filter(|(_, r)| r.addr == addr) {
+            relayed = true;
+            if relay.answered {
+                continue;
+            }
+            if how.is_strong() {
+                relay.answered = true;
+                cx.send(relay.requester, &Message::Refused { seq: relay.seq, how }, None);
+                cx.stats.refusals_sent += 1;
+            } else if !relay.stream_pinged
+                && let Some(target) = target
+            {
+                relay.stream_pinged = true;
+                cx.send_stream(addr, Message::Ping { seq: local, target });
+            }
+        }
+        relayed
+    }
+
+    /// An intermediary of this period's probe (`seq`) saw the target's
+    /// process gone: the target's entry, to verify.
+    pub(crate) fn on_refused(&self, cx: &Ctx, seq: u32, from: &Name) -> Option<usize> {
+        let p = self.probe.as_ref()?;
+        if p.seq != seq || !p.indirect.contains(from) {
+            return None;
+        }
+        cx.table.get(&p.target)
+    }
+
+    /// The caller did not run for `by` (a stall): this period's probe is
+    /// moved on by as much, and its round trip is not measured.
+    pub(crate) fn postpone(&mut self, by: Duration) {
+        if let Some(p) = self.probe.as_mut() {
+            p.sent_at += by;
+            p.period_end += by;
+            p.stalled = true;
+        }
     }
 
     /// A relay's time is up: forget it.
@@ -277,7 +354,7 @@ fn failed(cx: &mut Ctx, p: Probe) -> Option<Failure> {
     let incarnation = cx.table.entry(i).incarnation;
     let evidence = ProbeEvidence { timeout: p.timeout, indirect: p.indirect, nacks: p.nacks };
     let confirmers = evidence.nacks.iter().cloned().collect();
-    Some(Failure { index: i, incarnation, confirmers, evidence })
+    Some(Failure { index: i, incarnation, confirmers, evidence, since: p.sent_at })
 }
 
 /// Small groups: members whose phi level passed the threshold, to be

@@ -35,4 +35,20 @@ pub struct Stats {
     /// Digest exchanges started because a member held left or dead sent a
     /// datagram (it came back and this member had missed it).
     pub returned_checks: u64,
+    /// Kernel evidence handed in by the runtime (`handle_unreachable`).
+    pub evidence_received: u64,
+    /// Verifications of kernel evidence started (intermediaries asked to confirm).
+    pub verifications_started: u64,
+    /// Verifications refuted: the member answered after all.
+    pub evidence_refuted: u64,
+    /// Process exits confirmed by another member and declared failed at once.
+    pub exits_confirmed: u64,
+    /// Evidence not verified because too many verifications were running.
+    pub evidence_ignored: u64,
+    /// Kernel evidence sent to a member whose ping-req or confirm this member ran.
+    pub refusals_sent: u64,
+    /// Times this member noticed it had not been running (a stall).
+    pub stalls: u64,
+    /// Total time of those stalls.
+    pub stalled_for: std::time::Duration,
 }

@@ -14,6 +14,10 @@ pub(crate) struct Suspicion {
     pub(crate) originator: Name,
     pub(crate) confirmers: BTreeSet<Name>,
     pub(crate) started: Instant,
+    /// When the suspect was first known silent: the send time of this
+    /// member's own probe it left unanswered, or when this member heard of
+    /// the suspicion. Patience on silence counts from here.
+    pub(crate) silent_since: Instant,
     /// Token of the live suspicion timer (older timers are stale).
     pub(crate) token: u64,
     pub(crate) probe: Option<ProbeEvidence>,
@@ -26,9 +30,10 @@ impl Suspicion {
         originator: Name,
         confirmers: BTreeSet<Name>,
         started: Instant,
+        silent_since: Instant,
         probe: Option<ProbeEvidence>,
     ) -> Suspicion {
-        Suspicion { originator, confirmers, started, token: 0, probe, last_chance: false }
+        Suspicion { originator, confirmers, started, silent_since, token: 0, probe, last_chance: false }
     }
 
     /// Counts `from` and `others` as confirmations (the originator excepted);
@@ -72,6 +77,15 @@ impl Suspicions {
         self.map.remove(name);
     }
 
+    /// The caller did not run for `by` (a stall): every suspicion is moved
+    /// on by as much, so that the stall counts for none of them.
+    pub(crate) fn postpone(&mut self, by: Duration) {
+        for s in self.map.values_mut() {
+            s.started += by;
+            s.silent_since += by;
+        }
+    }
+
     /// Who started the suspicion of `name`, if there is one.
     pub(crate) fn originator(&self, name: &Name) -> Option<&Name> {
         self.map.get(name).map(|s| &s.originator)
@@ -88,6 +102,7 @@ impl Suspicions {
                 suspicion_duration: now - s.started,
                 declared_by,
                 probe: s.probe.clone(),
+                exit: None,
             },
             None => Evidence {
                 suspected_by: Vec::new(),
@@ -95,6 +110,7 @@ impl Suspicions {
                 suspicion_duration: Duration::ZERO,
                 declared_by,
                 probe: None,
+                exit: None,
             },
         }
     }

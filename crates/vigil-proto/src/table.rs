@@ -18,10 +18,11 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use crate::codec::MemberState;
-use crate::hash::{claim_digest, name_hash};
+use crate::hash::{claim_digest, name_hash, splitmix};
 use crate::member::{Health, Meta, Name, State};
 use crate::time::Instant;
 
@@ -90,6 +91,9 @@ pub(crate) struct Table {
     len: usize,
     index: Overlay<Name, u32>,
     by_addr: Overlay<SocketAddr, u32>,
+    /// Every member by its place on the ring (see [`ring_key`]): whom to
+    /// watch is "the next ones after me".
+    ring: Overlay<u128, Name>,
     /// This member's own slot, when the table came from a shared snapshot.
     hidden: Option<usize>,
     /// Alive or suspect entries (the hidden one not counted).
@@ -98,6 +102,17 @@ pub(crate) struct Table {
     digest: u64,
     /// Slots of the entries held dead (the reconnect timer picks among them).
     dead: BTreeSet<u32>,
+}
+
+/// A member's place on the watch ring: its name hash, then a second hash of
+/// the name that keeps two names with the same first hash apart.
+fn ring_key(e: &Entry) -> u128 {
+    let second = e
+        .name
+        .as_str()
+        .bytes()
+        .fold(0x84222325_cbf29ce4u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    (u128::from(e.hash) << 64) | u128::from(splitmix(second))
 }
 
 fn slot(i: usize) -> u32 {
@@ -161,11 +176,21 @@ impl Table {
         self.index.iter().map(|(_, &i)| i as usize).filter(|&i| self.visible(i)).map(|i| (i, self.entry(i)))
     }
 
+    /// Visible entries in ring order, starting after `hash` and wrapping
+    /// around once (the entry at `hash` itself, if any, comes last).
+    pub(crate) fn ring_after(&self, hash: u64) -> impl Iterator<Item = (usize, &Entry)> {
+        let key = (u128::from(hash) << 64) | u128::from(u64::MAX);
+        let after = self.ring.range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded));
+        let before = self.ring.range(..=key);
+        after.chain(before).filter_map(|(_, name)| self.get(name)).map(|i| (i, self.entry(i)))
+    }
+
     /// Adds a member not known yet; returns its slot.
     pub(crate) fn push(&mut self, e: Entry) -> usize {
         let i = self.len;
         self.index.insert(e.name.clone(), slot(i));
         self.by_addr.insert(e.addr(), slot(i));
+        self.ring.insert(ring_key(&e), e.name.clone());
         if e.state.is_active() {
             self.active += 1;
         }
@@ -248,6 +273,7 @@ impl Table {
             self.dead.insert(slot(i));
         }
         self.index.remove(&gone.name);
+        self.ring.remove(&ring_key(&gone));
         if self.by_addr.get(&gone.addr()) == Some(&slot(i)) {
             self.by_addr.remove(&gone.addr());
         }
@@ -270,6 +296,7 @@ impl Table {
     pub(crate) fn freeze(&mut self) {
         self.index.freeze();
         self.by_addr.freeze();
+        self.ring.freeze();
     }
 
     /// A copy of this table sharing its memory, with `name`'s entry hidden:
@@ -351,18 +378,23 @@ impl<K: Ord + Clone, V: Clone> Overlay<K, V> {
 
     /// Every key in order, with its value.
     fn iter(&self) -> Box<dyn Iterator<Item = (&K, &V)> + '_> {
+        self.range(..)
+    }
+
+    /// The keys in `range`, in order, with their values.
+    fn range<R: RangeBounds<K> + Clone>(&self, range: R) -> Box<dyn Iterator<Item = (&K, &V)> + '_> {
         if self.added.is_empty() && self.removed.is_empty() {
-            return Box::new(self.base.iter());
+            return Box::new(self.base.range(range));
         }
         if self.base.is_empty() {
-            return Box::new(self.added.iter());
+            return Box::new(self.added.range(range));
         }
         let mut base = self
             .base
-            .iter()
+            .range(range.clone())
             .filter(|(k, _)| !self.removed.contains(*k) && !self.added.contains_key(*k))
             .peekable();
-        let mut added = self.added.iter().peekable();
+        let mut added = self.added.range(range).peekable();
         Box::new(std::iter::from_fn(move || match (base.peek(), added.peek()) {
             (Some((a, _)), Some((b, _))) => {
                 if a < b {

@@ -281,7 +281,7 @@ fn replayed_packets_change_nobodys_view() {
     c.set_metadata(1, b"v=2");
     c.run_for(secs(5));
     let captured = c.recorded.take().unwrap();
-    assert!(captured.len() > 1000, "{} packets captured", captured.len());
+    assert!(captured.len() > 500, "{} packets captured", captured.len());
     let before = views(&c);
     let mark = c.events.len();
     c.replay(&captured);

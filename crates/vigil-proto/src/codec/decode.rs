@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::types::*;
 use crate::error::DecodeError;
+use crate::kernel::Unreachable;
 use crate::member::{Health, HealthStatus, MAX_META_LEN, MAX_NAME_LEN, MAX_REASON_LEN, Meta, Name, State};
 
 struct Reader<'a> {
@@ -173,6 +174,8 @@ pub fn message_kind(bytes: &[u8]) -> Option<&'static str> {
             MSG_GOSSIP => "gossip",
             MSG_PUSH_PULL => "push_pull",
             MSG_DIGEST => "digest",
+            MSG_CONFIRM => "confirm",
+            MSG_REFUSED => "refused",
             _ => return None,
         }),
         _ => None,
@@ -180,7 +183,8 @@ pub fn message_kind(bytes: &[u8]) -> Option<&'static str> {
 }
 
 /// Every kind [`message_kind`] can return.
-pub const MESSAGE_KINDS: [&str; 7] = ["ping", "ack", "ping_req", "nack", "gossip", "push_pull", "digest"];
+pub const MESSAGE_KINDS: [&str; 9] =
+    ["ping", "ack", "ping_req", "nack", "gossip", "push_pull", "digest", "confirm", "refused"];
 
 /// Smallest encoding of one push-pull member state, used to bound counts.
 const MIN_STATE_LEN: usize = 1 + 1 + 1 + 1 + 1 + 4 + 2 + 1 + 1 + 1;
@@ -207,6 +211,19 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
             Message::PingReq { seq, target, addr, nack_after_ms }
         }
         MSG_NACK => Message::Nack { seq: r.varint_u32("sequence number")? },
+        MSG_CONFIRM => {
+            let seq = r.varint_u32("sequence number")?;
+            let target = r.name("target name")?;
+            let addr = r.addr()?;
+            let nack_after_ms = r.varint_u32("nack delay")?;
+            Message::Confirm { seq, target, addr, nack_after_ms }
+        }
+        MSG_REFUSED => {
+            let seq = r.varint_u32("sequence number")?;
+            let how = Unreachable::from_wire(r.u8("evidence kind")?)
+                .ok_or(DecodeError::Invalid { field: "evidence kind", reason: "unknown kind" })?;
+            Message::Refused { seq, how }
+        }
         MSG_GOSSIP => Message::Gossip,
         MSG_PUSH_PULL => {
             let flags = r.u8("push-pull flags")?;

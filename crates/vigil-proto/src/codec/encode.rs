@@ -101,6 +101,18 @@ pub fn encode_message(buf: &mut Vec<u8>, message: &Message) {
             buf.push(MSG_NACK);
             put_varint(buf, u64::from(*seq));
         }
+        Message::Confirm { seq, target, addr, nack_after_ms } => {
+            buf.push(MSG_CONFIRM);
+            put_varint(buf, u64::from(*seq));
+            put_name(buf, target);
+            put_addr(buf, addr);
+            put_varint(buf, u64::from(*nack_after_ms));
+        }
+        Message::Refused { seq, how } => {
+            buf.push(MSG_REFUSED);
+            put_varint(buf, u64::from(*seq));
+            buf.push(how.to_wire());
+        }
         Message::Gossip => buf.push(MSG_GOSSIP),
         Message::PushPull { join, reply, states } => {
             buf.push(MSG_PUSH_PULL);

@@ -470,7 +470,7 @@ fn rejection_reasons_have_stable_labels() {
     let cases: [(&[u8], &str); 7] = [
         (&[], "empty"),
         (&[9], "version"),
-        (&[VERSION, 9], "unknown_type"),
+        (&[VERSION, 99], "unknown_type"),
         (&[VERSION, 5, 1, 9], "unknown_type"),
         (&[VERSION, 2], "truncated"),
         (&[VERSION, 5, 0, 0], "trailing"),
@@ -576,6 +576,18 @@ fn arb_message() -> impl Strategy<Value = Message> {
             |(seq, target, addr, nack_after_ms)| { Message::PingReq { seq, target, addr, nack_after_ms } }
         ),
         any::<u32>().prop_map(|seq| Message::Nack { seq }),
+        (any::<u32>(), arb_name(), arb_addr(), any::<u32>()).prop_map(
+            |(seq, target, addr, nack_after_ms)| { Message::Confirm { seq, target, addr, nack_after_ms } }
+        ),
+        (
+            any::<u32>(),
+            prop_oneof![
+                Just(crate::kernel::Unreachable::PortUnreachable),
+                Just(crate::kernel::Unreachable::Refused),
+                Just(crate::kernel::Unreachable::StreamClosed),
+            ]
+        )
+            .prop_map(|(seq, how)| Message::Refused { seq, how }),
         Just(Message::Gossip),
         (any::<bool>(), any::<bool>(), proptest::collection::vec(arb_member_state(), 0..20))
             .prop_map(|(join, reply, states)| Message::PushPull { join, reply, states }),

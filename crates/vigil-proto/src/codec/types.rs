@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::kernel::Unreachable;
 use crate::member::{Health, Meta, Name, State};
 
 /// The protocol version this build speaks.
@@ -15,6 +16,8 @@ pub(super) const MSG_NACK: u8 = 4;
 pub(super) const MSG_GOSSIP: u8 = 5;
 pub(super) const MSG_PUSH_PULL: u8 = 6;
 pub(super) const MSG_DIGEST: u8 = 8;
+pub(super) const MSG_CONFIRM: u8 = 9;
+pub(super) const MSG_REFUSED: u8 = 10;
 
 pub(super) const UPD_ALIVE: u8 = 1;
 pub(super) const UPD_SUSPECT: u8 = 2;
@@ -62,6 +65,27 @@ pub enum Message {
     Nack {
         /// The requester's sequence number.
         seq: u32,
+    },
+    /// The sender has kernel evidence that `target`'s process exited: the
+    /// receiver probes it at once, over a datagram and a stream, and answers
+    /// with the relayed ack, a [`Message::Refused`], or a nack.
+    Confirm {
+        /// The requester's sequence number, echoed in the answer.
+        seq: u32,
+        /// Whom to probe.
+        target: Name,
+        /// Where.
+        addr: SocketAddr,
+        /// Send a nack if neither an ack nor evidence came within this many milliseconds.
+        nack_after_ms: u32,
+    },
+    /// An intermediary's own kernel evidence that the target's process is
+    /// gone (the answer to a confirm or a ping-req).
+    Refused {
+        /// The requester's sequence number.
+        seq: u32,
+        /// What the intermediary saw.
+        how: Unreachable,
     },
     /// Nothing but piggybacked updates.
     Gossip,

@@ -25,6 +25,7 @@ use crate::stats::Stats;
 use crate::suspicion::Suspicions;
 use crate::table::{Entry, Table};
 use crate::time::Instant;
+use crate::watch::Watches;
 
 /// A member's parts (see the module documentation).
 #[derive(Debug)]
@@ -39,6 +40,7 @@ pub(crate) struct Ctx {
     pub(crate) round: ProbeRound,
     pub(crate) timers: Timers,
     pub(crate) out: Outbox,
+    pub(crate) watches: Watches,
     pub(crate) stats: Stats,
     /// Last sequence number used for a ping (probes, relays, last chances).
     seq: u32,
@@ -56,6 +58,7 @@ impl Ctx {
             round: ProbeRound::default(),
             timers: Timers::default(),
             out: Outbox::default(),
+            watches: Watches::default(),
             stats: Stats::default(),
             seq: 0,
         }

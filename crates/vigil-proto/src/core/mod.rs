@@ -8,6 +8,7 @@
 //! | [`Timers`](timers::Timers) | `core/timers.rs` | the one deadline table |
 //! | [`Outbox`](outbox::Outbox) | `core/outbox.rs` | transmits, events, the gossip queue |
 //! | [`Prober`] | `probe.rs` | this period's probe, relays for others |
+//! | [`Verifier`] | `verify.rs` | kernel evidence confirmed before a member is condemned |
 //! | `merge` | `merge.rs` | claims about others: joins, suspicions, failures |
 //! | `refute` | `refute.rs` | claims about this member |
 //! | `anti_entropy` | `anti_entropy.rs` | push-pull and digest exchanges |
@@ -28,6 +29,7 @@ use crate::config::Config;
 use crate::error::{ConfigError, DecodeError, MemberError};
 use crate::event::{Event, EventKind};
 use crate::hash::{claim_digest, name_hash, unit_from_seed};
+use crate::kernel::Unreachable;
 use crate::local::Local;
 use crate::member::{Health, Identity, Member, Meta, Name, State};
 use crate::merge;
@@ -36,6 +38,7 @@ use crate::refute::Refutations;
 use crate::snapshot::{self, Snapshot};
 use crate::stats::Stats;
 use crate::time::Instant;
+use crate::verify::{Verdict, Verifier};
 use ctx::Ctx;
 use outbox::Transmit;
 use timers::Timer;
@@ -57,6 +60,7 @@ use timers::Timer;
 pub struct Core {
     cx: Ctx,
     prober: Prober,
+    verifier: Verifier,
     returns: Returns,
 }
 
@@ -91,7 +95,7 @@ impl Core {
         let spread = unit_from_seed(seed);
         cx.schedule(now + reconnect.mul_f64(0.5 + spread), Timer::Reconnect);
         cx.broadcast_self();
-        Ok(Core { cx, prober: Prober::default(), returns: Returns::default() })
+        Ok(Core { cx, prober: Prober::default(), verifier: Verifier::default(), returns: Returns::default() })
     }
 
     // ------------------------------------------------------------ commands
@@ -118,10 +122,12 @@ impl Core {
             return;
         }
         self.prober.stop();
+        cx.watches.invalidate();
         let update = Update::Left { name: cx.local.name().clone(), incarnation: cx.local.incarnation() };
         cx.enqueue(&update);
         cx.emit_self(now, EventKind::Left);
         cx.gossip_round();
+        self.finish();
     }
 
     /// True once the `left` announcement went out as many times as any change
@@ -175,6 +181,8 @@ impl Core {
         for s in fresh {
             cx.table.push(snapshot::entry(s, now));
         }
+        cx.watches.invalidate();
+        self.finish();
         added
     }
 
@@ -186,6 +194,8 @@ impl Core {
     pub fn preload_snapshot(&mut self, now: Instant, snapshot: &Snapshot) -> usize {
         if self.cx.table.slots() == 0 {
             self.cx.table = snapshot.table_for(self.cx.local.name().as_str());
+            self.cx.watches.invalidate();
+            self.finish();
             return self.cx.table.len();
         }
         self.preload(now, snapshot.states())
@@ -212,8 +222,13 @@ impl Core {
                 reason: "push-pull only over a stream",
             });
         }
+        self.check_stall(now);
         let cx = &mut self.cx;
         let sender = cx.heard_from(now, from);
+        // Anything from a member is proof of life: kernel evidence against it was wrong.
+        if sender.is_some() {
+            self.verifier.refute(cx, None, sender.as_ref());
+        }
         // Updates first: a suspicion of us riding on a ping is refuted in the ack.
         let mut refute = Refutations::default();
         let mut about_sender = false;
@@ -229,24 +244,83 @@ impl Core {
         let mut source_told = false;
         match packet.message {
             Message::Ping { seq, target } => source_told = Prober::on_ping(cx, &refute, from, seq, target),
-            Message::Ack { seq } => self.prober.on_ack(cx, now, from, seq),
+            Message::Ack { seq } => {
+                self.prober.on_ack(cx, now, from, seq);
+                self.verifier.refute(cx, Some(seq), None);
+            }
             Message::PingReq { seq, target, addr, nack_after_ms } => {
-                self.prober.on_ping_req(cx, now, from, PingReq { seq, target, addr, nack_after_ms })
+                let req = PingReq { seq, target, addr, nack_after_ms };
+                self.prober.on_ping_req(cx, now, from, req, false);
+            }
+            Message::Confirm { seq, target, addr, nack_after_ms } => {
+                let req = PingReq { seq, target, addr, nack_after_ms };
+                self.prober.on_ping_req(cx, now, from, req, true);
             }
             Message::Nack { seq } => {
+                if let Some(name) = cx.table.by_addr(&from).map(|i| cx.table.entry(i).name.clone()) {
+                    self.verifier.on_nack(seq, &name);
+                }
                 if let Some(failure) = self.prober.on_nack(cx, from, seq) {
                     suspect(cx, now, failure);
                 }
             }
+            Message::Refused { seq, how } => self.on_refused(now, from, seq, how),
             Message::Gossip | Message::PushPull { .. } | Message::Digest { .. } => {}
         }
+        let cx = &mut self.cx;
         if refute.source && !source_told {
             refute.add(from);
         } else if source_told {
             refute.told(from);
         }
         refute.send(cx);
+        self.finish();
         Ok(())
+    }
+
+    /// An intermediary's kernel evidence that a target's process is gone:
+    /// for a verification running, or for this period's probe (which then
+    /// starts one).
+    fn on_refused(&mut self, now: Instant, from: SocketAddr, seq: u32, how: Unreachable) {
+        let cx = &mut self.cx;
+        let Some(i) = cx.table.by_addr(&from) else { return };
+        let name = cx.table.entry(i).name.clone();
+        let verdict = match self.verifier.on_refused(cx, seq, &name, how) {
+            Some(v) => Some(v),
+            None => match self.prober.on_refused(cx, seq, &name) {
+                Some(target) if !self.verifier.verifying(&cx.table.entry(target).name) => {
+                    self.verifier.evidence(cx, now, target, name, how)
+                }
+                _ => None,
+            },
+        };
+        if let Some(v) = verdict {
+            apply(cx, now, v);
+        }
+    }
+
+    /// The runtime's kernel evidence that the process behind `addr` is gone
+    /// (see [`Unreachable`]). For a member this member probes for another,
+    /// it is passed on to the requester; otherwise it is verified with
+    /// intermediaries, and the member is declared failed at once if another
+    /// member confirms it, or merely suspected (patiently) if no one does.
+    /// Evidence about an unknown address or an inactive member is ignored.
+    pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr, how: Unreachable) {
+        self.check_stall(now);
+        let cx = &mut self.cx;
+        cx.stats.evidence_received += 1;
+        if cx.local.leaving() || self.prober.on_unreachable(cx, addr, how) {
+            return;
+        }
+        let Some(i) = cx.table.by_addr(&addr) else { return };
+        if !cx.table.entry(i).state.is_active() {
+            return;
+        }
+        let me = cx.local.name().clone();
+        if let Some(v) = self.verifier.evidence(cx, now, i, me, how) {
+            apply(cx, now, v);
+        }
+        self.finish();
     }
 
     /// A whole push-pull stream arrived from `from`. The reply, if one is due,
@@ -257,6 +331,7 @@ impl Core {
             return Err(DecodeError::TooLarge { len: bytes.len(), max });
         }
         let packet = codec::decode(bytes)?;
+        self.check_stall(now);
         let cx = &mut self.cx;
         match packet.message {
             Message::PushPull { reply, states, .. } => {
@@ -264,7 +339,10 @@ impl Core {
             }
             // The fallback probe path: a ping over a stream is answered on it.
             Message::Ping { seq, target } => Prober::on_stream_ping(cx, from, seq, target),
-            Message::Ack { seq } => self.prober.on_ack(cx, now, from, seq),
+            Message::Ack { seq } => {
+                self.prober.on_ack(cx, now, from, seq);
+                self.verifier.refute(cx, Some(seq), None);
+            }
             Message::Digest { reply, sums, states } => {
                 anti_entropy::on_digest(cx, now, from, reply, sums, states)
             }
@@ -275,14 +353,48 @@ impl Core {
                 });
             }
         }
+        self.finish();
         Ok(())
     }
 
     /// Runs every timer due at `now`.
+    ///
+    /// Called well after the instant [`Core::poll_timeout`] asked for (more
+    /// than [`Config::stall_threshold`]), the core takes it that its caller
+    /// was not running (a stop signal, a pause, CPU starvation): everything
+    /// that fell due meanwhile, suspicions included, is moved on by the
+    /// stall, so that it accuses no one of what its own stall caused, and its
+    /// local health score rises. The caller should hand in every datagram
+    /// that arrived meanwhile before calling this.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.check_stall(now);
         while let Some(timer) = self.cx.timers.pop_due(now) {
             self.on_timer(now, timer);
         }
+        self.finish();
+    }
+
+    /// Notices a stall (see [`Core::handle_timeout`]) at the first input after it.
+    fn check_stall(&mut self, now: Instant) {
+        let cx = &mut self.cx;
+        let Some(due) = cx.timers.next() else { return };
+        if now <= due + cx.config.stall_threshold() {
+            return;
+        }
+        let by = now - due;
+        cx.timers.postpone_overdue(now, by);
+        cx.suspicions.postpone(by);
+        self.prober.postpone(by);
+        self.verifier.postpone(by);
+        cx.local.stalled(now, by, cx.config.probe_interval);
+        cx.stats.stalls += 1;
+        cx.stats.stalled_for += by;
+    }
+
+    /// After every input: the watch list follows the membership.
+    fn finish(&mut self) {
+        let cx = &mut self.cx;
+        cx.watches.refresh(&cx.table, cx.local.hash(), cx.config.watch_count, cx.local.leaving());
     }
 
     fn on_timer(&mut self, now: Instant, timer: Timer) {
@@ -323,6 +435,11 @@ impl Core {
             Timer::Suspicion { name, token } => merge::on_suspicion_timeout(cx, now, &name, token),
             Timer::RelayNack { seq } => self.prober.on_relay_nack(cx, seq),
             Timer::RelayExpire { seq } => self.prober.on_relay_expire(seq),
+            Timer::Verify { seq } => {
+                if let Some(v) = self.verifier.on_timeout(cx, now, seq) {
+                    apply(cx, now, v);
+                }
+            }
             Timer::Reap { name, since } => reap(cx, &name, since),
         }
     }
@@ -340,7 +457,7 @@ impl Core {
         cx.schedule(now + period, Timer::Probe);
         for (i, incarnation) in probe::late_by_phi(cx, now) {
             let me = cx.local.name().clone();
-            merge::suspect(cx, now, i, incarnation, me, BTreeSet::new(), None);
+            merge::suspect(cx, now, i, incarnation, me, BTreeSet::new(), None, now);
         }
         self.prober.start(cx, now, period);
     }
@@ -381,6 +498,19 @@ impl Core {
     /// member's probe interval and timeout by one more multiple.
     pub fn local_health(&self) -> u32 {
         self.cx.local.health()
+    }
+
+    /// When this member last noticed it had not been running, and for how
+    /// long (see [`Core::handle_timeout`]).
+    pub fn last_stall(&self) -> Option<(Instant, std::time::Duration)> {
+        self.cx.local.last_stall()
+    }
+
+    /// The members this member watches (the addresses to hold a silent
+    /// stream open to; see [`Config::watch_count`]). It follows the
+    /// membership: compare it after every input.
+    pub fn watched(&self) -> &[SocketAddr] {
+        self.cx.watches.addrs()
     }
 
     /// Counters.
@@ -446,7 +576,21 @@ impl Core {
 /// This member's own probe failed: suspect its target.
 fn suspect(cx: &mut Ctx, now: Instant, f: Failure) {
     let me = cx.local.name().clone();
-    merge::suspect(cx, now, f.index, f.incarnation, me, f.confirmers, Some(f.evidence));
+    merge::suspect(cx, now, f.index, f.incarnation, me, f.confirmers, Some(f.evidence), f.since);
+}
+
+/// A verification ended: fail the member at once, or suspect it patiently.
+fn apply(cx: &mut Ctx, now: Instant, verdict: Verdict) {
+    match verdict {
+        Verdict::Exited { index, incarnation, evidence } => {
+            merge::declare_exited(cx, now, index, incarnation, evidence)
+        }
+        Verdict::Silent { index, incarnation, since, probe } => {
+            let me = cx.local.name().clone();
+            let confirmers = probe.nacks.iter().cloned().collect();
+            merge::suspect(cx, now, index, incarnation, me, confirmers, Some(probe), since);
+        }
+    }
 }
 
 /// Forgets a dead or left member that has stayed so since `since`.

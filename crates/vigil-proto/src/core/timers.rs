@@ -30,6 +30,10 @@ pub(crate) enum Timer {
     RelayExpire {
         seq: u32,
     },
+    /// A verification of kernel evidence ran out of time.
+    Verify {
+        seq: u32,
+    },
     /// Forget a dead or left member that has stayed so since `since`.
     Reap {
         name: Name,
@@ -64,6 +68,16 @@ impl Timers {
             return None;
         }
         Some(entry.remove())
+    }
+
+    /// The caller did not run for `by` (a stall): every timer that fell due
+    /// meanwhile is moved on by as much, in the same order.
+    pub(crate) fn postpone_overdue(&mut self, now: Instant, by: std::time::Duration) {
+        let later = self.map.split_off(&(now, u64::MAX));
+        let overdue = std::mem::replace(&mut self.map, later);
+        for ((at, token), timer) in overdue {
+            self.map.insert((at + by, token), timer);
+        }
     }
 
     /// The earliest deadline.
