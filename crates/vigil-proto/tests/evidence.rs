@@ -328,3 +328,27 @@ fn a_stall_extends_the_suspicions_this_member_holds() {
     assert!(ev.iter().all(|e| e.kind != EventKind::Failed), "the stall counts for no suspicion: {ev:#?}");
     assert_eq!(core.member("p3", woke).unwrap().state, State::Suspect);
 }
+
+#[test]
+fn a_member_that_leaves_says_so_on_its_watch_streams_and_its_watchers_take_it() {
+    let identity = Identity { name: name("p3"), addr: addr(3), meta: Meta::default(), health: Health::ok() };
+    let mut leaving = Core::new(Config::lan(), identity, 4, SEED, Instant::ZERO).unwrap();
+    assert_eq!(leaving.farewell(), None, "nothing to say before leaving");
+    leaving.leave(at_ms(5));
+    let farewell = leaving.farewell().expect("a leaving member has a farewell");
+    let mut watcher = me_with_peers(5);
+    let alive = Update::Alive {
+        name: name("p3"),
+        incarnation: 4,
+        addr: addr(3),
+        meta: Meta::default(),
+        health: Health::ok(),
+    };
+    watcher.handle_datagram(at_ms(5), addr(3), &packet(Message::Gossip, vec![alive])).unwrap();
+    events(&mut watcher);
+    watcher.handle_stream(at_ms(6), addr(3), &farewell).unwrap();
+    assert_eq!(watcher.member("p3", at_ms(6)).unwrap().state, State::Left);
+    // The stream's end that follows is no evidence against a member that left.
+    watcher.handle_unreachable(at_ms(7), addr(3), Unreachable::StreamClosed);
+    assert_eq!(watcher.stats().verifications_started, 0);
+}

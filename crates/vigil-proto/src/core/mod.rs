@@ -130,6 +130,17 @@ impl Core {
         self.finish();
     }
 
+    /// While leaving: the packet to write on every watch stream this member
+    /// accepted before it closes them, so that its watchers learn it left
+    /// rather than mistake the closed stream for a crash.
+    pub fn farewell(&self) -> Option<Vec<u8>> {
+        let local = &self.cx.local;
+        local.leaving().then(|| {
+            let left = Update::Left { name: local.name().clone(), incarnation: local.incarnation() };
+            codec::encode(&codec::Packet { message: Message::Gossip, updates: vec![left] })
+        })
+    }
+
     /// True once the `left` announcement went out as many times as any change
     /// is retransmitted (or nobody is left to tell). Members that heard it pass
     /// it on, so the leaving member may stop then.
@@ -337,6 +348,14 @@ impl Core {
             Message::PushPull { reply, states, .. } => {
                 anti_entropy::on_push_pull(cx, now, from, reply, states, packet.updates)
             }
+            // A member that leaves writes its `left` on the watch streams it accepted.
+            Message::Gossip => {
+                let mut refute = Refutations::default();
+                for update in packet.updates {
+                    merge::apply_update(cx, &mut refute, now, update);
+                }
+                refute.send(cx);
+            }
             // The fallback probe path: a ping over a stream is answered on it.
             Message::Ping { seq, target } => Prober::on_stream_ping(cx, from, seq, target),
             Message::Ack { seq } => {
@@ -349,7 +368,7 @@ impl Core {
             _ => {
                 return Err(DecodeError::Invalid {
                     field: "message type",
-                    reason: "only push-pull, digest, ping and ack over a stream",
+                    reason: "only push-pull, digest, ping, ack and gossip over a stream",
                 });
             }
         }
