@@ -8,6 +8,13 @@
 //! Everything random comes from the scenario's seed: the network, the fault
 //! schedule and each core have their own stream derived from it, and nothing
 //! iterates a hash map, so one seed gives one byte-identical trace.
+//!
+//! Here: the heap, the member slots, delivery, wake-ups and routing;
+//! `members`: what happens to a member process (start, crash, restart,
+//! freeze, leave, ...); `views`: events judged and views compared.
+
+mod members;
+mod views;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -16,14 +23,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
-use vigil_proto::codec::MemberState;
-use vigil_proto::{Channel, Config, Core, EventKind, Health, Identity, Meta, Name, State};
+use vigil_proto::{Channel, Config, Core, Health, Identity, Meta, Name};
 
 use crate::invariants::{
     IncarnationsNeverGoBack, LeftNeverFailed, LiveAliveAfterQuiet, MAX_KEPT, ViewsConverge, Violation,
 };
 use crate::net::{Fate, Net};
-use crate::observe::{FalseClass, Observer};
+use crate::observe::Observer;
 
 /// Most datagrams queued for a frozen member (its socket buffer); more are dropped.
 pub const FROZEN_BACKLOG: usize = 1024;
@@ -268,51 +274,6 @@ impl Engine {
         id
     }
 
-    /// Starts member `id` (a new process) at `incarnation`.
-    pub(crate) fn start(&mut self, id: usize, incarnation: u64) {
-        let core = self.make_core(id, incarnation);
-        let s = &mut self.slots[id];
-        s.core = Some(core);
-        s.status = Status::Up;
-        s.wake = None;
-        s.leaving = false;
-        s.max_incarnation = s.max_incarnation.max(incarnation);
-        self.live += 1;
-        self.obs.member_up(self.now, id);
-        self.trace(1, id as u64, incarnation, 0, || format!("start {id} inc {incarnation}"));
-    }
-
-    /// Warm start: every started member learns every other as alive.
-    pub(crate) fn preload_all(&mut self) {
-        let states: Vec<MemberState> = self
-            .slots
-            .iter()
-            .filter_map(|s| {
-                let c = s.core.as_ref()?;
-                Some(MemberState {
-                    name: s.name.clone(),
-                    incarnation: c.incarnation(),
-                    state: State::Alive,
-                    addr: s.addr,
-                    meta: Meta::default(),
-                    health: Health::ok(),
-                })
-            })
-            .collect();
-        let now = vigil_proto::Instant::from_micros(self.now);
-        // One table for the whole cluster; every member's copy shares its
-        // memory until it changes (n tables of n entries would need n²).
-        let snapshot = vigil_proto::Snapshot::new(now, states);
-        for s in &mut self.slots {
-            if let Some(c) = s.core.as_mut() {
-                c.preload_snapshot(now, &snapshot);
-            }
-        }
-        for id in 0..self.slots.len() {
-            self.flush(id);
-        }
-    }
-
     pub(crate) fn is_live(&self, id: usize) -> bool {
         matches!(self.slots[id].status, Status::Up | Status::Frozen) && !self.slots[id].leaving
     }
@@ -323,133 +284,6 @@ impl Engine {
             .iter()
             .map(|s| if matches!(s.status, Status::Up | Status::Frozen) { s.life + 1 } else { 0 })
             .collect()
-    }
-
-    pub(crate) fn join(&mut self, id: usize, seeds: &[usize]) {
-        let addrs: Vec<SocketAddr> = seeds.iter().map(|&s| self.slots[s].addr).collect();
-        let now = vigil_proto::Instant::from_micros(self.now);
-        if let Some(c) = self.slots[id].core.as_mut() {
-            c.join(now, &addrs);
-        }
-        self.flush(id);
-    }
-
-    /// The process stops: nothing in or out, no timers, memory gone.
-    pub(crate) fn crash(&mut self, id: usize) {
-        let s = &mut self.slots[id];
-        if !matches!(s.status, Status::Up | Status::Frozen) {
-            return;
-        }
-        if !s.leaving {
-            self.live -= 1;
-        }
-        s.core = None;
-        s.status = Status::Down;
-        s.wake = None;
-        s.backlog.clear();
-        s.backlog_datagrams = 0;
-        s.prev_life_max = s.max_incarnation;
-        self.obs.member_down(self.now, id);
-        self.trace(2, id as u64, 0, 0, || format!("crash {id}"));
-    }
-
-    /// A new process with the same name and address, one incarnation above
-    /// the last it used, joining `seeds`.
-    pub(crate) fn restart(&mut self, id: usize, seeds: &[usize]) {
-        if self.slots[id].status != Status::Down {
-            return;
-        }
-        self.slots[id].life += 1;
-        let inc = self.slots[id].max_incarnation + 1;
-        self.start(id, inc);
-        self.join(id, seeds);
-    }
-
-    pub(crate) fn freeze(&mut self, id: usize, until: u64) {
-        let s = &mut self.slots[id];
-        if s.status != Status::Up {
-            return;
-        }
-        s.status = Status::Frozen;
-        s.freeze_token += 1;
-        s.paused_until = Some(until);
-        let token = s.freeze_token;
-        self.push(until, Ev::Resume { member: id as u32, token });
-        self.trace(3, id as u64, until, 0, || format!("freeze {id} until {until}"));
-    }
-
-    fn resume(&mut self, id: usize, token: u64) {
-        let s = &mut self.slots[id];
-        if s.status != Status::Frozen || s.freeze_token != token {
-            return;
-        }
-        s.status = Status::Up;
-        s.paused_until = Some(self.now);
-        let backlog = std::mem::take(&mut s.backlog);
-        s.backlog_datagrams = 0;
-        self.trace(4, id as u64, backlog.len() as u64, 0, || {
-            format!("resume {id} backlog {}", backlog.len())
-        });
-        for p in backlog {
-            self.handle(id, p);
-        }
-        let now = vigil_proto::Instant::from_micros(self.now);
-        if let Some(c) = self.slots[id].core.as_mut() {
-            c.handle_timeout(now);
-        }
-        self.flush(id);
-    }
-
-    pub(crate) fn set_slow(&mut self, id: usize, delay: u64) {
-        let s = &mut self.slots[id];
-        s.slow = delay;
-        if delay > 0 {
-            s.paused_until = Some(u64::MAX);
-        } else if s.paused_until == Some(u64::MAX) {
-            s.paused_until = Some(self.now);
-        }
-    }
-
-    /// Starts a graceful leave; the member stops once the leave went out.
-    pub(crate) fn leave(&mut self, id: usize) {
-        if !self.is_live(id) || self.slots[id].status != Status::Up {
-            return;
-        }
-        let now = vigil_proto::Instant::from_micros(self.now);
-        let Some(c) = self.slots[id].core.as_mut() else { return };
-        c.leave(now);
-        let inc = c.incarnation();
-        self.slots[id].leaving = true;
-        self.live -= 1;
-        self.left.on_leave(id as u32, inc);
-        self.trace(5, id as u64, inc, 0, || format!("leave {id} inc {inc}"));
-        self.flush(id);
-        let deadline = self.now + 5_000_000;
-        self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
-    }
-
-    fn leave_check(&mut self, id: usize, deadline: u64) {
-        let s = &mut self.slots[id];
-        let Some(c) = s.core.as_ref() else { return };
-        if c.leave_disseminated() || self.now >= deadline {
-            s.core = None;
-            s.status = Status::Left;
-            s.wake = None;
-            self.obs.member_down(self.now, id);
-            self.trace(6, id as u64, 0, 0, || format!("stopped {id} after leave"));
-        } else {
-            self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
-        }
-    }
-
-    /// Sets new metadata on `id`; returns its new incarnation.
-    pub(crate) fn update_metadata(&mut self, id: usize, value: u64) -> Option<u64> {
-        let now = vigil_proto::Instant::from_micros(self.now);
-        let c = self.slots[id].core.as_mut()?;
-        c.set_metadata(now, format!("v={value}").into_bytes()).ok()?;
-        let inc = c.incarnation();
-        self.flush(id);
-        Some(inc)
     }
 
     /// Hands one packet to member `to` now.
@@ -575,111 +409,6 @@ impl Engine {
             at,
             Ev::Deliver { to: to as u32, packet: Packet { from: from as u32, wire, bytes }, delayed: false },
         );
-    }
-
-    fn on_event(&mut self, observer: usize, e: &vigil_proto::Event) {
-        self.obs.events += 1;
-        let Some(m) = member_id(e.member.name.as_str()).filter(|&m| m < self.slots.len()) else { return };
-        let inc = e.member.incarnation;
-        let kind = e.kind;
-        self.trace(8, observer as u64, m as u64, inc, || {
-            format!("event {observer} {} {m} inc {inc}", kind.as_str())
-        });
-        if self.check_invariants {
-            let life = self.slots[observer].life;
-            let v = self.incarnations.observe(self.now, observer as u32, life, m as u32, inc);
-            self.violation(v);
-        }
-        let (o32, m32) = (observer as u32, m as u32);
-        match kind {
-            EventKind::Failed => {
-                if self.check_invariants {
-                    let v = self.left.on_failed(self.now, o32, m32, inc);
-                    self.violation(v);
-                }
-                let s = &self.slots[m];
-                let down = !matches!(s.status, Status::Up | Status::Frozen);
-                if down || inc <= s.prev_life_max {
-                    self.obs.on_true_failure(self.now, o32, m32);
-                } else if !s.leaving {
-                    let class = self.classify(observer, m);
-                    self.obs.on_false_failure(self.now, o32, m32, class);
-                }
-            }
-            EventKind::Suspected => {
-                let s = &self.slots[m];
-                if matches!(s.status, Status::Up)
-                    && inc > s.prev_life_max
-                    && !s.leaving
-                    && self.classify(observer, m) == FalseClass::NeverPaused
-                {
-                    self.obs.false_suspicions += 1;
-                }
-            }
-            EventKind::Joined => {
-                self.obs.on_alive_again(self.now, o32, m32);
-                let live = self.live;
-                self.obs.on_joined_seen(self.now, m32, live);
-                self.obs.on_update_seen(self.now, m32, inc);
-            }
-            EventKind::Recovered => self.obs.on_alive_again(self.now, o32, m32),
-            EventKind::Updated => self.obs.on_update_seen(self.now, m32, inc),
-            _ => {}
-        }
-    }
-
-    fn classify(&self, observer: usize, m: usize) -> FalseClass {
-        let s = &self.slots[m];
-        if s.status == Status::Frozen
-            || s.paused_until.is_some_and(|u| self.now <= u.saturating_add(self.pause_grace))
-        {
-            return FalseClass::Paused;
-        }
-        if !self.net.connected(self.now, observer, m)
-            || !self.net.connected(self.now, m, observer)
-            || self.net.recently_cut(self.now, self.pause_grace)
-        {
-            return FalseClass::Partitioned;
-        }
-        FalseClass::NeverPaused
-    }
-
-    /// Digests of every live member's view, and the digest of the truth.
-    pub(crate) fn digests(&self) -> (Vec<u64>, u64) {
-        let truth = vigil_proto::view_digest(self.slots.iter().filter_map(|s| {
-            let c = s.core.as_ref()?;
-            (matches!(s.status, Status::Up | Status::Frozen) && !s.leaving)
-                .then(|| (s.name.as_str(), c.incarnation()))
-        }));
-        let views = self
-            .slots
-            .iter()
-            .filter(|s| s.status == Status::Up && !s.leaving)
-            .filter_map(|s| s.core.as_ref().map(|c| c.membership_digest()))
-            .collect();
-        (views, truth)
-    }
-
-    /// An example of a wrong view, for a violation message.
-    pub(crate) fn wrong_view_example(&self) -> String {
-        let now = vigil_proto::Instant::from_micros(self.now);
-        for (o, s) in self.slots.iter().enumerate() {
-            let Some(c) = s.core.as_ref().filter(|_| s.status == Status::Up && !s.leaving) else { continue };
-            for (m, t) in self.slots.iter().enumerate() {
-                if m == o || !matches!(t.status, Status::Up | Status::Frozen) || t.leaving {
-                    continue;
-                }
-                let seen = c.member(t.name.as_str(), now).map(|x| x.state);
-                if seen != Some(State::Alive) {
-                    return format!("member {o} holds live member {m} as {seen:?}");
-                }
-            }
-            let active = c.num_members();
-            if active != self.live {
-                return format!("member {o} holds {active} members active, {} are live", self.live);
-            }
-        }
-        "no single wrong entry found (incarnations differ)".to_owned()
     }
 
     /// Runs events until `until` (inclusive) or the heap empties; calls
