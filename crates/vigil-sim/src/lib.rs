@@ -17,6 +17,8 @@
 //! | [`Scenario`] (`scenario`) | what to simulate, from TOML or flags ([`SimArgs`]) |
 //! | `net` | latency distributions ([`Latency`]), loss, link rules, partitions, streams |
 //! | `engine` | the event heap, members, routing, faults applied |
+//! | [`Cluster`] (`cluster`) | the engine driven by hand, step by step: for tests and examples |
+//! | [`detection`] | crash members one at a time and time their detection, on a [`Cluster`] |
 //! | `faults` | the fault schedule |
 //! | [`invariants`] | one invariant per module, fed observations |
 //! | [`Report`] (`report`) | the figures, JSON and table |
@@ -47,7 +49,9 @@
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod cluster;
 pub mod commands;
+pub mod detection;
 mod engine;
 mod error;
 mod faults;
@@ -63,7 +67,8 @@ pub mod tune;
 pub mod units;
 
 pub use cli::{SimArgs, TuneArgs};
-pub use engine::{FROZEN_BACKLOG, member_addr, member_name};
+pub use cluster::Cluster;
+pub use engine::{Captured, FROZEN_BACKLOG, Seen, member_addr, member_name};
 pub use error::ScenarioError;
 pub use net::{Latency, MAX_LATENCY};
 pub use observe::{ENCRYPTION_OVERHEAD, FalseClass, STREAM_FRAME};

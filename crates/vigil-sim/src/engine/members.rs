@@ -85,12 +85,18 @@ impl Engine {
     /// A new process with the same name and address, one incarnation above
     /// the last it used, joining `seeds`.
     pub(crate) fn restart(&mut self, id: usize, seeds: &[usize]) {
+        let inc = self.slots[id].max_incarnation + 1;
+        self.restart_at(id, inc, seeds);
+    }
+
+    /// A new process of crashed member `id` (same name and address) at
+    /// `incarnation`, joining `seeds`.
+    pub(crate) fn restart_at(&mut self, id: usize, incarnation: u64, seeds: &[usize]) {
         if self.slots[id].status != Status::Down {
             return;
         }
         self.slots[id].life += 1;
-        let inc = self.slots[id].max_incarnation + 1;
-        self.start(id, inc);
+        self.start(id, incarnation);
         self.join(id, seeds);
     }
 
@@ -141,11 +147,21 @@ impl Engine {
 
     /// Starts a graceful leave; the member stops once the leave went out.
     pub(crate) fn leave(&mut self, id: usize) {
-        if !self.is_live(id) || self.slots[id].status != Status::Up {
+        if !self.begin_leave(id) {
             return;
         }
+        let deadline = self.now + 5_000_000;
+        self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
+    }
+
+    /// Starts a graceful leave and lets the member run on (until it is
+    /// crashed); false if it was not up or already leaving.
+    pub(crate) fn begin_leave(&mut self, id: usize) -> bool {
+        if !self.is_live(id) || self.slots[id].status != Status::Up {
+            return false;
+        }
         let now = vigil_proto::Instant::from_micros(self.now);
-        let Some(c) = self.slots[id].core.as_mut() else { return };
+        let Some(c) = self.slots[id].core.as_mut() else { return false };
         c.leave(now);
         let inc = c.incarnation();
         self.slots[id].leaving = true;
@@ -153,8 +169,7 @@ impl Engine {
         self.left.on_leave(id as u32, inc);
         self.trace(5, id as u64, inc, 0, || format!("leave {id} inc {inc}"));
         self.flush(id);
-        let deadline = self.now + 5_000_000;
-        self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
+        true
     }
 
     pub(super) fn leave_check(&mut self, id: usize, deadline: u64) {

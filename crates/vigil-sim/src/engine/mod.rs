@@ -87,11 +87,45 @@ pub(crate) enum Wire {
     Reply,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Packet {
     from: u32,
     wire: Wire,
     bytes: Vec<u8>,
+}
+
+/// An event that member `observer` emitted at `at`.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// When (virtual time).
+    pub at: vigil_proto::Instant,
+    /// The member that emitted it.
+    pub observer: usize,
+    /// The event.
+    pub event: vigil_proto::Event,
+}
+
+/// A packet as it was handed to a member, to hand it over again later (as an
+/// attacker on the path would replay it).
+#[derive(Debug, Clone)]
+pub struct Captured {
+    to: u32,
+    packet: Packet,
+}
+
+impl Captured {
+    /// The member that sent it.
+    pub fn from(&self) -> usize {
+        self.packet.from as usize
+    }
+    /// The member it was handed to.
+    pub fn to(&self) -> usize {
+        self.to as usize
+    }
+    /// Its bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.packet.bytes
+    }
 }
 
 #[derive(Debug)]
@@ -149,6 +183,9 @@ pub(crate) struct Slot {
     pub(crate) paused_until: Option<u64>,
     freeze_token: u64,
     pub(crate) leaving: bool,
+    /// Added to the delivery time of everything it sends (a slow link out of
+    /// it, not a slow process: its timers and inputs are on time).
+    pub(crate) send_delay: u64,
 }
 
 /// The simulator state.
@@ -178,6 +215,12 @@ pub(crate) struct Engine {
     /// Grace after a pause during which a failure counts as "paused".
     pub(crate) pause_grace: u64,
     pub(crate) live: usize,
+    /// Every event every member emitted, when kept (driven clusters).
+    pub(crate) log: Option<Vec<Seen>>,
+    /// Every packet handed to a member, when kept (to replay them).
+    pub(crate) recorded: Option<Vec<Captured>>,
+    /// Payload bytes of every transmit, whatever became of it.
+    pub(crate) sent_bytes: u64,
 }
 
 impl Engine {
@@ -207,12 +250,23 @@ impl Engine {
             processed: 0,
             pause_grace,
             live: 0,
+            log: None,
+            recorded: None,
+            sent_bytes: 0,
         }
     }
 
     pub(crate) fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
         self.heap.push(Item { at, seq: self.seq, ev });
+    }
+
+    /// Hands `packets` over again, now, each to the member it went to.
+    pub(crate) fn replay(&mut self, packets: &[Captured]) {
+        for c in packets {
+            let packet = c.packet.clone();
+            self.push(self.now, Ev::Deliver { to: c.to, packet, delayed: false });
+        }
     }
 
     /// Folds one traced step into the trace digest (and the text trace, if kept).
@@ -269,6 +323,7 @@ impl Engine {
             paused_until: None,
             freeze_token: 0,
             leaving: false,
+            send_delay: 0,
         });
         self.obs.add_member();
         id
@@ -328,6 +383,9 @@ impl Engine {
             let kind = vigil_proto::codec::message_kind(&p.bytes).unwrap_or("?");
             format!("deliver {} -> {to} {kind} {:?} {} bytes", p.from, p.wire, p.bytes.len())
         });
+        if let Some(r) = self.recorded.as_mut() {
+            r.push(Captured { to: to as u32, packet: p.clone() });
+        }
         self.handle(to, p);
     }
 
@@ -355,6 +413,9 @@ impl Engine {
         }
         while let Some(e) = core.poll_event() {
             self.on_event(id, &e);
+            if let Some(log) = self.log.as_mut() {
+                log.push(Seen { at: vigil_proto::Instant::from_micros(self.now), observer: id, event: e });
+            }
         }
         let inc = core.incarnation();
         let next = core.poll_timeout().map(|t| t.as_micros() + self.slots[id].slow);
@@ -377,6 +438,7 @@ impl Engine {
     }
 
     fn route(&mut self, from: usize, dst: SocketAddr, channel: Channel, bytes: Vec<u8>) {
+        self.sent_bytes += bytes.len() as u64;
         let stream = channel != Channel::Datagram;
         let to = addr_id(dst).filter(|&t| t < self.slots.len());
         // A stream to a stopped process or across a cut fails at connect:
@@ -404,7 +466,7 @@ impl Engine {
             Wire::Reply => self.net.stream(self.now, from, to, 1),
         };
         let Fate::After(delay) = fate else { return };
-        let at = self.now + delay + self.slots[from].slow;
+        let at = self.now + delay + self.slots[from].slow + self.slots[from].send_delay;
         self.push(
             at,
             Ev::Deliver { to: to as u32, packet: Packet { from: from as u32, wire, bytes }, delayed: false },
