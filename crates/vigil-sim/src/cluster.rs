@@ -10,7 +10,8 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use vigil_proto::{Config, Core, EventKind, Instant, State};
 
-use crate::engine::{Captured, Engine, Seen, Status, member_name};
+use crate::engine::{Captured, Engine, Seen, Status};
+use crate::ids::member_name;
 use crate::invariants::Violation;
 use crate::net::{ActiveRule, Latency, Net};
 

@@ -11,7 +11,8 @@ use rand::{RngExt, SeedableRng};
 use vigil_proto::{Config, EventKind, Instant};
 
 use crate::cluster::Cluster;
-use crate::engine::{Seen, member_name};
+use crate::engine::Seen;
+use crate::ids::member_name;
 
 /// Figures of one [`detection_run`].
 #[derive(Debug, Clone)]

@@ -55,6 +55,7 @@ pub mod detection;
 mod engine;
 mod error;
 mod faults;
+mod ids;
 pub mod invariants;
 mod net;
 mod observe;
@@ -68,8 +69,9 @@ pub mod units;
 
 pub use cli::{SimArgs, TuneArgs};
 pub use cluster::Cluster;
-pub use engine::{Captured, FROZEN_BACKLOG, Seen, member_addr, member_name};
+pub use engine::{Captured, FROZEN_BACKLOG, Seen};
 pub use error::ScenarioError;
+pub use ids::{member_addr, member_name};
 pub use net::{Latency, MAX_LATENCY};
 pub use observe::{ENCRYPTION_OVERHEAD, FalseClass, STREAM_FRAME};
 pub use report::{

@@ -11,20 +11,25 @@
 //!
 //! Here: the heap, the member slots, delivery, wake-ups and routing;
 //! `members`: what happens to a member process (start, crash, restart,
-//! freeze, leave, ...); `views`: events judged and views compared.
+//! freeze, leave, ...); `views`: events judged and views compared;
+//! `packet`: packets in flight, recorded packets and logged events.
 
 mod members;
+mod packet;
 mod views;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use vigil_proto::{Channel, Config, Core, Health, Identity, Meta, Name};
 
+pub use self::packet::{Captured, Seen};
+pub(crate) use self::packet::{Packet, Wire};
+use crate::ids::{addr_id, member_addr, member_name};
 use crate::invariants::{
     IncarnationsNeverGoBack, LeftNeverFailed, LiveAliveAfterQuiet, MAX_KEPT, ViewsConverge, Violation,
 };
@@ -33,31 +38,6 @@ use crate::observe::Observer;
 
 /// Most datagrams queued for a frozen member (its socket buffer); more are dropped.
 pub const FROZEN_BACKLOG: usize = 1024;
-
-/// A member's name: `node-000042`.
-pub fn member_name(id: usize) -> String {
-    format!("node-{id:06}")
-}
-
-fn member_id(name: &str) -> Option<usize> {
-    name.strip_prefix("node-")?.parse().ok()
-}
-
-/// A member's address: 10.x.y.z:7946 from its id.
-pub fn member_addr(id: usize) -> SocketAddr {
-    let b = (id as u32).to_be_bytes();
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, b[1], b[2], b[3])), 7946)
-}
-
-fn addr_id(addr: SocketAddr) -> Option<usize> {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.octets()[0] == 10 && addr.port() == 7946 => {
-            let o = ip.octets();
-            Some(u32::from_be_bytes([0, o[1], o[2], o[3]]) as usize)
-        }
-        _ => None,
-    }
-}
 
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
     let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
@@ -76,56 +56,6 @@ pub(crate) enum Status {
     Down,
     /// Left gracefully and stopped.
     Left,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wire {
-    Datagram,
-    /// A stream on a new connection.
-    Stream,
-    /// A reply on the connection a stream came in on.
-    Reply,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Packet {
-    from: u32,
-    wire: Wire,
-    bytes: Vec<u8>,
-}
-
-/// An event that member `observer` emitted at `at`.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    /// When (virtual time).
-    pub at: vigil_proto::Instant,
-    /// The member that emitted it.
-    pub observer: usize,
-    /// The event.
-    pub event: vigil_proto::Event,
-}
-
-/// A packet as it was handed to a member, to hand it over again later (as an
-/// attacker on the path would replay it).
-#[derive(Debug, Clone)]
-pub struct Captured {
-    to: u32,
-    packet: Packet,
-}
-
-impl Captured {
-    /// The member that sent it.
-    pub fn from(&self) -> usize {
-        self.packet.from as usize
-    }
-    /// The member it was handed to.
-    pub fn to(&self) -> usize {
-        self.to as usize
-    }
-    /// Its bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.packet.bytes
-    }
 }
 
 #[derive(Debug)]

@@ -4,7 +4,8 @@
 
 use vigil_proto::{EventKind, State};
 
-use super::{Engine, Status, member_id};
+use super::{Engine, Status};
+use crate::ids::member_id;
 use crate::observe::FalseClass;
 
 impl Engine {
