@@ -167,7 +167,7 @@ pub struct AgentArgs {
     #[arg(long, env = "VIGIL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
     /// Time allowed for a graceful leave on SIGTERM/Ctrl-C [default: 5s].
-    #[arg(long, env = "VIGIL_LEAVE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "VIGIL_LEAVE_TIMEOUT", value_name = "DURATION", value_parser = vigil_sim::units::parse_duration)]
     pub leave_timeout: Option<Duration>,
     /// File holding the cluster key (base64, as `vigil keygen` prints it; more
     /// lines: more keys, the first used for sending). Must not be readable by
@@ -197,10 +197,6 @@ pub struct AgentArgs {
     /// agent never outlives the process that started it (demo, tests).
     #[arg(long, env = "VIGIL_EXIT_ON_STDIN_EOF", hide = true)]
     pub exit_on_stdin_eof: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 5s, 1m)"))
 }
 
 /// Where the client subcommands find the agent.
@@ -266,7 +262,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "CMD")]
     pub exec: Option<String>,
     /// Quiet time the set must hold before the file is rewritten.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = vigil_sim::units::parse_duration)]
     pub debounce: Duration,
     /// Render once and exit.
     #[arg(long)]

@@ -1,178 +1,21 @@
 //! One `Core` driven by hand: fake peers at 10.0.0.x:7900 send it hand-made
 //! packets, and virtual time moves only when a test moves it. Every core uses
-//! the same fixed seed, so a failure replays exactly.
+//! the same fixed seed, so a failure replays exactly. The driving helpers are
+//! in `support`.
 
-use std::net::{IpAddr, SocketAddr};
+mod support;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+use support::*;
 use vigil_proto::codec::{self, MemberState, Message, Packet, Update};
 use vigil_proto::{
-    Channel, Config, Core, DecodeError, Event, EventKind, Evidence, Health, HealthStatus, Identity, Instant,
+    Channel, Config, Core, DecodeError, EventKind, Evidence, Health, HealthStatus, Identity, Instant,
     MemberError, Meta, Name, ProbeEvidence, State, Transmit,
 };
-
-// ---------------------------------------------------------------- helpers
-
-/// The seed of every core in this file.
-const SEED: u64 = 7;
-
-fn name(s: &str) -> Name {
-    Name::new(s).unwrap()
-}
-
-/// 10.0.0.`host`:7900.
-fn addr(host: u8) -> SocketAddr {
-    ([10, 0, 0, host], 7900).into()
-}
-
-/// The last byte of a 10.0.0.x address.
-fn host_of(a: SocketAddr) -> u8 {
-    match a.ip() {
-        IpAddr::V4(ip) => ip.octets()[3],
-        IpAddr::V6(_) => panic!("fake peers are IPv4"),
-    }
-}
-
-/// The fake peer at 10.0.0.`host` is called `p{host}`.
-fn peer(host: u8) -> String {
-    format!("p{host}")
-}
-
-fn ms(millis: u64) -> Duration {
-    Duration::from_millis(millis)
-}
-
-/// This member, "me" at 10.0.0.1:7900 with no metadata, on the LAN preset.
-fn me_at(incarnation: u64) -> Core {
-    let identity = Identity { name: name("me"), addr: addr(1), meta: Meta::default(), health: Health::ok() };
-    Core::new(Config::lan(), identity, incarnation, SEED, Instant::ZERO).unwrap()
-}
-
-fn me() -> Core {
-    me_at(1)
-}
-
-fn alive(who: &str, incarnation: u64, host: u8) -> Update {
-    Update::Alive {
-        name: name(who),
-        incarnation,
-        addr: addr(host),
-        meta: Meta::default(),
-        health: Health::ok(),
-    }
-}
-
-/// What "me" says of itself at `incarnation`.
-fn me_alive(incarnation: u64) -> Update {
-    alive("me", incarnation, 1)
-}
-
-fn suspect(who: &str, incarnation: u64, from: &str) -> Update {
-    Update::Suspect { name: name(who), incarnation, from: name(from) }
-}
-
-fn dead(who: &str, incarnation: u64, from: &str) -> Update {
-    Update::Dead { name: name(who), incarnation, from: name(from) }
-}
-
-fn left(who: &str, incarnation: u64) -> Update {
-    Update::Left { name: name(who), incarnation }
-}
-
-fn packet(message: Message, updates: Vec<Update>) -> Vec<u8> {
-    codec::encode(&Packet { message, updates })
-}
-
-fn gossip(updates: Vec<Update>) -> Vec<u8> {
-    packet(Message::Gossip, updates)
-}
-
-fn ping_to(who: &str, seq: u32) -> Message {
-    Message::Ping { seq, target: name(who).hash32() }
-}
-
-fn transmits(core: &mut Core) -> Vec<Transmit> {
-    std::iter::from_fn(|| core.poll_transmit()).collect()
-}
-
-fn events(core: &mut Core) -> Vec<Event> {
-    std::iter::from_fn(|| core.poll_event()).collect()
-}
-
-/// Each event as (kind, member name).
-fn kinds(events: &[Event]) -> Vec<(EventKind, String)> {
-    events.iter().map(|e| (e.kind, e.member.name.to_string())).collect()
-}
-
-fn decoded(t: &Transmit) -> Packet {
-    codec::decode(&t.payload).unwrap()
-}
-
-fn is_ping(t: &Transmit) -> bool {
-    t.channel == Channel::Datagram && matches!(decoded(t).message, Message::Ping { .. })
-}
-
-/// Tells `core`, by one gossip datagram from the first of them, of the peers
-/// `p{host}` at 10.0.0.`host`, all alive at incarnation 0; drains what followed.
-fn with_peers(core: &mut Core, hosts: &[u8]) {
-    let updates = hosts.iter().map(|&h| alive(&peer(h), 0, h)).collect();
-    core.handle_datagram(Instant::ZERO, addr(hosts[0]), &gossip(updates)).unwrap();
-    events(core);
-    transmits(core);
-}
-
-/// Runs the next due timer; returns its instant and what it sent.
-fn step(core: &mut Core) -> (Instant, Vec<Transmit>) {
-    let now = core.poll_timeout().expect("a core always has a timer");
-    core.handle_timeout(now);
-    (now, transmits(core))
-}
-
-/// Runs timers until one sends a transmit `wanted` picks; returns that instant
-/// and everything sent then.
-fn run_until_sent(core: &mut Core, wanted: impl Fn(&Transmit) -> bool) -> (Instant, Vec<Transmit>) {
-    for _ in 0..10_000 {
-        let (now, sent) = step(core);
-        if sent.iter().any(&wanted) {
-            return (now, sent);
-        }
-    }
-    panic!("nothing wanted was sent in 10 000 timer steps");
-}
-
-/// Runs timers due up to `until`, handing each transmit to `answer` (which may
-/// reply by calling the core) and returning them all with when they were sent.
-fn run_until(
-    core: &mut Core,
-    until: Instant,
-    mut answer: impl FnMut(&mut Core, Instant, &Transmit),
-) -> Vec<(Instant, Transmit)> {
-    let mut sent = Vec::new();
-    while let Some(now) = core.poll_timeout()
-        && now <= until
-    {
-        core.handle_timeout(now);
-        while let Some(t) = core.poll_transmit() {
-            answer(core, now, &t);
-            sent.push((now, t));
-        }
-    }
-    sent
-}
-
-/// Fake peers that never answer.
-fn silent(_: &mut Core, _: Instant, _: &Transmit) {}
-
-/// Fake peers that ack every datagram ping at once.
-fn acking(core: &mut Core, now: Instant, t: &Transmit) {
-    if t.channel == Channel::Datagram
-        && let Message::Ping { seq, .. } = decoded(t).message
-    {
-        core.handle_datagram(now, t.dst, &packet(Message::Ack { seq }, vec![])).unwrap();
-    }
-}
 
 // ---------------------------------------------------------------- pings
 

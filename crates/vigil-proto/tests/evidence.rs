@@ -1,69 +1,22 @@
 //! Kernel evidence, verification, patience on silence and stalls: one `Core`
 //! driven by hand, fake peers at 10.0.0.x:7900, virtual time, a fixed seed.
 
-use std::net::{IpAddr, SocketAddr};
+mod support;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use vigil_proto::codec::{self, Message, Packet, Update};
+use support::*;
+use vigil_proto::codec::{Message, Update};
 use vigil_proto::{
-    Channel, Config, Core, Event, EventKind, Health, Identity, Instant, Meta, Name, State, Transmit,
-    Unreachable,
+    Channel, Config, Core, Event, EventKind, Health, Identity, Instant, Meta, State, Transmit, Unreachable,
 };
-
-const SEED: u64 = 7;
-
-fn name(s: &str) -> Name {
-    Name::new(s).unwrap()
-}
-
-fn addr(host: u8) -> SocketAddr {
-    ([10, 0, 0, host], 7900).into()
-}
-
-fn host_of(a: SocketAddr) -> u8 {
-    match a.ip() {
-        IpAddr::V4(ip) => ip.octets()[3],
-        IpAddr::V6(_) => panic!("fake peers are IPv4"),
-    }
-}
-
-fn peer(host: u8) -> String {
-    format!("p{host}")
-}
 
 /// "me" at 10.0.0.1:7900 on the LAN preset, knowing p2..=p`last`.
 fn me_with_peers(last: u8) -> Core {
-    let identity = Identity { name: name("me"), addr: addr(1), meta: Meta::default(), health: Health::ok() };
-    let mut core = Core::new(Config::lan(), identity, 1, SEED, Instant::ZERO).unwrap();
-    let updates = (2..=last)
-        .map(|h| Update::Alive {
-            name: name(&peer(h)),
-            incarnation: 0,
-            addr: addr(h),
-            meta: Meta::default(),
-            health: Health::ok(),
-        })
-        .collect();
-    core.handle_datagram(Instant::ZERO, addr(2), &packet(Message::Gossip, updates)).unwrap();
-    events(&mut core);
-    transmits(&mut core);
+    let mut core = me();
+    with_peers(&mut core, &(2..=last).collect::<Vec<u8>>());
     core
-}
-
-fn packet(message: Message, updates: Vec<Update>) -> Vec<u8> {
-    codec::encode(&Packet { message, updates })
-}
-
-fn transmits(core: &mut Core) -> Vec<Transmit> {
-    std::iter::from_fn(|| core.poll_transmit()).collect()
-}
-
-fn events(core: &mut Core) -> Vec<Event> {
-    std::iter::from_fn(|| core.poll_event()).collect()
-}
-
-fn decoded(t: &Transmit) -> Packet {
-    codec::decode(&t.payload).unwrap()
 }
 
 /// The confirm requests among `sent`: (intermediary host, seq).
@@ -80,7 +33,7 @@ fn confirms(sent: &[Transmit], target: u8) -> Vec<(u8, u32)> {
 }
 
 /// Runs timers up to `until`, dropping what they send; returns the events.
-fn run_until(core: &mut Core, until: Instant) -> Vec<Event> {
+fn events_until(core: &mut Core, until: Instant) -> Vec<Event> {
     let mut out = Vec::new();
     while let Some(at) = core.poll_timeout()
         && at <= until
@@ -152,7 +105,7 @@ fn a_refusal_contradicted_by_an_ack_does_not_fail_the_member() {
     // A refusal arriving afterwards changes nothing.
     let refused = packet(Message::Refused { seq, how: Unreachable::Refused }, vec![]);
     core.handle_datagram(t, addr(4), &refused).unwrap();
-    let ev = run_until(&mut core, t + Duration::from_secs(2));
+    let ev = events_until(&mut core, t + Duration::from_secs(2));
     assert!(ev.iter().all(|e| e.member.name.as_str() != "p3"), "{ev:#?}");
     assert_eq!(core.member("p3", t).unwrap().state, State::Alive);
 }
@@ -171,14 +124,14 @@ fn evidence_seen_only_by_this_member_becomes_a_patient_suspicion() {
     }
     // Nobody confirms in time: p3 is suspected, not failed...
     let wait = Config::lan().probe_timeout_max * 2;
-    let ev = run_until(&mut core, t + wait);
+    let ev = events_until(&mut core, t + wait);
     let p3: Vec<EventKind> = ev.iter().filter(|e| e.member.name.as_str() == "p3").map(|e| e.kind).collect();
     assert_eq!(p3, vec![EventKind::Suspected]);
     // ...and failed only once the pause tolerance has passed since the evidence.
     let tolerance = Config::lan().pause_tolerance;
-    let ev = run_until(&mut core, t + tolerance - Duration::from_millis(1));
+    let ev = events_until(&mut core, t + tolerance - Duration::from_millis(1));
     assert!(ev.iter().all(|e| e.kind != EventKind::Failed), "{ev:#?}");
-    let ev = run_until(&mut core, t + tolerance + Duration::from_secs(2));
+    let ev = events_until(&mut core, t + tolerance + Duration::from_secs(2));
     let failed = ev.iter().find(|e| e.kind == EventKind::Failed).expect("silent past the tolerance: failed");
     assert_eq!(failed.member.name.as_str(), "p3");
     assert_eq!(failed.evidence.as_ref().unwrap().exit, None, "unconfirmed evidence is not claimed");
@@ -309,7 +262,7 @@ fn a_member_that_stalled_moves_its_timers_on_and_accuses_no_one_of_its_own_stall
     assert_eq!(core.local_health(), 3, "a stall of 3 periods is a sign of this member's own slowness");
     // Its timers were moved on: nothing is overdue, and nobody is suspected.
     assert!(core.poll_timeout().unwrap() >= woke);
-    let ev = run_until(&mut core, woke + Duration::from_secs(2));
+    let ev = events_until(&mut core, woke + Duration::from_secs(2));
     assert!(ev.iter().all(|e| e.kind != EventKind::Suspected), "{ev:#?}");
 }
 
@@ -324,7 +277,7 @@ fn a_stall_extends_the_suspicions_this_member_holds() {
     // Not run for 10 s, past every deadline of that suspicion.
     let woke = t + Duration::from_secs(10);
     core.handle_datagram(woke, addr(4), &packet(Message::Gossip, vec![])).unwrap();
-    let ev = run_until(&mut core, woke + Duration::from_millis(500));
+    let ev = events_until(&mut core, woke + Duration::from_millis(500));
     assert!(ev.iter().all(|e| e.kind != EventKind::Failed), "the stall counts for no suspicion: {ev:#?}");
     assert_eq!(core.member("p3", woke).unwrap().state, State::Suspect);
 }

@@ -8,9 +8,10 @@ use clap::Args;
 
 use crate::error::ScenarioError;
 use crate::scenario::{
-    Churn, CrashSpec, Crashes, Dur, Frac, FreezeSpec, MassFailure, PartitionSpec, Preset, Scenario, Select,
-    SlowSpec, Start,
+    Churn, CrashSpec, Crashes, FreezeSpec, MassFailure, PartitionSpec, Preset, Scenario, SlowSpec, Start,
 };
+use crate::select::Select;
+use crate::units::{Dur, Frac};
 
 /// Flags of a simulation run. Flags override the scenario file's values.
 #[derive(Debug, Clone, Default, Args)]

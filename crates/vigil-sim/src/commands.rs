@@ -95,14 +95,14 @@ fn args_are_only_file(a: &SimArgs) -> bool {
 
 fn run_tune(t: &TuneArgs) -> anyhow::Result<ExitCode> {
     let mut o = tune::TuneOptions::new(
-        crate::parse_duration(&t.target_detection)?,
+        crate::units::parse_duration(&t.target_detection)?,
         t.max_false_failures_per_day,
-        t.loss.parse::<crate::Frac>()?.0,
+        t.loss.parse::<crate::units::Frac>()?.0,
         t.members,
     );
     o.seed = t.seed;
     o.preset = t.preset.parse()?;
-    o.budget = crate::parse_duration(&t.budget)?;
+    o.budget = crate::units::parse_duration(&t.budget)?;
     let r = tune::tune_with(&o);
     if t.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -6,7 +6,8 @@
 use rand::RngExt;
 
 use crate::engine::{Engine, Status};
-use crate::scenario::{Scenario, Select, Start};
+use crate::scenario::{Scenario, Start};
+use crate::select::Select;
 
 /// Something that happens to the cluster at a given time.
 #[derive(Debug, Clone)]

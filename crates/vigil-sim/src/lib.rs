@@ -12,9 +12,13 @@
 //!
 //! | module | what |
 //! | --- | --- |
+//! | [`units`] | durations and fractions written the human way ([`Dur`], [`Frac`], [`parse_duration`]) |
+//! | `select` | which members an action applies to ([`Select`]) |
 //! | [`Scenario`] (`scenario`) | what to simulate, from TOML or flags ([`SimArgs`]) |
 //! | `net` | latency distributions ([`Latency`]), loss, link rules, partitions, streams |
 //! | `engine` | the event heap, members, routing, faults applied |
+//! | [`Cluster`] (`cluster`) | the engine driven by hand, step by step: for tests and examples |
+//! | [`detection`] | crash members one at a time and time their detection, on a [`Cluster`] |
 //! | `faults` | the fault schedule |
 //! | [`invariants`] | one invariant per module, fed observations |
 //! | [`Report`] (`report`) | the figures, JSON and table |
@@ -45,10 +49,13 @@
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod cluster;
 pub mod commands;
+pub mod detection;
 mod engine;
 mod error;
 mod faults;
+mod ids;
 pub mod invariants;
 mod net;
 mod observe;
@@ -56,12 +63,16 @@ pub mod plot;
 mod report;
 mod run;
 mod scenario;
+mod select;
 pub mod tune;
+pub mod units;
 
 pub use cli::{SimArgs, TuneArgs};
-pub use engine::{FROZEN_BACKLOG, member_addr, member_name};
+pub use cluster::Cluster;
+pub use engine::{Captured, FROZEN_BACKLOG, Seen};
 pub use error::ScenarioError;
-pub use net::{Latency, LinkRule, MAX_LATENCY};
+pub use ids::{member_addr, member_name};
+pub use net::{Latency, MAX_LATENCY};
 pub use observe::{ENCRYPTION_OVERHEAD, FalseClass, STREAM_FRAME};
 pub use report::{
     Detection, Dissemination, FalseFailures, Joins, KindTraffic, Memory, Quantiles, Report, Traffic,
@@ -71,7 +82,9 @@ pub use run::{
     rss_bytes, run,
 };
 pub use scenario::{
-    Churn, CrashSpec, Crashes, Dur, Frac, FreezeSpec, MassFailure, Network, PartitionSpec, Preset, Scenario,
-    Select, SlowSpec, Start, apply_override, config_toml, parse_duration,
+    Churn, CrashSpec, Crashes, FreezeSpec, LinkRule, MassFailure, Network, PartitionSpec, Preset, Scenario,
+    SlowSpec, Start, apply_override, config_toml,
 };
+pub use select::Select;
 pub use tune::{TuneResult, tune};
+pub use units::{Dur, Frac, parse_duration};

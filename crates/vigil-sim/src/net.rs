@@ -1,5 +1,6 @@
 //! The modelled network: latency distributions, loss, link rules (one-way
-//! loss, slower links), partitions, and streams.
+//! loss, slower links; described by [`crate::scenario::LinkRule`], resolved
+//! here), partitions, and streams.
 //!
 //! What is modelled, and what is not:
 //! - A datagram is delivered once after a latency drawn from its link's
@@ -22,7 +23,7 @@ use rand::rngs::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ScenarioError;
-use crate::scenario::{Dur, Frac, Select, parse_duration};
+use crate::units::{Dur, parse_duration};
 
 /// Longest latency any distribution yields (heavy tails are cut here).
 pub const MAX_LATENCY: Duration = Duration::from_secs(10);
@@ -151,31 +152,6 @@ impl fmt::Display for Latency {
             Latency::Pareto { scale, shape } => write!(f, "pareto:{},{shape}", d(scale)),
         }
     }
-}
-
-/// Overrides for the links from some members to others.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinkRule {
-    /// Senders.
-    pub from: Select,
-    /// Receivers.
-    pub to: Select,
-    /// Loss on these links (replaces the default); `1.0` blocks them.
-    #[serde(default)]
-    pub loss: Option<Frac>,
-    /// Latency on these links (replaces the default).
-    #[serde(default)]
-    pub latency: Option<Latency>,
-    /// Also the reverse direction (default false: one-way).
-    #[serde(default)]
-    pub both_ways: bool,
-    /// From (default: the start).
-    #[serde(default)]
-    pub at: Option<Dur>,
-    /// Until (default: the start of the quiet phase).
-    #[serde(default)]
-    pub until: Option<Dur>,
 }
 
 /// A link rule resolved to member ids and microseconds.

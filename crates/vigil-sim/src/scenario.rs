@@ -3,7 +3,6 @@
 //! command-line flags, into [`Scenario`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,207 +10,9 @@ use serde::{Deserialize, Serialize};
 use vigil_proto::Config;
 
 use crate::error::ScenarioError;
-use crate::net::{Latency, LinkRule};
-
-/// A duration written the human way in TOML and on the command line: `500ms`, `5s`, `2m`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    /// From seconds.
-    pub const fn secs(s: u64) -> Dur {
-        Dur(Duration::from_secs(s))
-    }
-    /// From milliseconds.
-    pub const fn millis(ms: u64) -> Dur {
-        Dur(Duration::from_millis(ms))
-    }
-}
-
-impl FromStr for Dur {
-    type Err = ScenarioError;
-    fn from_str(s: &str) -> Result<Self, ScenarioError> {
-        parse_duration(s).map(Dur)
-    }
-}
-
-impl TryFrom<String> for Dur {
-    type Error = ScenarioError;
-    fn try_from(s: String) -> Result<Self, ScenarioError> {
-        s.parse()
-    }
-}
-
-impl From<Dur> for String {
-    fn from(d: Dur) -> String {
-        d.to_string()
-    }
-}
-
-impl fmt::Display for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-/// Parses `1.5s`, `300ms`, `250us`, `2m`, or any humantime duration.
-pub fn parse_duration(s: &str) -> Result<Duration, ScenarioError> {
-    let s = s.trim();
-    let bad =
-        || ScenarioError::Value { field: "duration", value: s.to_owned(), reason: "like 500ms, 1.5s, 2m" };
-    for (suffix, scale) in [("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)] {
-        if let Some(num) = s.strip_suffix(suffix)
-            && let Ok(v) = num.trim().parse::<f64>()
-        {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(bad());
-            }
-            return Ok(Duration::from_secs_f64(v * scale));
-        }
-    }
-    humantime::parse_duration(s).map_err(|_| bad())
-}
-
-/// A probability or fraction: `0.01` or `1%` (TOML: number or string).
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Default, Serialize, Deserialize)]
-#[serde(try_from = "FracRepr", into = "f64")]
-pub struct Frac(pub f64);
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum FracRepr {
-    Number(f64),
-    Text(String),
-}
-
-impl TryFrom<FracRepr> for Frac {
-    type Error = ScenarioError;
-    fn try_from(r: FracRepr) -> Result<Self, ScenarioError> {
-        match r {
-            FracRepr::Number(v) => Frac::checked(v, &v.to_string()),
-            FracRepr::Text(s) => s.parse(),
-        }
-    }
-}
-
-impl From<Frac> for f64 {
-    fn from(f: Frac) -> f64 {
-        f.0
-    }
-}
-
-impl Frac {
-    fn checked(v: f64, text: &str) -> Result<Frac, ScenarioError> {
-        if (0.0..=1.0).contains(&v) {
-            Ok(Frac(v))
-        } else {
-            Err(ScenarioError::Value {
-                field: "fraction",
-                value: text.to_owned(),
-                reason: "between 0 and 1 (or 0% and 100%)",
-            })
-        }
-    }
-}
-
-impl FromStr for Frac {
-    type Err = ScenarioError;
-    fn from_str(s: &str) -> Result<Self, ScenarioError> {
-        let t = s.trim();
-        let bad =
-            || ScenarioError::Value { field: "fraction", value: s.to_owned(), reason: "like 0.01 or 1%" };
-        let v = match t.strip_suffix('%') {
-            Some(p) => p.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
-            None => t.parse::<f64>().map_err(|_| bad())?,
-        };
-        Frac::checked(v, s)
-    }
-}
-
-/// Which members an action applies to.
-///
-/// Text forms: `7` (one member id), `0..10` (ids), `0%..50%` (a share of the
-/// initial members), `random:3` (three live members drawn at the time of the
-/// action), `all`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Select {
-    /// Ids `start..end`.
-    Range(usize, usize),
-    /// Shares of the initial member count, in percent, `start%..end%`.
-    Share(u32, u32),
-    /// `k` live members drawn at random when the action happens.
-    Random(usize),
-    /// Every member.
-    All,
-}
-
-impl Select {
-    /// The fixed ids this selects in a cluster of `n` initial members (empty for `Random`).
-    pub fn ids(&self, n: usize) -> std::ops::Range<usize> {
-        match *self {
-            Select::Range(a, b) => a.min(n)..b.min(n),
-            Select::Share(a, b) => {
-                let at = |p: u32| (n as u64 * u64::from(p.min(100)) / 100) as usize;
-                at(a)..at(b)
-            }
-            Select::Random(_) => 0..0,
-            Select::All => 0..n,
-        }
-    }
-}
-
-impl FromStr for Select {
-    type Err = ScenarioError;
-    fn from_str(s: &str) -> Result<Self, ScenarioError> {
-        let t = s.trim();
-        let bad = || ScenarioError::Value {
-            field: "members",
-            value: s.to_owned(),
-            reason: "like 7, 0..10, 0%..50%, random:3 or all",
-        };
-        if t == "all" {
-            return Ok(Select::All);
-        }
-        if let Some(k) = t.strip_prefix("random:") {
-            return k.trim().parse().map(Select::Random).map_err(|_| bad());
-        }
-        if let Some((a, b)) = t.split_once("..") {
-            if let (Some(a), Some(b)) = (a.trim().strip_suffix('%'), b.trim().strip_suffix('%')) {
-                let (a, b) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                return if a <= b && b <= 100 { Ok(Select::Share(a, b)) } else { Err(bad()) };
-            }
-            let (a, b) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-            return if a <= b { Ok(Select::Range(a, b)) } else { Err(bad()) };
-        }
-        if let Some(p) = t.strip_suffix('%') {
-            let p: u32 = p.parse().map_err(|_| bad())?;
-            return if p <= 100 { Ok(Select::Share(0, p)) } else { Err(bad()) };
-        }
-        let i: usize = t.parse().map_err(|_| bad())?;
-        Ok(Select::Range(i, i + 1))
-    }
-}
-
-impl TryFrom<String> for Select {
-    type Error = ScenarioError;
-    fn try_from(s: String) -> Result<Self, ScenarioError> {
-        s.parse()
-    }
-}
-
-impl From<Select> for String {
-    fn from(s: Select) -> String {
-        match s {
-            Select::Range(a, b) if b == a + 1 => a.to_string(),
-            Select::Range(a, b) => format!("{a}..{b}"),
-            Select::Share(a, b) => format!("{a}%..{b}%"),
-            Select::Random(k) => format!("random:{k}"),
-            Select::All => "all".to_owned(),
-        }
-    }
-}
+use crate::net::Latency;
+use crate::select::Select;
+use crate::units::{Dur, Frac, parse_duration};
 
 /// Protocol and network preset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -294,6 +95,31 @@ impl Default for Network {
     fn default() -> Self {
         Network { latency: None, loss: Frac(0.0), stream_rto: Dur::millis(200), links: Vec::new() }
     }
+}
+
+/// Overrides for the links from some members to others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRule {
+    /// Senders.
+    pub from: Select,
+    /// Receivers.
+    pub to: Select,
+    /// Loss on these links (replaces the default); `1.0` blocks them.
+    #[serde(default)]
+    pub loss: Option<Frac>,
+    /// Latency on these links (replaces the default).
+    #[serde(default)]
+    pub latency: Option<Latency>,
+    /// Also the reverse direction (default false: one-way).
+    #[serde(default)]
+    pub both_ways: bool,
+    /// From (default: the start).
+    #[serde(default)]
+    pub at: Option<Dur>,
+    /// Until (default: the start of the quiet phase).
+    #[serde(default)]
+    pub until: Option<Dur>,
 }
 
 /// Crash members, optionally restarting them (a new process, same name and
@@ -627,23 +453,6 @@ pub fn config_toml(c: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn selectors_parse_and_print_back() {
-        for s in ["7", "0..10", "0%..50%", "random:3", "all"] {
-            let sel: Select = s.parse().unwrap();
-            assert_eq!(String::from(sel), s);
-        }
-        assert_eq!("0%..50%".parse::<Select>().unwrap().ids(10), 0..5);
-        assert!("5..2".parse::<Select>().is_err());
-    }
-
-    #[test]
-    fn fractions_take_percent_or_number() {
-        assert_eq!("1%".parse::<Frac>().unwrap(), Frac(0.01));
-        assert_eq!("0.2".parse::<Frac>().unwrap(), Frac(0.2));
-        assert!("150%".parse::<Frac>().is_err());
-    }
 
     #[test]
     fn unknown_fields_and_config_keys_are_refused() {

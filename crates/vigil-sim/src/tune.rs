@@ -14,7 +14,8 @@ use std::time::{Duration, Instant as WallInstant};
 use serde::Serialize;
 
 use crate::run::{NoProgress, run};
-use crate::scenario::{Crashes, Dur, Frac, Preset, Scenario, config_toml};
+use crate::scenario::{Crashes, Preset, Scenario, config_toml};
+use crate::units::{Dur, Frac};
 
 /// What to search for.
 #[derive(Debug, Clone)]

@@ -1,16 +1,14 @@
 //! Prints, in virtual time, how fast a cluster detects crashes and how many
-//! false failures it raises: 50 members, the `lan()` preset, 1% datagram loss.
+//! false failures it raises: 50 members, the `lan()` preset, 1% datagram
+//! loss, 20 crashes one at a time (see [`vigil_sim::detection::detection_run`]).
 //!
-//! `cargo run --release -p vigil-proto --example detection [members] [loss] [crashes] [seed]`
+//! `cargo run --release -p vigil-sim --example detection -- [members] [loss] [crashes] [seed]`
 #![allow(clippy::print_stdout)]
-
-#[path = "../tests/support/mod.rs"]
-mod support;
 
 use std::time::Duration;
 
-use support::{detection_run, median};
 use vigil_proto::Config;
+use vigil_sim::detection::{detection_run, median};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,7 +21,7 @@ fn main() {
     let f = detection_run(members, config.clone(), loss, crashes, Duration::from_secs(30), seed);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let (smin, smax) = config.suspicion_bounds(members);
-    println!("vigil-proto detection, virtual time, lan() preset, seed {seed}");
+    println!("vigil-sim detection, virtual time, lan() preset, seed {seed}");
     println!("members                    {}", f.members);
     println!("datagram loss              {:.1}%", f.loss * 100.0);
     println!("crashes (one at a time)    {crashes}");

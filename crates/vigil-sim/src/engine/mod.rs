@@ -8,50 +8,36 @@
 //! Everything random comes from the scenario's seed: the network, the fault
 //! schedule and each core have their own stream derived from it, and nothing
 //! iterates a hash map, so one seed gives one byte-identical trace.
+//!
+//! Here: the heap, the member slots, delivery, wake-ups and routing;
+//! `members`: what happens to a member process (start, crash, restart,
+//! freeze, leave, ...); `views`: events judged and views compared;
+//! `packet`: packets in flight, recorded packets and logged events.
+
+mod members;
+mod packet;
+mod views;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
-use vigil_proto::codec::MemberState;
-use vigil_proto::{Channel, Config, Core, EventKind, Health, Identity, Meta, Name, State};
+use vigil_proto::{Channel, Config, Core, Health, Identity, Meta, Name};
 
+pub use self::packet::{Captured, Seen};
+pub(crate) use self::packet::{Packet, Wire};
+use crate::ids::{addr_id, member_addr, member_name};
 use crate::invariants::{
     IncarnationsNeverGoBack, LeftNeverFailed, LiveAliveAfterQuiet, MAX_KEPT, ViewsConverge, Violation,
 };
 use crate::net::{Fate, Net};
-use crate::observe::{FalseClass, Observer};
+use crate::observe::Observer;
 
 /// Most datagrams queued for a frozen member (its socket buffer); more are dropped.
 pub const FROZEN_BACKLOG: usize = 1024;
-
-/// A member's name: `node-000042`.
-pub fn member_name(id: usize) -> String {
-    format!("node-{id:06}")
-}
-
-fn member_id(name: &str) -> Option<usize> {
-    name.strip_prefix("node-")?.parse().ok()
-}
-
-/// A member's address: 10.x.y.z:7946 from its id.
-pub fn member_addr(id: usize) -> SocketAddr {
-    let b = (id as u32).to_be_bytes();
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, b[1], b[2], b[3])), 7946)
-}
-
-fn addr_id(addr: SocketAddr) -> Option<usize> {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.octets()[0] == 10 && addr.port() == 7946 => {
-            let o = ip.octets();
-            Some(u32::from_be_bytes([0, o[1], o[2], o[3]]) as usize)
-        }
-        _ => None,
-    }
-}
 
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
     let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
@@ -70,22 +56,6 @@ pub(crate) enum Status {
     Down,
     /// Left gracefully and stopped.
     Left,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wire {
-    Datagram,
-    /// A stream on a new connection.
-    Stream,
-    /// A reply on the connection a stream came in on.
-    Reply,
-}
-
-#[derive(Debug)]
-pub(crate) struct Packet {
-    from: u32,
-    wire: Wire,
-    bytes: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -143,6 +113,9 @@ pub(crate) struct Slot {
     pub(crate) paused_until: Option<u64>,
     freeze_token: u64,
     pub(crate) leaving: bool,
+    /// Added to the delivery time of everything it sends (a slow link out of
+    /// it, not a slow process: its timers and inputs are on time).
+    pub(crate) send_delay: u64,
 }
 
 /// The simulator state.
@@ -172,6 +145,12 @@ pub(crate) struct Engine {
     /// Grace after a pause during which a failure counts as "paused".
     pub(crate) pause_grace: u64,
     pub(crate) live: usize,
+    /// Every event every member emitted, when kept (driven clusters).
+    pub(crate) log: Option<Vec<Seen>>,
+    /// Every packet handed to a member, when kept (to replay them).
+    pub(crate) recorded: Option<Vec<Captured>>,
+    /// Payload bytes of every transmit, whatever became of it.
+    pub(crate) sent_bytes: u64,
 }
 
 impl Engine {
@@ -201,12 +180,23 @@ impl Engine {
             processed: 0,
             pause_grace,
             live: 0,
+            log: None,
+            recorded: None,
+            sent_bytes: 0,
         }
     }
 
     pub(crate) fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
         self.heap.push(Item { at, seq: self.seq, ev });
+    }
+
+    /// Hands `packets` over again, now, each to the member it went to.
+    pub(crate) fn replay(&mut self, packets: &[Captured]) {
+        for c in packets {
+            let packet = c.packet.clone();
+            self.push(self.now, Ev::Deliver { to: c.to, packet, delayed: false });
+        }
     }
 
     /// Folds one traced step into the trace digest (and the text trace, if kept).
@@ -263,54 +253,10 @@ impl Engine {
             paused_until: None,
             freeze_token: 0,
             leaving: false,
+            send_delay: 0,
         });
         self.obs.add_member();
         id
-    }
-
-    /// Starts member `id` (a new process) at `incarnation`.
-    pub(crate) fn start(&mut self, id: usize, incarnation: u64) {
-        let core = self.make_core(id, incarnation);
-        let s = &mut self.slots[id];
-        s.core = Some(core);
-        s.status = Status::Up;
-        s.wake = None;
-        s.leaving = false;
-        s.max_incarnation = s.max_incarnation.max(incarnation);
-        self.live += 1;
-        self.obs.member_up(self.now, id);
-        self.trace(1, id as u64, incarnation, 0, || format!("start {id} inc {incarnation}"));
-    }
-
-    /// Warm start: every started member learns every other as alive.
-    pub(crate) fn preload_all(&mut self) {
-        let states: Vec<MemberState> = self
-            .slots
-            .iter()
-            .filter_map(|s| {
-                let c = s.core.as_ref()?;
-                Some(MemberState {
-                    name: s.name.clone(),
-                    incarnation: c.incarnation(),
-                    state: State::Alive,
-                    addr: s.addr,
-                    meta: Meta::default(),
-                    health: Health::ok(),
-                })
-            })
-            .collect();
-        let now = vigil_proto::Instant::from_micros(self.now);
-        // One table for the whole cluster; every member's copy shares its
-        // memory until it changes (n tables of n entries would need n²).
-        let snapshot = vigil_proto::Snapshot::new(now, states);
-        for s in &mut self.slots {
-            if let Some(c) = s.core.as_mut() {
-                c.preload_snapshot(now, &snapshot);
-            }
-        }
-        for id in 0..self.slots.len() {
-            self.flush(id);
-        }
     }
 
     pub(crate) fn is_live(&self, id: usize) -> bool {
@@ -323,133 +269,6 @@ impl Engine {
             .iter()
             .map(|s| if matches!(s.status, Status::Up | Status::Frozen) { s.life + 1 } else { 0 })
             .collect()
-    }
-
-    pub(crate) fn join(&mut self, id: usize, seeds: &[usize]) {
-        let addrs: Vec<SocketAddr> = seeds.iter().map(|&s| self.slots[s].addr).collect();
-        let now = vigil_proto::Instant::from_micros(self.now);
-        if let Some(c) = self.slots[id].core.as_mut() {
-            c.join(now, &addrs);
-        }
-        self.flush(id);
-    }
-
-    /// The process stops: nothing in or out, no timers, memory gone.
-    pub(crate) fn crash(&mut self, id: usize) {
-        let s = &mut self.slots[id];
-        if !matches!(s.status, Status::Up | Status::Frozen) {
-            return;
-        }
-        if !s.leaving {
-            self.live -= 1;
-        }
-        s.core = None;
-        s.status = Status::Down;
-        s.wake = None;
-        s.backlog.clear();
-        s.backlog_datagrams = 0;
-        s.prev_life_max = s.max_incarnation;
-        self.obs.member_down(self.now, id);
-        self.trace(2, id as u64, 0, 0, || format!("crash {id}"));
-    }
-
-    /// A new process with the same name and address, one incarnation above
-    /// the last it used, joining `seeds`.
-    pub(crate) fn restart(&mut self, id: usize, seeds: &[usize]) {
-        if self.slots[id].status != Status::Down {
-            return;
-        }
-        self.slots[id].life += 1;
-        let inc = self.slots[id].max_incarnation + 1;
-        self.start(id, inc);
-        self.join(id, seeds);
-    }
-
-    pub(crate) fn freeze(&mut self, id: usize, until: u64) {
-        let s = &mut self.slots[id];
-        if s.status != Status::Up {
-            return;
-        }
-        s.status = Status::Frozen;
-        s.freeze_token += 1;
-        s.paused_until = Some(until);
-        let token = s.freeze_token;
-        self.push(until, Ev::Resume { member: id as u32, token });
-        self.trace(3, id as u64, until, 0, || format!("freeze {id} until {until}"));
-    }
-
-    fn resume(&mut self, id: usize, token: u64) {
-        let s = &mut self.slots[id];
-        if s.status != Status::Frozen || s.freeze_token != token {
-            return;
-        }
-        s.status = Status::Up;
-        s.paused_until = Some(self.now);
-        let backlog = std::mem::take(&mut s.backlog);
-        s.backlog_datagrams = 0;
-        self.trace(4, id as u64, backlog.len() as u64, 0, || {
-            format!("resume {id} backlog {}", backlog.len())
-        });
-        for p in backlog {
-            self.handle(id, p);
-        }
-        let now = vigil_proto::Instant::from_micros(self.now);
-        if let Some(c) = self.slots[id].core.as_mut() {
-            c.handle_timeout(now);
-        }
-        self.flush(id);
-    }
-
-    pub(crate) fn set_slow(&mut self, id: usize, delay: u64) {
-        let s = &mut self.slots[id];
-        s.slow = delay;
-        if delay > 0 {
-            s.paused_until = Some(u64::MAX);
-        } else if s.paused_until == Some(u64::MAX) {
-            s.paused_until = Some(self.now);
-        }
-    }
-
-    /// Starts a graceful leave; the member stops once the leave went out.
-    pub(crate) fn leave(&mut self, id: usize) {
-        if !self.is_live(id) || self.slots[id].status != Status::Up {
-            return;
-        }
-        let now = vigil_proto::Instant::from_micros(self.now);
-        let Some(c) = self.slots[id].core.as_mut() else { return };
-        c.leave(now);
-        let inc = c.incarnation();
-        self.slots[id].leaving = true;
-        self.live -= 1;
-        self.left.on_leave(id as u32, inc);
-        self.trace(5, id as u64, inc, 0, || format!("leave {id} inc {inc}"));
-        self.flush(id);
-        let deadline = self.now + 5_000_000;
-        self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
-    }
-
-    fn leave_check(&mut self, id: usize, deadline: u64) {
-        let s = &mut self.slots[id];
-        let Some(c) = s.core.as_ref() else { return };
-        if c.leave_disseminated() || self.now >= deadline {
-            s.core = None;
-            s.status = Status::Left;
-            s.wake = None;
-            self.obs.member_down(self.now, id);
-            self.trace(6, id as u64, 0, 0, || format!("stopped {id} after leave"));
-        } else {
-            self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
-        }
-    }
-
-    /// Sets new metadata on `id`; returns its new incarnation.
-    pub(crate) fn update_metadata(&mut self, id: usize, value: u64) -> Option<u64> {
-        let now = vigil_proto::Instant::from_micros(self.now);
-        let c = self.slots[id].core.as_mut()?;
-        c.set_metadata(now, format!("v={value}").into_bytes()).ok()?;
-        let inc = c.incarnation();
-        self.flush(id);
-        Some(inc)
     }
 
     /// Hands one packet to member `to` now.
@@ -494,6 +313,9 @@ impl Engine {
             let kind = vigil_proto::codec::message_kind(&p.bytes).unwrap_or("?");
             format!("deliver {} -> {to} {kind} {:?} {} bytes", p.from, p.wire, p.bytes.len())
         });
+        if let Some(r) = self.recorded.as_mut() {
+            r.push(Captured { to: to as u32, packet: p.clone() });
+        }
         self.handle(to, p);
     }
 
@@ -521,6 +343,9 @@ impl Engine {
         }
         while let Some(e) = core.poll_event() {
             self.on_event(id, &e);
+            if let Some(log) = self.log.as_mut() {
+                log.push(Seen { at: vigil_proto::Instant::from_micros(self.now), observer: id, event: e });
+            }
         }
         let inc = core.incarnation();
         let next = core.poll_timeout().map(|t| t.as_micros() + self.slots[id].slow);
@@ -543,6 +368,7 @@ impl Engine {
     }
 
     fn route(&mut self, from: usize, dst: SocketAddr, channel: Channel, bytes: Vec<u8>) {
+        self.sent_bytes += bytes.len() as u64;
         let stream = channel != Channel::Datagram;
         let to = addr_id(dst).filter(|&t| t < self.slots.len());
         // A stream to a stopped process or across a cut fails at connect:
@@ -570,116 +396,11 @@ impl Engine {
             Wire::Reply => self.net.stream(self.now, from, to, 1),
         };
         let Fate::After(delay) = fate else { return };
-        let at = self.now + delay + self.slots[from].slow;
+        let at = self.now + delay + self.slots[from].slow + self.slots[from].send_delay;
         self.push(
             at,
             Ev::Deliver { to: to as u32, packet: Packet { from: from as u32, wire, bytes }, delayed: false },
         );
-    }
-
-    fn on_event(&mut self, observer: usize, e: &vigil_proto::Event) {
-        self.obs.events += 1;
-        let Some(m) = member_id(e.member.name.as_str()).filter(|&m| m < self.slots.len()) else { return };
-        let inc = e.member.incarnation;
-        let kind = e.kind;
-        self.trace(8, observer as u64, m as u64, inc, || {
-            format!("event {observer} {} {m} inc {inc}", kind.as_str())
-        });
-        if self.check_invariants {
-            let life = self.slots[observer].life;
-            let v = self.incarnations.observe(self.now, observer as u32, life, m as u32, inc);
-            self.violation(v);
-        }
-        let (o32, m32) = (observer as u32, m as u32);
-        match kind {
-            EventKind::Failed => {
-                if self.check_invariants {
-                    let v = self.left.on_failed(self.now, o32, m32, inc);
-                    self.violation(v);
-                }
-                let s = &self.slots[m];
-                let down = !matches!(s.status, Status::Up | Status::Frozen);
-                if down || inc <= s.prev_life_max {
-                    self.obs.on_true_failure(self.now, o32, m32);
-                } else if !s.leaving {
-                    let class = self.classify(observer, m);
-                    self.obs.on_false_failure(self.now, o32, m32, class);
-                }
-            }
-            EventKind::Suspected => {
-                let s = &self.slots[m];
-                if matches!(s.status, Status::Up)
-                    && inc > s.prev_life_max
-                    && !s.leaving
-                    && self.classify(observer, m) == FalseClass::NeverPaused
-                {
-                    self.obs.false_suspicions += 1;
-                }
-            }
-            EventKind::Joined => {
-                self.obs.on_alive_again(self.now, o32, m32);
-                let live = self.live;
-                self.obs.on_joined_seen(self.now, m32, live);
-                self.obs.on_update_seen(self.now, m32, inc);
-            }
-            EventKind::Recovered => self.obs.on_alive_again(self.now, o32, m32),
-            EventKind::Updated => self.obs.on_update_seen(self.now, m32, inc),
-            _ => {}
-        }
-    }
-
-    fn classify(&self, observer: usize, m: usize) -> FalseClass {
-        let s = &self.slots[m];
-        if s.status == Status::Frozen
-            || s.paused_until.is_some_and(|u| self.now <= u.saturating_add(self.pause_grace))
-        {
-            return FalseClass::Paused;
-        }
-        if !self.net.connected(self.now, observer, m)
-            || !self.net.connected(self.now, m, observer)
-            || self.net.recently_cut(self.now, self.pause_grace)
-        {
-            return FalseClass::Partitioned;
-        }
-        FalseClass::NeverPaused
-    }
-
-    /// Digests of every live member's view, and the digest of the truth.
-    pub(crate) fn digests(&self) -> (Vec<u64>, u64) {
-        let truth = vigil_proto::view_digest(self.slots.iter().filter_map(|s| {
-            let c = s.core.as_ref()?;
-            (matches!(s.status, Status::Up | Status::Frozen) && !s.leaving)
-                .then(|| (s.name.as_str(), c.incarnation()))
-        }));
-        let views = self
-            .slots
-            .iter()
-            .filter(|s| s.status == Status::Up && !s.leaving)
-            .filter_map(|s| s.core.as_ref().map(|c| c.membership_digest()))
-            .collect();
-        (views, truth)
-    }
-
-    /// An example of a wrong view, for a violation message.
-    pub(crate) fn wrong_view_example(&self) -> String {
-        let now = vigil_proto::Instant::from_micros(self.now);
-        for (o, s) in self.slots.iter().enumerate() {
-            let Some(c) = s.core.as_ref().filter(|_| s.status == Status::Up && !s.leaving) else { continue };
-            for (m, t) in self.slots.iter().enumerate() {
-                if m == o || !matches!(t.status, Status::Up | Status::Frozen) || t.leaving {
-                    continue;
-                }
-                let seen = c.member(t.name.as_str(), now).map(|x| x.state);
-                if seen != Some(State::Alive) {
-                    return format!("member {o} holds live member {m} as {seen:?}");
-                }
-            }
-            let active = c.num_members();
-            if active != self.live {
-                return format!("member {o} holds {active} members active, {} are live", self.live);
-            }
-        }
-        "no single wrong entry found (incarnations differ)".to_owned()
     }
 
     /// Runs events until `until` (inclusive) or the heap empties; calls
