@@ -172,9 +172,4 @@ impl Verifier {
             v.started += by;
         }
     }
-
-    /// Whether `name` is being verified.
-    pub(crate) fn verifying(&self, name: &Name) -> bool {
-        self.pending.values().any(|v| v.target == *name)
-    }
 }

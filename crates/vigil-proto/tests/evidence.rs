@@ -305,3 +305,31 @@ fn a_member_that_leaves_says_so_on_its_watch_streams_and_its_watchers_take_it() 
     watcher.handle_unreachable(at_ms(7), addr(3), Unreachable::StreamClosed);
     assert_eq!(watcher.stats().verifications_started, 0);
 }
+
+#[test]
+fn a_refusal_from_an_intermediary_of_an_ordinary_probe_is_verified_and_confirmed_by_this_member() {
+    let mut core = me_with_peers(4);
+    // The period's ping goes unanswered: intermediaries are asked.
+    let (t0, sent) = run_until_sent(&mut core, is_ping);
+    let ping = sent.into_iter().find(is_ping).unwrap();
+    let Message::Ping { seq, .. } = decoded(&ping).message else { unreachable!() };
+    let target = host_of(ping.dst);
+    let (t1, sent) = run_until_sent(&mut core, |t| matches!(decoded(t).message, Message::PingReq { .. }));
+    assert!(t1 > t0);
+    let helper = sent.iter().find(|t| matches!(decoded(t).message, Message::PingReq { .. })).unwrap().dst;
+    // That intermediary's kernel refused its stream: a verification starts...
+    let refused = packet(Message::Refused { seq, how: Unreachable::Refused }, vec![]);
+    core.handle_datagram(t1, helper, &refused).unwrap();
+    assert!(events(&mut core).is_empty(), "one witness is not enough");
+    assert_eq!(core.stats().verifications_started, 1);
+    transmits(&mut core);
+    // ...and this member's own stream, refused too, confirms it.
+    core.handle_unreachable(t1, addr(target), Unreachable::Refused);
+    let ev = events(&mut core);
+    assert_eq!(kinds(&ev), vec![(EventKind::Failed, peer(target))]);
+    let exit = ev[0].evidence.as_ref().unwrap().exit.clone().unwrap();
+    assert_eq!(
+        exit.witnesses,
+        vec![(name(&peer(host_of(helper))), Unreachable::Refused), (name("me"), Unreachable::Refused)]
+    );
+}

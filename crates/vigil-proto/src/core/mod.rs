@@ -298,11 +298,11 @@ impl Core {
         let name = cx.table.entry(i).name.clone();
         let verdict = match self.verifier.on_refused(cx, seq, &name, how) {
             Some(v) => Some(v),
+            // Evidence from an intermediary of this period's probe starts a
+            // verification, or adds to the one running for that member.
             None => match self.prober.on_refused(cx, seq, &name) {
-                Some(target) if !self.verifier.verifying(&cx.table.entry(target).name) => {
-                    self.verifier.evidence(cx, now, target, name, how)
-                }
-                _ => None,
+                Some(target) => self.verifier.evidence(cx, now, target, name, how),
+                None => None,
             },
         };
         if let Some(v) = verdict {
