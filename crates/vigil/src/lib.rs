@@ -55,20 +55,15 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod checks;
 mod config;
 pub mod crypto;
 mod driver;
 mod error;
-pub mod failover;
 mod fault;
 mod handle;
-pub mod handlers;
 mod keys;
 mod limit;
-pub mod meta;
 mod metrics;
-mod proc;
 mod transport;
 
 pub use config::Config;
