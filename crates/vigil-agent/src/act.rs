@@ -620,10 +620,11 @@ pub fn add_metrics(text: &mut String, shared: Option<&ActShared>) {
     }
 }
 
-/// Test-only: `VIGIL_FAULTS_FILE=PATH` makes the agent re-read `PATH` (the
-/// `VIGIL_FAULTS` syntax; empty or missing: no faults) every 200 ms and
-/// apply it at runtime, so a test can partition running agents and heal
-/// them. Never set it in production.
+/// Test-only (feature `testing`): `VIGIL_FAULTS_FILE=PATH` makes the agent
+/// re-read `PATH` (the `VIGIL_FAULTS` syntax; empty or missing: no faults)
+/// every 200 ms and apply it at runtime, so a test can partition running
+/// agents and heal them.
+#[cfg(feature = "testing")]
 pub fn watch_faults_file(vigil: Arc<Vigil>) -> Option<JoinHandle<()>> {
     let path = PathBuf::from(std::env::var_os("VIGIL_FAULTS_FILE")?);
     tracing::warn!("!!! VIGIL_FAULTS_FILE={}: RUNTIME FAULT INJECTION IS ON. TEST USE ONLY.", path.display());
