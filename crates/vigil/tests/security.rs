@@ -68,6 +68,7 @@ async fn a_member_with_another_key_or_cluster_name_never_joins() {
 async fn keys_rotate_across_a_running_cluster_without_suspicion() {
     let old = Key::generate();
     let ms = encrypted_cluster(5, &old).await;
+    let all: Vec<&Vigil> = ms.iter().collect();
     let mut events: Vec<_> = ms.iter().map(Vigil::subscribe).collect();
     let new = Key::generate();
     for op in [KeyOp::Install, KeyOp::Use, KeyOp::Remove] {
@@ -76,13 +77,19 @@ async fn keys_rotate_across_a_running_cluster_without_suspicion() {
         assert!(report.complete(), "{op:?}: {report:?}");
         assert_eq!(report.applied.len(), 4, "{op:?}: {report:?}");
         // Every member probes again under the new keyring before the next step.
-        periods(&ms.iter().collect::<Vec<_>>(), 2).await;
+        periods(&all, 2).await;
     }
     for m in &ms {
         assert_eq!(m.keys().await.unwrap(), Some(vec![new.fingerprint()]), "{}", m.name());
     }
-    // Keep running on the new key for as long as a suspicion would take to show.
-    periods(&ms.iter().collect::<Vec<_>>(), suspicion_window(5)).await;
+    // Keep running on the new key for as long as a suspicion would take to
+    // show; meanwhile, the old key no longer opens the door.
+    let late = Vigil::start(member("late", &old, "prod")).await.unwrap();
+    let seed = [ms[0].local_addr().to_string()];
+    let (late_join, ()) =
+        tokio::join!(late.join(&seed, Duration::from_millis(1500)), periods(&all, suspicion_window(5)));
+    assert!(late_join.is_err());
+    late.shutdown().await;
     for (m, rx) in ms.iter().zip(events.iter_mut()) {
         let bad: Vec<_> = drain(rx)
             .into_iter()
@@ -90,10 +97,6 @@ async fn keys_rotate_across_a_running_cluster_without_suspicion() {
             .collect();
         assert!(bad.is_empty(), "{} saw {bad:#?}", m.name());
     }
-    // The old key no longer opens the door.
-    let late = Vigil::start(member("late", &old, "prod")).await.unwrap();
-    assert!(late.join(&[ms[0].local_addr().to_string()], Duration::from_millis(1500)).await.is_err());
-    late.shutdown().await;
     // A refused operation says why.
     let err = ms[0].key_local(KeyOp::Remove, new.clone()).await.unwrap_err();
     assert!(err.to_string().contains("primary"), "{err}");
