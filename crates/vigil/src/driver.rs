@@ -25,6 +25,7 @@ use crate::metrics::Counters;
 use crate::publish::{Publisher, Shared};
 use crate::stream::{FromStream, Streams};
 
+/// The protocol task: the core and everything it acts through.
 pub(crate) struct Driver {
     core: Core,
     link: Link,
@@ -174,7 +175,7 @@ impl Driver {
         }
     }
 
-    /// Opens a stream frame and counts it; `None` (counted) if it does not authenticate.
+    /// Opens a stream frame; `None` (the rejection counted) if it does not authenticate.
     fn open_frame(&mut self, wire: &[u8]) -> Option<Vec<u8>> {
         match self.envelope.open(Lane::Stream, wire) {
             Ok(plain) => Some(plain.into_owned()),

@@ -148,7 +148,10 @@ impl Join {
     pub(crate) fn on_reply(&mut self, from: SocketAddr, plain: &[u8], core: &Core) {
         let is_answer = self.joining.as_ref().is_some_and(|j| j.addrs.contains(&from))
             && vigil_proto::codec::message_kind(plain) == Some("push_pull");
-        if let Some(j) = self.joining.take_if(|_| is_answer) {
+        if !is_answer {
+            return;
+        }
+        if let Some(j) = self.joining.take() {
             let n = core.num_members();
             tracing::info!(members = n, "joined the cluster");
             for w in j.waiters {
