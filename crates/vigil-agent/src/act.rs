@@ -1,6 +1,6 @@
 //! Acting on failure: the agent's health checks (`[[check]]`), event
 //! handlers (`[[handler]]`) and failover role (`[failover]`), wired to the
-//! library's [`vigil::checks`], [`vigil::handlers`] and [`vigil::failover`].
+//! [`vigil_act::checks`], [`vigil_act::handlers`] and [`vigil_act::failover`].
 //!
 //! - Checks run in the background and publish the worst status as the
 //!   member's health (`/v1/members`, `vigil members`, `updated` events).
@@ -47,9 +47,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use vigil::Vigil;
-use vigil::checks::{Check, CheckKind};
-use vigil::failover::{Failover, GROUP_KEY, Quorum, Transition};
-use vigil::handlers::{Action, Dispatcher, Handler, HandlerEvent};
+use vigil_act::checks::{Check, CheckKind};
+use vigil_act::failover::{Failover, GROUP_KEY, Quorum, Transition};
+use vigil_act::handlers::{Action, Dispatcher, Handler, HandlerEvent};
 
 use crate::api::AppState;
 use crate::config::ConfigError;
@@ -83,7 +83,7 @@ pub struct CheckFile {
     pub name: Option<String>,
     /// `sh -c` command: exit 0 ok, 1 degraded, else failing.
     pub script: Option<String>,
-    /// `http://host:port/path`: 2xx ok.
+    /// `http://` or `https://` URL: 2xx ok.
     pub http: Option<String>,
     /// `host:port`: a TCP connect.
     pub tcp: Option<String>,
@@ -95,6 +95,9 @@ pub struct CheckFile {
     pub timeout: Option<Duration>,
     /// Consecutive agreeing results before the status changes [default: 1].
     pub threshold: Option<u32>,
+    /// HTTP checks: PEM file of the CA certificates trusted for `https://`
+    /// instead of the bundled roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A `[[handler]]` table.
@@ -111,13 +114,16 @@ pub struct HandlerFile {
     pub meta: BTreeMap<String, String>,
     /// `sh -c` command; the event JSON on stdin, `VIGIL_*` variables.
     pub script: Option<String>,
-    /// `http://` URL the event JSON is POSTed to.
+    /// `http://` or `https://` URL the event JSON is POSTed to.
     pub webhook: Option<String>,
     /// Longest run (each webhook attempt) [default: 30s].
     #[serde(default, deserialize_with = "humantime_opt")]
     pub timeout: Option<Duration>,
     /// Webhooks only: further attempts, backoff doubling from 500 ms [default: 3].
     pub retries: Option<u32>,
+    /// Webhooks only: PEM file of the CA certificates trusted for `https://`
+    /// instead of the bundled roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The `[failover]` table.
@@ -177,6 +183,12 @@ fn positive(key: &'static str, who: &str, d: Duration) -> Result<Duration, Confi
     Ok(d)
 }
 
+/// A `ca_file` that holds at least one PEM certificate.
+fn ca_file(key: &'static str, who: &str, path: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    vigil_act::http::validate_ca_file(path).map_err(|e| invalid(key, format!("{who}: {e}")))?;
+    Ok(path.to_path_buf())
+}
+
 impl ActConfig {
     /// Checks the file's tables; `meta` is the member's own metadata (the
     /// failover group comes from it). Errors name the key (`check.timeout`).
@@ -207,7 +219,7 @@ impl ActConfig {
                 CheckKind::Tcp(_) => "check.tcp",
                 _ => "check.script",
             };
-            vigil::checks::validate(&kind).map_err(|e| invalid(key, format!("{who}: {e}")))?;
+            vigil_act::checks::validate(&kind).map_err(|e| invalid(key, format!("{who}: {e}")))?;
             let interval = positive("check.interval", &who, c.interval.unwrap_or(DEFAULT_CHECK_INTERVAL))?;
             let timeout =
                 positive("check.timeout", &who, c.timeout.unwrap_or(DEFAULT_CHECK_TIMEOUT.min(interval)))?;
@@ -215,7 +227,14 @@ impl ActConfig {
             if !(1..=100).contains(&threshold) {
                 return Err(invalid("check.threshold", format!("{who}: must be between 1 and 100")));
             }
-            out.checks.push(Check { name, kind, interval, timeout, threshold });
+            let ca_file = match (&kind, &c.ca_file) {
+                (CheckKind::Http(_), Some(f)) => Some(ca_file("check.ca_file", &who, f)?),
+                (_, Some(_)) => {
+                    return Err(invalid("check.ca_file", format!("{who}: only http checks use it")));
+                }
+                (_, None) => None,
+            };
+            out.checks.push(Check { name, kind, interval, timeout, threshold, ca_file });
         }
         for (i, h) in handlers.iter().enumerate() {
             let name = match &h.name {
@@ -235,7 +254,7 @@ impl ActConfig {
             let action = match (&h.script, &h.webhook) {
                 (Some(s), None) if !s.trim().is_empty() => Action::Script(s.clone()),
                 (None, Some(u)) => {
-                    vigil::checks::parse_http_url(u)
+                    vigil_act::http::validate_url(u)
                         .map_err(|e| invalid("handler.webhook", format!("{who}: {e}")))?;
                     Action::Webhook(u.clone())
                 }
@@ -252,6 +271,13 @@ impl ActConfig {
                 _ => 0,
             };
             let timeout = positive("handler.timeout", &who, h.timeout.unwrap_or(DEFAULT_HANDLER_TIMEOUT))?;
+            let ca_file = match (&action, &h.ca_file) {
+                (Action::Webhook(_), Some(f)) => Some(ca_file("handler.ca_file", &who, f)?),
+                (_, Some(_)) => {
+                    return Err(invalid("handler.ca_file", format!("{who}: only webhooks use it")));
+                }
+                (_, None) => None,
+            };
             out.handlers.push(Handler {
                 name,
                 action,
@@ -259,6 +285,7 @@ impl ActConfig {
                 meta: h.meta.clone(),
                 timeout,
                 retries,
+                ca_file,
             });
         }
         if let Some(f) = failover {
@@ -268,7 +295,7 @@ impl ActConfig {
                     "the member has no `group` metadata: add --meta group=NAME (and priority=N)",
                 )
             })?;
-            if let Some(p) = meta.get(vigil::failover::PRIORITY_KEY)
+            if let Some(p) = meta.get(vigil_act::failover::PRIORITY_KEY)
                 && p.trim().parse::<i64>().is_err()
             {
                 return Err(invalid("meta", format!("priority `{p}` is not an integer")));
@@ -333,7 +360,7 @@ pub fn start(config: &ActConfig, vigil: Arc<Vigil>, log: &Arc<EventLog>, expect_
     let mut tasks = Vec::new();
     if !config.checks.is_empty() {
         tracing::info!(checks = config.checks.len(), "health checks started");
-        tasks.push(vigil::checks::spawn(vigil.clone(), config.checks.clone()));
+        tasks.push(vigil_act::checks::spawn(vigil.clone(), config.checks.clone()));
     }
     let dispatcher = (!config.handlers.is_empty()).then(|| Dispatcher::start(config.handlers.clone()));
     let shared = Arc::new(ActShared { dispatcher, ..ActShared::default() });
@@ -451,6 +478,7 @@ async fn run_role_script(f: &FailoverConfig, vigil: &Vigil, t: Transition, why: 
         meta: BTreeMap::new(),
         timeout: f.timeout,
         retries: 0,
+        ca_file: None,
     };
     let event = HandlerEvent {
         kind: kind.into(),
@@ -464,7 +492,7 @@ async fn run_role_script(f: &FailoverConfig, vigil: &Vigil, t: Transition, why: 
             ("VIGIL_REASON".into(), why.into()),
         ],
     };
-    match vigil::handlers::run(&handler, &event).await {
+    match vigil_act::handlers::run(&handler, &event).await {
         Ok(()) => tracing::info!(group = %f.group, "on_{kind} succeeded"),
         Err(e) => tracing::error!(group = %f.group, "on_{kind} failed: {e}"),
     }
@@ -535,7 +563,7 @@ pub struct GroupJson {
 pub fn groups_json(members: &[vigil::Member], shared: Option<&ActShared>) -> Vec<GroupJson> {
     let (my_group, active) =
         shared.and_then(|s| s.role.lock().ok().map(|r| (r.group.clone(), r.active))).unwrap_or_default();
-    vigil::failover::groups(members)
+    vigil_act::failover::groups(members)
         .into_iter()
         .map(|g| {
             let local_role = match &my_group {
@@ -592,10 +620,11 @@ pub fn add_metrics(text: &mut String, shared: Option<&ActShared>) {
     }
 }
 
-/// Test-only: `VIGIL_FAULTS_FILE=PATH` makes the agent re-read `PATH` (the
-/// `VIGIL_FAULTS` syntax; empty or missing: no faults) every 200 ms and
-/// apply it at runtime, so a test can partition running agents and heal
-/// them. Never set it in production.
+/// Test-only (feature `testing`): `VIGIL_FAULTS_FILE=PATH` makes the agent
+/// re-read `PATH` (the `VIGIL_FAULTS` syntax; empty or missing: no faults)
+/// every 200 ms and apply it at runtime, so a test can partition running
+/// agents and heal them.
+#[cfg(feature = "testing")]
 pub fn watch_faults_file(vigil: Arc<Vigil>) -> Option<JoinHandle<()>> {
     let path = PathBuf::from(std::env::var_os("VIGIL_FAULTS_FILE")?);
     tracing::warn!("!!! VIGIL_FAULTS_FILE={}: RUNTIME FAULT INJECTION IS ON. TEST USE ONLY.", path.display());
@@ -662,7 +691,19 @@ mod tests {
         assert!(
             bad("[[check]]\nname = \"a\"\nscript = \"true\"\ntimeout = \"0s\"\n").contains("`check.timeout`")
         );
-        assert!(bad("[[check]]\nname = \"a\"\nhttp = \"https://x\"\n").contains("`check.http`"));
+        assert!(bad("[[check]]\nname = \"a\"\nhttp = \"ftp://x\"\n").contains("`check.http`"));
+        assert!(
+            bad("[[check]]\nname = \"a\"\nhttp = \"https://x\"\nca_file = \"/nonexistent/ca.pem\"\n")
+                .contains("`check.ca_file`")
+        );
+        assert!(
+            bad("[[check]]\nname = \"a\"\ntcp = \"h:1\"\nca_file = \"/etc/hostname\"\n")
+                .contains("only http checks")
+        );
+        assert!(
+            bad("[[handler]]\nname = \"h\"\nscript = \"true\"\nca_file = \"/etc/hostname\"\n")
+                .contains("`handler.ca_file`")
+        );
         assert!(
             bad("[[check]]\nname = \"a\"\nscript = \"true\"\nthreshold = 0\n").contains("`check.threshold`")
         );

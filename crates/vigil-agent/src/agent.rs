@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-use vigil::{Faults, Vigil};
+#[cfg(feature = "testing")]
+use vigil::Faults;
+use vigil::Vigil;
 
 use crate::api::{AppState, app};
 use crate::config::AgentConfig;
@@ -27,7 +29,8 @@ pub enum RunError {
         /// The cause.
         source: std::io::Error,
     },
-    /// `VIGIL_FAULTS` could not be parsed.
+    /// `VIGIL_FAULTS` could not be parsed (feature `testing` only).
+    #[cfg(feature = "testing")]
     #[error("invalid VIGIL_FAULTS: {0}")]
     Faults(String),
     /// The key file or token file was refused.
@@ -37,7 +40,8 @@ pub enum RunError {
 
 /// Parses the test-only `VIGIL_FAULTS` value: comma-separated
 /// `delay=DURATION`, `drop_in=P`, `drop_out=P` (probabilities 0 to 1),
-/// `block=IP:PORT` (both ways, repeatable).
+/// `block=IP:PORT` (both ways, repeatable). Feature `testing` only.
+#[cfg(feature = "testing")]
 pub fn parse_faults(s: &str) -> Result<Faults, String> {
     let mut f = Faults::default();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -73,6 +77,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         Some(s) if s.name == config.name => clock_secs.max(s.incarnation + 1),
         _ => clock_secs,
     });
+    #[cfg(feature = "testing")]
     if let Ok(spec) = std::env::var("VIGIL_FAULTS")
         && !spec.trim().is_empty()
     {
@@ -82,6 +87,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         tracing::warn!("!!! This agent drops and delays its own packets ON PURPOSE.");
         tracing::warn!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         lib = lib.with_faults(faults);
+    }
+    #[cfg(not(feature = "testing"))]
+    if std::env::var_os("VIGIL_FAULTS").is_some() || std::env::var_os("VIGIL_FAULTS_FILE").is_some() {
+        tracing::warn!(
+            "VIGIL_FAULTS/VIGIL_FAULTS_FILE ignored: this binary has no fault injection (feature `testing`)"
+        );
     }
 
     let token = match &config.http_token_file {
@@ -127,6 +138,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let changed = Arc::new(Notify::new());
     let pump_task = tokio::spawn(pump(vigil.clone(), log.clone(), config.events_json, changed.clone()));
     let act = crate::act::start(&config.act, vigil.clone(), &log, !config.join.is_empty() || snap.is_some());
+    #[cfg(feature = "testing")]
     let faults_file = crate::act::watch_faults_file(vigil.clone());
     let (stop_snap_tx, stop_snap_rx) = watch::channel(false);
     let writer = config
@@ -181,6 +193,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     }
     // An active failover member demotes before it tells the cluster it leaves.
     act.shutdown().await;
+    #[cfg(feature = "testing")]
     faults_file.inspect(tokio::task::JoinHandle::abort);
     let left = state.leave().await;
     match left {
@@ -237,6 +250,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "testing")]
     fn faults_parse_and_bad_ones_are_named() {
         let f = parse_faults("delay=200ms, drop_in=0.1,drop_out=0.2,block=127.0.0.1:9").unwrap();
         assert_eq!(f.delay, Duration::from_millis(200));

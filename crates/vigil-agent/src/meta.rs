@@ -6,7 +6,7 @@
 //! [`vigil_proto::MAX_META_LEN`] (512) bytes.
 //!
 //! Decoding is lenient, since a library user may publish any bytes: see
-//! [`vigil::meta::parse_meta`] (shared with failover groups).
+//! [`vigil_act::meta::parse_meta`] (shared with failover groups).
 
 use std::collections::BTreeMap;
 
@@ -53,9 +53,9 @@ pub fn encode(meta: &BTreeMap<String, String>) -> Result<Vec<u8>, MetaError> {
     Ok(out.into_bytes())
 }
 
-/// Decodes a meta blob leniently: [`vigil::meta::parse_meta`], the one
+/// Decodes a meta blob leniently: [`vigil_act::meta::parse_meta`], the one
 /// parser that failover groups use too.
-pub use vigil::meta::parse_meta as decode;
+pub use vigil_act::meta::parse_meta as decode;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,8 @@
 //! | `vigil_packets_rejected_total` | counter | `reason` |
 //! | `vigil_probes_total`, `vigil_probes_failed_total`, `vigil_indirect_probes_total`, `vigil_stream_probes_total` | counter | |
 //! | `vigil_suspicions_total`, `vigil_refutations_total`, `vigil_failures_declared_total` | counter | |
-//! | `vigil_push_pulls_total`, `vigil_send_errors_total`, `vigil_stream_errors_total`, `vigil_fault_drops_total` | counter | |
+//! | `vigil_push_pulls_total`, `vigil_send_errors_total`, `vigil_stream_errors_total` | counter | |
+//! | `vigil_fault_drops_total` (feature `testing` only) | counter | |
 //! | `vigil_events_total` | counter | |
 //! | `vigil_local_health_score` | gauge | |
 //! | `vigil_members` | gauge | `state` |
@@ -106,6 +107,7 @@ pub fn render(m: &Metrics, members: &[Member], events: u64) -> String {
     );
     counter(&mut r, "send_errors", "Datagrams that could not be sent", m.send_errors);
     counter(&mut r, "stream_errors", "TCP exchanges that failed", m.stream_errors);
+    #[cfg(feature = "testing")]
     counter(&mut r, "fault_drops", "Packets dropped by fault injection (tests only)", m.fault_drops);
     counter(&mut r, "events", "Membership events seen by this agent", events);
     let health = Gauge::<i64>::default();

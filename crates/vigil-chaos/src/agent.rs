@@ -135,7 +135,9 @@ pub struct AgentSpec {
     pub preset: Preset,
     /// Seeds (`--join`); empty: rejoin from the snapshot.
     pub join: Vec<SocketAddr>,
-    /// `VIGIL_FAULTS` value, if any (test-only fault injection).
+    /// `VIGIL_FAULTS` value, if any (test-only fault injection: the agent
+    /// binary must be built with the feature `testing`, as `cargo test` and
+    /// [`crate::find_agent_bin`] build it; other builds ignore it).
     pub faults: Option<String>,
     /// Pin to this CPU (`taskset -c`).
     pub cpu: Option<usize>,

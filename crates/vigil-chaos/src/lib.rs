@@ -58,7 +58,9 @@ pub fn workspace_root() -> PathBuf {
 
 /// Finds the agent binary: `explicit`, then `$VIGIL_BIN`, then the newest
 /// of `target/{release,debug}/vigil` (honouring `CARGO_TARGET_DIR`); builds
-/// it with `cargo build -p vigil-agent` when none exists.
+/// it with `cargo build -p vigil-agent --features testing` (so that
+/// `VIGIL_FAULTS` works, as in the binary `cargo test` builds) when none
+/// exists.
 pub fn find_agent_bin(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return existing(p);
@@ -80,17 +82,19 @@ pub fn find_agent_bin(explicit: Option<&Path>) -> Result<PathBuf> {
         return Ok(p);
     }
     eprintln!(
-        "vigil-chaos: no agent binary under {}; running `cargo build -p vigil-agent`",
+        "vigil-chaos: no agent binary under {}; running `cargo build -p vigil-agent --features testing`",
         target.display()
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "-p", "vigil-agent"])
+        .args(["build", "-p", "vigil-agent", "--features", "testing"])
         .current_dir(workspace_root())
         .status()
         .map_err(|e| Error::Environment(format!("running cargo: {e}")))?;
     if !status.success() {
-        return Err(Error::Environment(format!("`cargo build -p vigil-agent` failed: {status}")));
+        return Err(Error::Environment(format!(
+            "`cargo build -p vigil-agent --features testing` failed: {status}"
+        )));
     }
     newest(&target).ok_or_else(|| Error::Environment("the agent binary `vigil` was not built".into()))
 }

@@ -8,6 +8,7 @@ use vigil_proto::{Health, Meta, Name};
 
 use crate::crypto::Keyring;
 use crate::error::StartError;
+#[cfg(feature = "testing")]
 use crate::fault::Faults;
 
 /// Everything needed to start a member.
@@ -38,7 +39,9 @@ pub struct Config {
     pub stream_timeout: Duration,
     /// Shortest and longest wait between join attempts. Default 1 s and 30 s.
     pub join_backoff: (Duration, Duration),
-    /// Fault injection for tests: dropped, delayed and blocked packets. Off by default.
+    /// Fault injection for tests: dropped, delayed and blocked packets. Off
+    /// by default; only with the cargo feature `testing`.
+    #[cfg(feature = "testing")]
     pub faults: Option<Faults>,
     /// Keys that encrypt and authenticate all traffic (XChaCha20-Poly1305),
     /// with the cluster name bound in. `None` sends plaintext: only for
@@ -62,6 +65,7 @@ impl Config {
             socket_buffer: 4 << 20,
             stream_timeout: Duration::from_secs(5),
             join_backoff: (Duration::from_secs(1), Duration::from_secs(30)),
+            #[cfg(feature = "testing")]
             faults: None,
             keyring: None,
             seed: None,
@@ -92,7 +96,8 @@ impl Config {
         self
     }
 
-    /// Turns on fault injection (tests only).
+    /// Turns on fault injection (cargo feature `testing` only).
+    #[cfg(feature = "testing")]
     pub fn with_faults(mut self, faults: Faults) -> Self {
         self.faults = Some(faults);
         self

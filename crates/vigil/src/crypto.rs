@@ -5,6 +5,7 @@
 //! Envelope (docs/PROTOCOL.md, "Encryption"):
 //! `[0x81][nonce: 24 bytes][ciphertext][tag: 16 bytes]` — 41 bytes of overhead.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine;
@@ -249,6 +250,43 @@ impl Keyring {
             }
         }
         Err(OpenError::Auth)
+    }
+}
+
+/// This member's envelope: sealed with a keyring, or plaintext when
+/// encryption is off.
+#[derive(Debug)]
+pub(crate) struct Envelope(Option<Keyring>);
+
+impl Envelope {
+    pub(crate) fn new(keyring: Option<Keyring>) -> Self {
+        Envelope(keyring)
+    }
+
+    /// The keyring, when traffic is encrypted.
+    pub(crate) fn keyring(&self) -> Option<&Keyring> {
+        self.0.as_ref()
+    }
+
+    /// The keyring, to change it.
+    pub(crate) fn keyring_mut(&mut self) -> Option<&mut Keyring> {
+        self.0.as_mut()
+    }
+
+    /// Opens a packet as it came off the wire.
+    pub(crate) fn open<'a>(&self, lane: Lane, wire: &'a [u8]) -> Result<Cow<'a, [u8]>, OpenError> {
+        match &self.0 {
+            None => Ok(Cow::Borrowed(wire)),
+            Some(ring) => ring.open(lane, wire).map(Cow::Owned),
+        }
+    }
+
+    /// Seals a packet for the wire.
+    pub(crate) fn seal(&self, lane: Lane, plain: Vec<u8>) -> Vec<u8> {
+        match &self.0 {
+            None => plain,
+            Some(ring) => ring.seal(lane, &plain),
+        }
     }
 }
 

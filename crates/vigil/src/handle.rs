@@ -1,21 +1,24 @@
 //! The handle a service holds: [`Vigil`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use vigil_proto::{Core, Event, Health, Identity, Instant, Member};
 
+use crate::command::Command;
 use crate::config::Config;
 use crate::crypto::Key;
-use crate::driver::{Command, Driver, Shared};
+use crate::driver::Driver;
 use crate::error::{CommandError, StartError};
+#[cfg(feature = "testing")]
 use crate::fault::Faults;
 use crate::keys::{KeyOp, KeyReport};
 use crate::metrics::Metrics;
-use crate::transport::{bind_tcp, bind_udp};
+use crate::publish::Shared;
+use crate::transport::bind_both;
 
 /// Events kept for a subscriber that falls behind; beyond this it is told it
 /// lagged (and how many it missed), and the protocol never waits for it.
@@ -71,28 +74,15 @@ impl Vigil {
                 "traffic is NOT encrypted or authenticated: anyone on the network can join or lie"
             );
         }
+        #[cfg(feature = "testing")]
         if config.faults.is_some() {
             tracing::warn!("FAULT INJECTION IS ON: this member drops or delays packets on purpose");
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let shared = Arc::new(Shared {
-            members: RwLock::new(Arc::new(Vec::new())),
-            metrics: RwLock::new(Metrics::default()),
-            traffic: Default::default(),
-            local_addr: advertise,
-        });
-        let driver = Driver::new(
-            core,
-            udp,
-            listener,
-            cmd_tx.downgrade(),
-            cmd_rx,
-            events.clone(),
-            shared.clone(),
-            &config,
-            seed,
-        );
+        let shared = Arc::new(Shared::new(advertise));
+        let driver =
+            Driver::new(core, (udp, listener), &config, seed, cmd_rx, events.clone(), shared.clone());
         let task = tokio::spawn(driver.run());
         Ok(Vigil {
             cmd: cmd_tx,
@@ -111,7 +101,7 @@ impl Vigil {
 
     /// The address other members reach this one at.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.shared.local_addr()
     }
 
     /// Joins through `seeds` (`IP:PORT` or `HOST:PORT`, resolved again at each
@@ -137,12 +127,12 @@ impl Vigil {
     /// A snapshot of every known member, this one first (refreshed within
     /// 50 ms of a change, and every 500 ms for phi and round-trip times).
     pub fn members(&self) -> Vec<Member> {
-        self.shared.members.read().map(|m| m.as_ref().clone()).unwrap_or_default()
+        self.shared.members().as_ref().clone()
     }
 
     /// One member from the latest snapshot.
     pub fn member(&self, name: &str) -> Option<Member> {
-        self.shared.members.read().ok()?.iter().find(|m| m.name.as_str() == name).cloned()
+        self.shared.members().iter().find(|m| m.name.as_str() == name).cloned()
     }
 
     /// An exact snapshot taken by the protocol task now.
@@ -171,7 +161,9 @@ impl Vigil {
         self.send(Command::SetHealth { health }).await
     }
 
-    /// Replaces the fault-injection settings (tests only; `None` turns it off).
+    /// Replaces the fault-injection settings (`None` turns it off). Only
+    /// with the cargo feature `testing`.
+    #[cfg(feature = "testing")]
     pub async fn set_faults(&self, faults: Option<Faults>) -> Result<(), CommandError> {
         if faults.is_some() {
             tracing::warn!("FAULT INJECTION IS ON: this member drops or delays packets on purpose");
@@ -212,9 +204,7 @@ impl Vigil {
 
     /// Counters.
     pub fn metrics(&self) -> Metrics {
-        let mut m = self.shared.metrics.read().map(|m| m.clone()).unwrap_or_default();
-        m.traffic = self.shared.traffic.snapshot();
-        m
+        self.shared.metrics()
     }
 
     /// Leaves gracefully: `left` is gossiped until enough members were told or
@@ -243,27 +233,6 @@ impl Vigil {
     async fn send(&self, cmd: Command) -> Result<(), CommandError> {
         self.cmd.send(cmd).await.map_err(|_| CommandError::Stopped)
     }
-}
-
-/// Binds the UDP socket and the TCP listener on the same port. With port 0
-/// the kernel picks a free UDP port, which TCP may already use (an outgoing
-/// connection's port, say): then both are dropped and another port is tried.
-fn bind_both(
-    addr: SocketAddr,
-    buffer: usize,
-) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener, usize, usize), StartError> {
-    let attempts = if addr.port() == 0 { 32 } else { 1 };
-    let mut last = None;
-    for _ in 0..attempts {
-        let (udp, recv, send) = bind_udp(addr, buffer).map_err(|source| StartError::Bind { addr, source })?;
-        let bound = udp.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        match bind_tcp(bound) {
-            Ok(listener) => return Ok((udp, listener, recv, send)),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() == 0 => last = Some(e),
-            Err(source) => return Err(StartError::Bind { addr: bound, source }),
-        }
-    }
-    Err(StartError::Bind { addr, source: last.unwrap_or_else(|| std::io::Error::other("no free port")) })
 }
 
 impl Drop for Vigil {

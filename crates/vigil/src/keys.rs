@@ -10,12 +10,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 use crate::crypto::{Key, KeyError, Keyring, Lane};
+use crate::error::CommandError;
 use crate::transport::{read_frame, write_frame};
 
 /// First byte of a control frame.
-pub(crate) const CONTROL: u8 = 0xC1;
+const CONTROL: u8 = 0xC1;
 
 /// A key operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +60,7 @@ impl KeyOp {
 }
 
 /// Applies `op` to a keyring.
-pub(crate) fn apply(ring: &mut Keyring, op: KeyOp, key: Key) -> Result<(), KeyError> {
+fn apply(ring: &mut Keyring, op: KeyOp, key: Key) -> Result<(), KeyError> {
     match op {
         KeyOp::Install => ring.install(key),
         KeyOp::Use => ring.use_key(&key),
@@ -85,7 +87,46 @@ impl KeyReport {
     }
 }
 
-pub(crate) fn request(op: KeyOp, key: &Key) -> Vec<u8> {
+/// Where the outcome of a key command goes.
+pub(crate) type KeyReply = oneshot::Sender<Result<KeyReport, CommandError>>;
+
+/// Carries out a key command: applies `op` to `ring` here, then, with
+/// `peers` (name and address of every other active member), on each of them
+/// in a background task, each within `timeout`. The report goes to `reply`.
+pub(crate) fn command(
+    ring: Option<&mut Keyring>,
+    op: KeyOp,
+    key: Key,
+    peers: Option<Vec<(String, SocketAddr)>>,
+    timeout: Duration,
+    reply: KeyReply,
+) {
+    let Some(ring) = ring else {
+        let _ = reply.send(Err(CommandError::Keys("encryption is off: there is no keyring".into())));
+        return;
+    };
+    if let Err(e) = apply(ring, op, key.clone()) {
+        let _ = reply.send(Err(CommandError::Keys(e.to_string())));
+        return;
+    }
+    tracing::info!(op = op.as_str(), key = %key.fingerprint(), cluster = peers.is_some(), "keyring changed");
+    let Some(peers) = peers else {
+        let _ = reply.send(Ok(KeyReport::default()));
+        return;
+    };
+    let ring = ring.clone();
+    tokio::spawn(async move {
+        let report = broadcast(ring, op, key, peers, timeout).await;
+        let _ = reply.send(Ok(report));
+    });
+}
+
+/// Whether a frame opened from a stream is a control request.
+pub(crate) fn is_control(plain: &[u8]) -> bool {
+    plain.first() == Some(&CONTROL)
+}
+
+fn request(op: KeyOp, key: &Key) -> Vec<u8> {
     let mut out = vec![CONTROL, op.code()];
     // Keys only leave the process inside an encrypted envelope.
     out.extend_from_slice(key.bytes());
@@ -117,7 +158,7 @@ pub(crate) fn handle(ring: &mut Keyring, frame: &[u8]) -> Vec<u8> {
 }
 
 /// Sends `op` to every `(name, addr)` at once and collects the answers.
-pub(crate) async fn broadcast(
+async fn broadcast(
     ring: Keyring,
     op: KeyOp,
     key: Key,

@@ -14,7 +14,30 @@
 //! | [`Vigil`] | start, join, members, subscribe, set metadata and health, leave, shut down |
 //! | [`Config`] | name, addresses, protocol preset ([`vigil_proto::Config::lan`] etc.) |
 //! | [`Metrics`] | counters: traffic by message kind, rejections, probes, suspicions |
-//! | [`Faults`] | fault injection for tests (drops, delays, blocked peers) |
+//! | [`Keyring`], [`Key`], [`KeyOp`] | encryption keys, and their rotation across a running cluster |
+//! | `Faults` | fault injection for tests (drops, delays, blocked peers): only with the cargo feature `testing` |
+//!
+//! What a service does *with* membership (health checks, scripts and
+//! webhooks on events, failover groups) is in the `vigil-act` crate.
+//!
+//! # Inside
+//!
+//! One task, the driver, owns the protocol core; the handle talks to it
+//! through commands and reads the snapshots it publishes. A datagram goes
+//! socket → rate limit → decrypt → core → events on a broadcast channel.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `handle.rs` | [`Vigil`]: starts the driver, sends it commands (`command.rs`) |
+//! | `driver.rs` | the event loop: commands, datagrams, stream frames, timers; dispatch to the files below |
+//! | `link.rs` | the UDP socket; in `testing` builds the one place faults apply (`fault.rs`) |
+//! | `limit.rs` | per-source rate limit of datagrams, before any decryption |
+//! | `crypto.rs` | the envelope: XChaCha20-Poly1305 under a keyring |
+//! | `stream.rs` | TCP: accept loop, outbound exchanges, replies on inbound connections |
+//! | `transport.rs` | binding the sockets, and stream framing |
+//! | `join.rs` | seeds, DNS resolution, attempts with backoff |
+//! | `keys.rs` | key operations here and across the cluster |
+//! | `publish.rs`, `metrics.rs` | member and counter snapshots the handle reads |
 //!
 //! # Example
 //!
@@ -55,25 +78,27 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod checks;
+mod command;
 mod config;
 pub mod crypto;
 mod driver;
 mod error;
-pub mod failover;
+#[cfg(feature = "testing")]
 mod fault;
 mod handle;
-pub mod handlers;
+mod join;
 mod keys;
 mod limit;
-pub mod meta;
+mod link;
 mod metrics;
-mod proc;
+mod publish;
+mod stream;
 mod transport;
 
 pub use config::Config;
 pub use crypto::{Key, KeyError, Keyring};
 pub use error::{CommandError, StartError};
+#[cfg(feature = "testing")]
 pub use fault::{Faults, IpOrAddr};
 pub use handle::Vigil;
 pub use keys::{KeyOp, KeyReport};

@@ -13,6 +13,10 @@ use tokio::time::Instant;
 const MAX_SOURCES: usize = 4096;
 /// A source idle this long is forgotten.
 const IDLE: Duration = Duration::from_secs(10);
+/// Datagrams per second accepted from one source address, and its burst.
+/// Members send a few per second to each other; this only stops floods.
+const RATE_PER_SOURCE: f64 = 500.0;
+const RATE_BURST: f64 = 1000.0;
 
 #[derive(Debug)]
 struct Bucket {
@@ -27,6 +31,13 @@ pub(crate) struct RateLimiter {
     burst: f64,
     buckets: BTreeMap<SocketAddr, Bucket>,
     overflow: Bucket,
+}
+
+impl Default for RateLimiter {
+    /// The limit for member traffic: 500 datagrams per second per source, bursts of 1 000.
+    fn default() -> Self {
+        RateLimiter::new(RATE_PER_SOURCE, RATE_BURST)
+    }
 }
 
 impl RateLimiter {

@@ -1,7 +1,9 @@
 //! Counters of traffic and protocol activity. The agent exports them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use vigil_proto::Core;
 use vigil_proto::codec::MESSAGE_KINDS;
 
 const KINDS: usize = MESSAGE_KINDS.len() + 1;
@@ -9,10 +11,10 @@ const KINDS: usize = MESSAGE_KINDS.len() + 1;
 /// Traffic counters, by message kind (`other` for what does not decode).
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
-    pub(crate) packets_in: [AtomicU64; KINDS],
-    pub(crate) bytes_in: [AtomicU64; KINDS],
-    pub(crate) packets_out: [AtomicU64; KINDS],
-    pub(crate) bytes_out: [AtomicU64; KINDS],
+    packets_in: [AtomicU64; KINDS],
+    bytes_in: [AtomicU64; KINDS],
+    packets_out: [AtomicU64; KINDS],
+    bytes_out: [AtomicU64; KINDS],
 }
 
 fn kind_index(bytes: &[u8]) -> usize {
@@ -62,7 +64,8 @@ pub struct Metrics {
     pub send_errors: u64,
     /// Stream exchanges that failed (connect, timeout, reset).
     pub stream_errors: u64,
-    /// Packets dropped on purpose by fault injection.
+    /// Packets dropped on purpose by fault injection (feature `testing` only).
+    #[cfg(feature = "testing")]
     pub fault_drops: u64,
     /// The protocol core's counters (probes, failed probes, suspicions, refutations, ...).
     pub protocol: vigil_proto::Stats,
@@ -83,5 +86,43 @@ impl Traffic {
                 bytes_out: self.bytes_out[i].load(Ordering::Relaxed),
             })
             .collect()
+    }
+}
+
+/// The driver's own counters: rejections and errors.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    rejected: BTreeMap<&'static str, u64>,
+    send_errors: u64,
+    stream_errors: u64,
+}
+
+impl Counters {
+    /// A packet was refused, for `reason`.
+    pub(crate) fn reject(&mut self, reason: &'static str) {
+        *self.rejected.entry(reason).or_default() += 1;
+    }
+
+    /// A datagram could not be sent.
+    pub(crate) fn send_error(&mut self) {
+        self.send_errors += 1;
+    }
+
+    /// A stream exchange failed.
+    pub(crate) fn stream_error(&mut self) {
+        self.stream_errors += 1;
+    }
+
+    /// Every counter but traffic (which the publisher adds).
+    pub(crate) fn snapshot(&self, core: &Core) -> Metrics {
+        Metrics {
+            rejected: self.rejected.iter().map(|(k, v)| (*k, *v)).collect(),
+            send_errors: self.send_errors,
+            stream_errors: self.stream_errors,
+            protocol: core.stats().clone(),
+            local_health: core.local_health(),
+            members: core.num_members(),
+            ..Metrics::default()
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Sockets: the UDP socket with explicit buffer sizes, the TCP listener, and
-//! the stream framing (a 4-byte big-endian length, then the packet).
+//! Sockets: the UDP socket with explicit buffer sizes and the TCP listener
+//! on the same port, and the stream framing (a 4-byte big-endian length,
+//! then the packet).
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,8 +9,31 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
+use crate::error::StartError;
+
+/// Binds the UDP socket and the TCP listener on the same port. With port 0
+/// the kernel picks a free UDP port, which TCP may already use (an outgoing
+/// connection's port, say): then both are dropped and another port is tried.
+pub(crate) fn bind_both(
+    addr: SocketAddr,
+    buffer: usize,
+) -> Result<(UdpSocket, TcpListener, usize, usize), StartError> {
+    let attempts = if addr.port() == 0 { 32 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let (udp, recv, send) = bind_udp(addr, buffer).map_err(|source| StartError::Bind { addr, source })?;
+        let bound = udp.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        match bind_tcp(bound) {
+            Ok(listener) => return Ok((udp, listener, recv, send)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() == 0 => last = Some(e),
+            Err(source) => return Err(StartError::Bind { addr: bound, source }),
+        }
+    }
+    Err(StartError::Bind { addr, source: last.unwrap_or_else(|| std::io::Error::other("no free port")) })
+}
+
 /// Binds the UDP socket and returns it with the buffer sizes the kernel granted.
-pub(crate) fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<(UdpSocket, usize, usize)> {
+fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<(UdpSocket, usize, usize)> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         // Listen on IPv6 only when asked for IPv6, so that [::] and 0.0.0.0 can coexist.
@@ -25,7 +49,7 @@ pub(crate) fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<(UdpSocket
 }
 
 /// Binds the TCP listener on the same address as the UDP socket.
-pub(crate) fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;

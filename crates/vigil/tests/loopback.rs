@@ -1,9 +1,16 @@
 //! Real members on 127.0.0.1 with free ports. Outcomes are asserted with
-//! generous deadlines; timing figures live in benchmarks, not here.
+//! generous deadlines; timing figures live in benchmarks, not here. What
+//! must "stay so" is checked over a number of protocol periods that covers
+//! the protocol's own window for it, not over a fixed time.
 
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use support::{drain, failure_window, periods, wait_until};
 use vigil::{Config, Event, EventKind, Faults, State, Vigil};
 
 fn local(name: &str) -> Config {
@@ -19,7 +26,10 @@ async fn cluster(n: usize) -> Vec<Vigil> {
     for m in &members[1..] {
         m.join(std::slice::from_ref(&seed), Duration::from_secs(10)).await.expect("join");
     }
-    wait_until(Duration::from_secs(20), || members.iter().all(|m| alive_count(m) == n)).await;
+    wait_until("all members alive everywhere", Duration::from_secs(20), || {
+        members.iter().all(|m| alive_count(m) == n)
+    })
+    .await;
     members
 }
 
@@ -31,26 +41,12 @@ fn state_of(m: &Vigil, name: &str) -> Option<State> {
     m.member(name).map(|x| x.state)
 }
 
-/// Polls `done` every 50 ms until it holds; panics after `limit`.
-async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
-    let end = tokio::time::Instant::now() + limit;
-    while !done() {
-        assert!(tokio::time::Instant::now() < end, "condition not met within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Every event received so far (without waiting).
-fn drain(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
-    std::iter::from_fn(|| rx.try_recv().ok()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_converge_and_a_crash_is_detected_by_the_others() {
     let members = cluster(3).await;
     let mut events = members[0].subscribe();
     members[2].shutdown().await; // no leave: a crash, as far as the others can tell
-    wait_until(Duration::from_secs(20), || {
+    wait_until("m2 dead everywhere", Duration::from_secs(20), || {
         members[..2].iter().all(|m| state_of(m, "m2") == Some(State::Dead))
     })
     .await;
@@ -72,10 +68,12 @@ async fn a_member_that_leaves_is_left_everywhere_and_never_failed() {
     let mut events = members[0].subscribe();
     assert!(members[1].leave(Duration::from_secs(3)).await.unwrap(), "left went out");
     members[1].shutdown().await;
-    wait_until(Duration::from_secs(10), || state_of(&members[0], "m1") == Some(State::Left)).await;
-    wait_until(Duration::from_secs(10), || state_of(&members[2], "m1") == Some(State::Left)).await;
-    // Well past the suspicion window: still left, never failed.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until("m1 left at m0", Duration::from_secs(10), || state_of(&members[0], "m1") == Some(State::Left))
+        .await;
+    wait_until("m1 left at m2", Duration::from_secs(10), || state_of(&members[2], "m1") == Some(State::Left))
+        .await;
+    // Past the window in which a wrong failure would show: still left, never failed.
+    periods(&[&members[0], &members[2]], failure_window(3)).await;
     assert_eq!(state_of(&members[0], "m1"), Some(State::Left));
     let seen = drain(&mut events);
     assert!(seen.iter().any(|e| e.kind == EventKind::Left && e.member.name.as_str() == "m1"));
@@ -84,27 +82,61 @@ async fn a_member_that_leaves_is_left_everywhere_and_never_failed() {
     members[2].shutdown().await;
 }
 
+/// The address a seed that is not up yet will answer at: a TCP port held
+/// for the whole test (so no other socket can take it), which refuses
+/// (closes at once) until the seed is up, then forwards to it.
+struct LateSeed {
+    addr: SocketAddr,
+    attempts: Arc<AtomicUsize>,
+    seed: Arc<Mutex<Option<SocketAddr>>>,
+}
+
+impl LateSeed {
+    async fn start() -> LateSeed {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (attempts, seed) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(None::<SocketAddr>)));
+        let late =
+            LateSeed { addr: listener.local_addr().unwrap(), attempts: attempts.clone(), seed: seed.clone() };
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                let Some(to) = *seed.lock().unwrap() else { continue };
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        late
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_retries_until_the_seed_comes_up_and_resolves_names() {
-    // Find a free port, then start the seed on it only after the joiner began.
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let joiner = Vigil::start(local("joiner")).await.unwrap();
-    let seeds = [format!("localhost:{port}")];
+    let late = LateSeed::start().await;
+    let mut config = local("joiner");
+    config.join_backoff = (Duration::from_millis(100), Duration::from_millis(400));
+    let joiner = Vigil::start(config).await.unwrap();
+    let seeds = [format!("localhost:{}", late.addr.port())];
     let join = joiner.join(&seeds, Duration::from_secs(15));
-    let late_seed = async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        Vigil::start(
-            Config::new("seed", format!("127.0.0.1:{port}").parse().unwrap())
-                .with_protocol(vigil_proto::Config::local()),
-        )
-        .await
-        .expect("seed starts")
+    let start_seed = async {
+        // The joiner began, and its first attempt found nobody.
+        wait_until("a first join attempt", Duration::from_secs(10), || {
+            late.attempts.load(Ordering::SeqCst) >= 1
+        })
+        .await;
+        let seed = Vigil::start(local("seed")).await.expect("seed starts");
+        *late.seed.lock().unwrap() = Some(seed.local_addr());
+        seed
     };
-    let (joined, seed) = tokio::join!(join, late_seed);
+    let (joined, seed) = tokio::join!(join, start_seed);
     assert_eq!(joined.expect("joined once the seed answered"), 2);
-    wait_until(Duration::from_secs(5), || state_of(&seed, "joiner") == Some(State::Alive)).await;
+    assert!(late.attempts.load(Ordering::SeqCst) >= 2, "retried");
+    wait_until("seed sees the joiner", Duration::from_secs(5), || {
+        state_of(&seed, "joiner") == Some(State::Alive)
+    })
+    .await;
     joiner.shutdown().await;
     seed.shutdown().await;
 }
@@ -116,7 +148,12 @@ async fn a_blocked_direct_path_is_bridged_by_indirect_probes() {
     let mut events = a.subscribe();
     a.set_faults(Some(Faults::default().block(c.local_addr()))).await.unwrap();
     c.set_faults(Some(Faults::default().block(a.local_addr()))).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_until("a probes c indirectly", Duration::from_secs(10), || {
+        a.metrics().protocol.indirect_probes_sent > 0
+    })
+    .await;
+    // Past the window in which a wrong failure of c would show at a.
+    periods(&[a], failure_window(4)).await;
     let m = a.metrics();
     assert!(m.protocol.indirect_probes_sent > 0, "a's probes of c went indirect: {m:#?}");
     assert!(m.fault_drops > 0);
@@ -150,7 +187,7 @@ async fn ipv6_loopback_works() {
         return;
     };
     b.join(&[a.local_addr().to_string()], Duration::from_secs(10)).await.unwrap();
-    wait_until(Duration::from_secs(10), || state_of(&a, "b6") == Some(State::Alive)).await;
+    wait_until("b6 alive at a6", Duration::from_secs(10), || state_of(&a, "b6") == Some(State::Alive)).await;
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -1,27 +1,17 @@
 //! Encryption, authentication, key rotation and hostile input, with real
 //! members on 127.0.0.1.
 
+mod support;
+
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-use vigil::{Config, Event, EventKind, Key, KeyOp, Keyring, State, Vigil};
+use support::{drain, failure_window, periods, suspicion_window, wait_until};
+use vigil::{Config, EventKind, Key, KeyOp, Keyring, State, Vigil};
 
 fn member(name: &str, key: &Key, cluster: &str) -> Config {
     Config::new(name, "127.0.0.1:0".parse().unwrap())
         .with_protocol(vigil_proto::Config::local())
         .with_keyring(Keyring::new(key.clone(), cluster))
-}
-
-async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
-    let end = tokio::time::Instant::now() + limit;
-    while !done() {
-        assert!(tokio::time::Instant::now() < end, "condition not met within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn drain(rx: &mut broadcast::Receiver<Event>) -> Vec<Event> {
-    std::iter::from_fn(|| rx.try_recv().ok()).collect()
 }
 
 fn rejected(v: &Vigil, reason: &str) -> u64 {
@@ -37,7 +27,7 @@ async fn encrypted_cluster(n: usize, key: &Key) -> Vec<Vigil> {
     for m in &ms[1..] {
         m.join(&seed, Duration::from_secs(10)).await.unwrap();
     }
-    wait_until(Duration::from_secs(20), || {
+    wait_until("all members alive everywhere", Duration::from_secs(20), || {
         ms.iter().all(|m| m.members().iter().filter(|x| x.state == State::Alive).count() == n)
     })
     .await;
@@ -56,8 +46,15 @@ async fn a_member_with_another_key_or_cluster_name_never_joins() {
     )
     .await
     .unwrap();
-    for m in [&wrong_key, &wrong_cluster, &plaintext] {
-        assert!(m.join(&seed, Duration::from_millis(1500)).await.is_err(), "{} must not join", m.name());
+    // The three try at the same time, each as long as before.
+    let limit = Duration::from_millis(1500);
+    let (r1, r2, r3) = tokio::join!(
+        wrong_key.join(&seed, limit),
+        wrong_cluster.join(&seed, limit),
+        plaintext.join(&seed, limit)
+    );
+    for (m, r) in [(&wrong_key, r1), (&wrong_cluster, r2), (&plaintext, r3)] {
+        assert!(r.is_err(), "{} must not join", m.name());
     }
     assert_eq!(a.members().len(), 1, "nobody appears in a's view: {:?}", a.members());
     assert!(rejected(&a, "auth") > 0, "{:?}", a.metrics().rejected);
@@ -71,6 +68,7 @@ async fn a_member_with_another_key_or_cluster_name_never_joins() {
 async fn keys_rotate_across_a_running_cluster_without_suspicion() {
     let old = Key::generate();
     let ms = encrypted_cluster(5, &old).await;
+    let all: Vec<&Vigil> = ms.iter().collect();
     let mut events: Vec<_> = ms.iter().map(Vigil::subscribe).collect();
     let new = Key::generate();
     for op in [KeyOp::Install, KeyOp::Use, KeyOp::Remove] {
@@ -78,13 +76,20 @@ async fn keys_rotate_across_a_running_cluster_without_suspicion() {
         let report = ms[1].key_cluster(op, key).await.unwrap();
         assert!(report.complete(), "{op:?}: {report:?}");
         assert_eq!(report.applied.len(), 4, "{op:?}: {report:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Every member probes again under the new keyring before the next step.
+        periods(&all, 2).await;
     }
     for m in &ms {
         assert_eq!(m.keys().await.unwrap(), Some(vec![new.fingerprint()]), "{}", m.name());
     }
-    // Keep running on the new key for a few protocol periods.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Keep running on the new key for as long as a suspicion would take to
+    // show; meanwhile, the old key no longer opens the door.
+    let late = Vigil::start(member("late", &old, "prod")).await.unwrap();
+    let seed = [ms[0].local_addr().to_string()];
+    let (late_join, ()) =
+        tokio::join!(late.join(&seed, Duration::from_millis(1500)), periods(&all, suspicion_window(5)));
+    assert!(late_join.is_err());
+    late.shutdown().await;
     for (m, rx) in ms.iter().zip(events.iter_mut()) {
         let bad: Vec<_> = drain(rx)
             .into_iter()
@@ -92,10 +97,6 @@ async fn keys_rotate_across_a_running_cluster_without_suspicion() {
             .collect();
         assert!(bad.is_empty(), "{} saw {bad:#?}", m.name());
     }
-    // The old key no longer opens the door.
-    let late = Vigil::start(member("late", &old, "prod")).await.unwrap();
-    assert!(late.join(&[ms[0].local_addr().to_string()], Duration::from_millis(1500)).await.is_err());
-    late.shutdown().await;
     // A refused operation says why.
     let err = ms[0].key_local(KeyOp::Remove, new.clone()).await.unwrap_err();
     assert!(err.to_string().contains("primary"), "{err}");
@@ -132,15 +133,11 @@ async fn a_flood_of_garbage_is_counted_and_the_member_keeps_answering() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after: u64 = ms[0].metrics().rejected.iter().map(|(_, n)| n).sum();
     // The kernel may drop some when the socket buffer is full; the rest are counted.
-    assert!(
-        after - before >= sent * 8 / 10,
-        "rejected {} of {sent}: {:?}",
-        after - before,
-        ms[0].metrics().rejected
-    );
+    let rejected_since = || ms[0].metrics().rejected.iter().map(|(_, n)| n).sum::<u64>() - before;
+    wait_until("the flood is counted", Duration::from_secs(10), || rejected_since() >= sent * 8 / 10).await;
+    // Past the window in which a failure caused by the flood would show.
+    periods(&ms.iter().collect::<Vec<_>>(), failure_window(3)).await;
     for m in &ms {
         assert_eq!(m.members().iter().filter(|x| x.state == State::Alive).count(), 3, "{}", m.name());
     }

