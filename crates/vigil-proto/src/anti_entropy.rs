@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 
 use crate::codec::{self, MemberState, Message, Update};
 use crate::core::ctx::Ctx;
+use crate::event::NameConflict;
 use crate::hash::{claim_digest, name_hash, splitmix};
 use crate::member::Name;
 use crate::merge::{apply_update, merge_states};
@@ -78,20 +79,54 @@ pub(crate) fn send_push_pull(cx: &mut Ctx, dst: SocketAddr, join: bool, reply: b
     if !reply {
         cx.stats.push_pulls_sent += 1;
     }
-    cx.send_stream(dst, Message::PushPull { join, reply, states });
+    let takeover = join && cx.local.takeover();
+    cx.send_stream(dst, Message::PushPull { join, takeover, reply, states });
 }
 
 /// A whole table arrived on a stream from `from`, with piggybacked
 /// `updates`: merge both, send the refutations they call for, and answer
 /// with our table unless it was itself the answer.
+///
+/// One name, one member: a join whose sender holds the name of a member this
+/// one holds alive at another address is refused (its own state is not
+/// merged, and the answer shows it the live member), unless it takes over;
+/// and a joining member whose answer shows its own name alive at another
+/// address stops, merging nothing.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn on_push_pull(
     cx: &mut Ctx,
     now: Instant,
     from: SocketAddr,
-    reply: bool,
-    states: Vec<MemberState>,
+    (join, takeover, reply): (bool, bool, bool),
+    mut states: Vec<MemberState>,
     updates: Vec<Update>,
 ) {
+    if reply && !cx.local.joined() {
+        let me = cx.local.identity();
+        let taken = states.iter().find(|s| s.name == me.name && s.state.is_active() && s.addr != me.addr);
+        if let Some(s) = taken
+            && !cx.local.takeover()
+        {
+            let conflict = NameConflict { name: me.name.clone(), kept: s.addr, refused: me.addr };
+            cx.stats.name_conflicts += 1;
+            cx.local.yield_to(s.addr);
+            cx.out.conflict(conflict);
+            return;
+        }
+        cx.local.set_joined();
+    }
+    if join
+        && !takeover
+        && let Some(first) = states.first()
+        && let Some(i) = cx.table.get(&first.name)
+        && cx.table.entry(i).state.is_active()
+        && cx.table.entry(i).addr() != first.addr
+    {
+        let kept = cx.table.entry(i).addr();
+        cx.stats.name_conflicts += 1;
+        cx.out.conflict(NameConflict { name: first.name.clone(), kept, refused: first.addr });
+        states.remove(0);
+    }
     let mut refute = Refutations::default();
     merge_states(cx, &mut refute, now, states);
     for update in updates {
@@ -139,7 +174,7 @@ pub(crate) fn on_digest(
         // After merging their differing states, send ours where we still differ.
         let states = states_differing(cx, &sums);
         if states.len() > 1 {
-            cx.send_stream(from, Message::PushPull { join: false, reply: true, states });
+            cx.send_stream(from, Message::PushPull { join: false, takeover: false, reply: true, states });
         }
     }
 }

@@ -15,6 +15,17 @@ pub enum MemberError {
         /// Length given.
         len: usize,
     },
+    /// Names are printable: no control characters (newline, escape, ...)
+    /// and no invisible formatting characters (bidirectional overrides,
+    /// zero-width characters), which would let a name rewrite a terminal
+    /// line or pass for another.
+    #[error("member name has an unprintable character {ch:?} at byte {at}")]
+    NameNotPrintable {
+        /// The character.
+        ch: char,
+        /// Its byte offset.
+        at: usize,
+    },
     /// Metadata is at most 512 bytes.
     #[error("metadata is {len} bytes; at most 512 are allowed")]
     MetaTooLong {

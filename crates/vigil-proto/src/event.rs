@@ -83,6 +83,18 @@ impl fmt::Display for ExitEvidence {
     }
 }
 
+/// Two processes claim the same member name. The one at `kept` keeps it;
+/// the one at `refused` was refused (a join) or yields (both were running).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameConflict {
+    /// The name both claim.
+    pub name: Name,
+    /// The address of the process that keeps the name.
+    pub kept: std::net::SocketAddr,
+    /// The address of the process refused.
+    pub refused: std::net::SocketAddr,
+}
+
 /// Why a member was suspected or declared failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evidence {

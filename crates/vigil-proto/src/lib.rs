@@ -97,7 +97,7 @@ pub use crate::core::Core;
 pub use crate::core::outbox::{Channel, Transmit};
 pub use config::Config;
 pub use error::{ConfigError, DecodeError, MemberError};
-pub use event::{Event, EventKind, Evidence, ExitEvidence, ProbeEvidence};
+pub use event::{Event, EventKind, Evidence, ExitEvidence, NameConflict, ProbeEvidence};
 pub use hash::view_digest;
 pub use kernel::Unreachable;
 pub use member::{

@@ -1,6 +1,8 @@
 //! This member as it speaks of itself: identity, incarnation, whether it is
 //! leaving, and Lifeguard's local health score.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::codec::{MemberState, Update};
@@ -21,12 +23,33 @@ pub(crate) struct Local {
     hash: u64,
     /// The last time this member noticed it had not been running, and for how long.
     last_stall: Option<(Instant, Duration)>,
+    /// This member replaces a live member of the same name (its joins say so).
+    takeover: bool,
+    /// A table came back from a join (or any full exchange): joined.
+    joined: bool,
+    /// Another live process holds this member's name at this address: this
+    /// one stopped (refused at its join, or it yields).
+    yielded: Option<SocketAddr>,
+    /// When alive claims about this member from another address were refuted.
+    foreign_claims: VecDeque<Instant>,
 }
 
 impl Local {
     pub(crate) fn new(me: Identity, incarnation: u64, max_health: u32) -> Local {
         let hash = name_hash(me.name.as_str());
-        Local { me, incarnation, leaving: false, health: 0, max_health, hash, last_stall: None }
+        Local {
+            me,
+            incarnation,
+            leaving: false,
+            health: 0,
+            max_health,
+            hash,
+            last_stall: None,
+            takeover: false,
+            joined: false,
+            yielded: None,
+            foreign_claims: VecDeque::new(),
+        }
     }
 
     pub(crate) fn identity(&self) -> &Identity {
@@ -52,6 +75,43 @@ impl Local {
 
     pub(crate) fn last_stall(&self) -> Option<(Instant, Duration)> {
         self.last_stall
+    }
+
+    pub(crate) fn set_takeover(&mut self) {
+        self.takeover = true;
+    }
+
+    pub(crate) fn takeover(&self) -> bool {
+        self.takeover
+    }
+
+    pub(crate) fn joined(&self) -> bool {
+        self.joined
+    }
+
+    pub(crate) fn set_joined(&mut self) {
+        self.joined = true;
+    }
+
+    pub(crate) fn yielded(&self) -> Option<SocketAddr> {
+        self.yielded
+    }
+
+    /// Another live process at `other` holds this member's name: stop.
+    pub(crate) fn yield_to(&mut self, other: SocketAddr) {
+        self.yielded = Some(other);
+    }
+
+    /// An alive claim about this member from `other` was refuted at `now`.
+    /// Both processes refute each other's claims; after the third within
+    /// `window`, the one at the higher address yields (a member that takes
+    /// over never does). Returns whether this one must yield.
+    pub(crate) fn foreign_claim(&mut self, now: Instant, other: SocketAddr, window: Duration) -> bool {
+        while self.foreign_claims.front().is_some_and(|&t| t + window < now) {
+            self.foreign_claims.pop_front();
+        }
+        self.foreign_claims.push_back(now);
+        self.foreign_claims.len() >= 3 && !self.takeover && self.me.addr > other
     }
 
     pub(crate) fn incarnation(&self) -> u64 {

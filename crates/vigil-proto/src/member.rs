@@ -29,6 +29,9 @@ impl Name {
         if name.len() > MAX_NAME_LEN {
             return Err(MemberError::NameTooLong { len: name.len() });
         }
+        if let Some((at, ch)) = name.char_indices().find(|&(_, c)| !printable(c)) {
+            return Err(MemberError::NameNotPrintable { ch, at });
+        }
         Ok(Name(Arc::from(name)))
     }
 
@@ -47,6 +50,14 @@ impl Name {
         }
         h
     }
+}
+
+/// Whether `c` may appear in a name: not a control character, and not one of
+/// the invisible formatting characters (zero-width, bidirectional controls,
+/// byte-order mark).
+fn printable(c: char) -> bool {
+    !c.is_control()
+        && !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 impl TryFrom<&str> for Name {
@@ -278,6 +289,17 @@ mod tests {
         let long = "x".repeat(129);
         assert_eq!(Name::new(&long), Err(MemberError::NameTooLong { len: 129 }));
         assert!(Name::new(&"é".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn names_that_would_rewrite_a_terminal_or_pass_for_another_are_refused() {
+        assert!(Name::new("web-01.eu west").is_ok());
+        assert_eq!(Name::new("a\nb"), Err(MemberError::NameNotPrintable { ch: '\n', at: 1 }));
+        assert_eq!(Name::new("\u{1b}[2Jx"), Err(MemberError::NameNotPrintable { ch: '\u{1b}', at: 0 }));
+        assert!(matches!(Name::new("db\u{202E}1"), Err(MemberError::NameNotPrintable { at: 2, .. })));
+        assert!(matches!(Name::new("db\u{200B}1"), Err(MemberError::NameNotPrintable { .. })));
+        let e = Name::new("a\tb").unwrap_err().to_string();
+        assert!(e.contains("unprintable") && e.contains("byte 1"), "{e}");
     }
 
     #[test]

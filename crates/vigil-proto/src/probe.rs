@@ -155,8 +155,14 @@ impl Prober {
 
     /// An ack: of this period's probe (the target is alive; its round trip
     /// is measured), or of a ping relayed for another member (passed on).
+    /// Only the member probed (from its address), or an intermediary asked
+    /// to probe it, can answer a probe, and only once; only the target of a
+    /// relay can answer the relay.
     pub(crate) fn on_ack(&mut self, cx: &mut Ctx, now: Instant, from: SocketAddr, seq: u32) {
-        if let Some(p) = self.probe.take_if(|p| p.seq == seq) {
+        let sender = cx.table.by_addr(&from).map(|i| &cx.table.entry(i).name);
+        let from_probed =
+            |p: &Probe| p.seq == seq && sender.is_some_and(|n| *n == p.target || p.indirect.contains(n));
+        if let Some(p) = self.probe.take_if(|p| from_probed(p)) {
             if let Some(i) = cx.table.get(&p.target)
                 && cx.table.entry(i).addr() == from
                 && !p.stalled
@@ -173,7 +179,9 @@ impl Prober {
             }
             return;
         }
-        if let Some(relay) = self.relays.remove(&seq) {
+        if self.relays.get(&seq).is_some_and(|r| r.addr == from)
+            && let Some(relay) = self.relays.remove(&seq)
+        {
             cx.send(relay.requester, &Message::Ack { seq: relay.seq }, None);
         }
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use crate::codec::Message;
 use crate::core::ctx::Ctx;
+use crate::event::NameConflict;
 use crate::member::{Name, State};
 use crate::table::Content;
 use crate::time::Instant;
@@ -68,6 +69,21 @@ pub(crate) fn claim_about_self(
             content.is_none_or(|c| c.addr == me.addr && c.meta == me.meta && c.health == me.health);
         if incarnation == cx.local.incarnation() && state == State::Alive && same_content {
             return;
+        }
+        // Another process claims this name from another address.
+        if state == State::Alive
+            && let Some(c) = content
+            && c.addr != me.addr
+        {
+            let (name, mine) = (me.name.clone(), me.addr);
+            cx.stats.name_conflicts += 1;
+            let window = cx.config.probe_interval * 10;
+            if cx.local.foreign_claim(now, c.addr, window) {
+                cx.out.conflict(NameConflict { name, kept: c.addr, refused: mine });
+                cx.local.yield_to(c.addr);
+                return;
+            }
+            cx.out.conflict(NameConflict { name, kept: mine, refused: c.addr });
         }
         cx.local.set_incarnation(incarnation.saturating_add(1));
         cx.stats.refutations += 1;

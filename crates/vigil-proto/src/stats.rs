@@ -49,6 +49,9 @@ pub struct Stats {
     pub refusals_sent: u64,
     /// Times this member noticed it had not been running (a stall).
     pub stalls: u64,
+    /// Name conflicts: joins refused because a live member has the name, and
+    /// alive claims about this member from another address.
+    pub name_conflicts: u64,
     /// Total time of those stalls.
     pub stalled_for: std::time::Duration,
 }

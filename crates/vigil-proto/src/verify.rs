@@ -135,11 +135,17 @@ impl Verifier {
         Some(Verdict::Exited { index: i, incarnation: e.incarnation, evidence })
     }
 
-    /// An ack with sequence number `seq`, or any datagram from `sender`: the
-    /// member is alive and the evidence against it was wrong.
+    /// Any datagram from `sender` that is the member being verified, or an
+    /// ack of `seq` relayed by an intermediary asked to confirm: the member
+    /// is alive and the evidence against it was wrong.
     pub(crate) fn refute(&mut self, cx: &mut Ctx, seq: Option<u32>, sender: Option<&Name>) {
+        let Some(sender) = sender else { return };
         let before = self.pending.len();
-        self.pending.retain(|s, v| Some(*s) != seq && Some(&v.target) != sender);
+        self.pending.retain(|s, v| {
+            let from_target = v.target == *sender;
+            let relayed = Some(*s) == seq && v.asked.contains(sender);
+            !(from_target || relayed)
+        });
         cx.stats.evidence_refuted += (before - self.pending.len()) as u64;
     }
 

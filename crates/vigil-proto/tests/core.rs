@@ -618,7 +618,7 @@ fn no_datagram_exceeds_the_maximum_packet_size_with_300_members_of_large_metadat
             health: Health::ok(),
         })
         .collect();
-    let push = packet(Message::PushPull { join: false, reply: false, states }, vec![]);
+    let push = packet(Message::PushPull { join: false, takeover: false, reply: false, states }, vec![]);
     core.handle_stream(Instant::ZERO, ([10, 0, 1, 1], 8000).into(), &push).unwrap();
     assert_eq!(core.num_members(), 301);
 
@@ -689,7 +689,8 @@ fn malformed_datagrams_are_refused_with_a_typed_error_and_change_nothing() {
         let p = gossip(vec![alive("p5", 0, 5), alive("p6", 0, 6)]);
         p[..p.len() - 1].to_vec()
     };
-    let push_pull = packet(Message::PushPull { join: true, reply: false, states: vec![] }, vec![]);
+    let push_pull =
+        packet(Message::PushPull { join: true, takeover: false, reply: false, states: vec![] }, vec![]);
     let cases: Vec<(&str, Vec<u8>, DecodeError)> = vec![
         ("empty", vec![], DecodeError::Empty),
         ("truncated ping", ping[..5].to_vec(), DecodeError::Truncated("target hash")),
@@ -732,7 +733,8 @@ fn join_sends_one_push_pull_over_a_stream_with_this_member_first() {
     let sent = transmits(&mut core);
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!((sent[0].dst, sent[0].channel), (addr(2), Channel::Stream));
-    let expected = Message::PushPull { join: true, reply: false, states: vec![state_of("me", 1, 1)] };
+    let expected =
+        Message::PushPull { join: true, takeover: false, reply: false, states: vec![state_of("me", 1, 1)] };
     assert_eq!(decoded(&sent[0]), Packet { message: expected, updates: vec![] });
     assert_eq!(core.stats().push_pulls_sent, 1);
 }
@@ -742,7 +744,10 @@ fn push_pull_request_is_merged_and_answered_with_this_members_table_on_the_strea
     let mut core = me();
     let theirs = vec![state_of("p2", 3, 2), state_of("p3", 0, 3), state_of("p4", 1, 4)];
 
-    let request = packet(Message::PushPull { join: true, reply: false, states: theirs.clone() }, vec![]);
+    let request = packet(
+        Message::PushPull { join: true, takeover: false, reply: false, states: theirs.clone() },
+        vec![],
+    );
     core.handle_stream(Instant::ZERO, addr(2), &request).unwrap();
 
     assert_eq!(
@@ -758,13 +763,15 @@ fn push_pull_request_is_merged_and_answered_with_this_members_table_on_the_strea
     assert_eq!((sent[0].dst, sent[0].channel), (addr(2), Channel::Stream));
     let mut ours = vec![state_of("me", 1, 1)];
     ours.extend(theirs);
-    let expected = Message::PushPull { join: false, reply: true, states: ours };
+    let expected = Message::PushPull { join: false, takeover: false, reply: true, states: ours };
     assert_eq!(decoded(&sent[0]), Packet { message: expected, updates: vec![] });
     assert_eq!(core.stats().push_pulls_sent, 0, "a reply is not an exchange this member started");
 
     // A reply is merged and not answered.
-    let reply =
-        packet(Message::PushPull { join: false, reply: true, states: vec![state_of("p5", 0, 5)] }, vec![]);
+    let reply = packet(
+        Message::PushPull { join: false, takeover: false, reply: true, states: vec![state_of("p5", 0, 5)] },
+        vec![],
+    );
     core.handle_stream(Instant::ZERO, addr(5), &reply).unwrap();
     assert_eq!(kinds(&events(&mut core)), vec![(EventKind::Joined, "p5".to_string())]);
     assert_eq!(transmits(&mut core), vec![]);

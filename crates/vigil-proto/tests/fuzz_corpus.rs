@@ -98,6 +98,7 @@ fn write_seed_corpus() {
         Packet {
             message: Message::PushPull {
                 join: true,
+                takeover: false,
                 reply: false,
                 states: vec![MemberState {
                     name: n("m2"),

@@ -59,7 +59,15 @@ fn messages() -> Vec<(&'static str, Packet)> {
         ("gossip_30_updates", p(Message::Gossip, updates(30))),
         (
             "push_pull_100",
-            p(Message::PushPull { join: false, reply: false, states: (0..100).map(state).collect() }, vec![]),
+            p(
+                Message::PushPull {
+                    join: false,
+                    takeover: false,
+                    reply: false,
+                    states: (0..100).map(state).collect(),
+                },
+                vec![],
+            ),
         ),
         (
             "digest_128",
@@ -126,7 +134,12 @@ fn period_bench(c: &mut Criterion) {
 
 fn merge_bench(c: &mut Criterion) {
     let table = codec::encode(&Packet {
-        message: Message::PushPull { join: false, reply: true, states: (1..1000).map(state).collect() },
+        message: Message::PushPull {
+            join: false,
+            takeover: false,
+            reply: true,
+            states: (1..1000).map(state).collect(),
+        },
         updates: vec![],
     });
     c.bench_function("merge/push_pull_1000_into_empty", |b| {

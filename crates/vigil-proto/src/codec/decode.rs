@@ -227,11 +227,16 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
         MSG_GOSSIP => Message::Gossip,
         MSG_PUSH_PULL => {
             let flags = r.u8("push-pull flags")?;
-            if flags & !(FLAG_JOIN | FLAG_REPLY) != 0 {
+            if flags & !(FLAG_JOIN | FLAG_REPLY | FLAG_TAKEOVER) != 0 {
                 return Err(DecodeError::Invalid { field: "push-pull flags", reason: "unknown bits set" });
             }
             let states = r.member_states()?;
-            Message::PushPull { join: flags & FLAG_JOIN != 0, reply: flags & FLAG_REPLY != 0, states }
+            Message::PushPull {
+                join: flags & FLAG_JOIN != 0,
+                takeover: flags & FLAG_TAKEOVER != 0,
+                reply: flags & FLAG_REPLY != 0,
+                states,
+            }
         }
         MSG_DIGEST => {
             let flags = r.u8("digest flags")?;

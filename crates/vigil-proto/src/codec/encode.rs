@@ -114,11 +114,14 @@ pub fn encode_message(buf: &mut Vec<u8>, message: &Message) {
             buf.push(how.to_wire());
         }
         Message::Gossip => buf.push(MSG_GOSSIP),
-        Message::PushPull { join, reply, states } => {
+        Message::PushPull { join, takeover, reply, states } => {
             buf.push(MSG_PUSH_PULL);
             let mut flags = 0;
             if *join {
                 flags |= FLAG_JOIN;
+            }
+            if *takeover {
+                flags |= FLAG_TAKEOVER;
             }
             if *reply {
                 flags |= FLAG_REPLY;

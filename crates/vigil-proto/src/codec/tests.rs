@@ -61,7 +61,7 @@ fn rich_packet() -> Packet {
         health: Health::new(HealthStatus::Failing, "db down").unwrap(),
     };
     packet(
-        Message::PushPull { join: true, reply: false, states: vec![state] },
+        Message::PushPull { join: true, takeover: false, reply: false, states: vec![state] },
         vec![
             alive("node-b", 300),
             Update::Suspect { name: name("node-c"), incarnation: 7, from: name("node-b") },
@@ -204,7 +204,8 @@ fn a_push_pull_has_exactly_these_bytes() {
         meta: Meta::default(),
         health: Health::ok(),
     };
-    let p = packet(Message::PushPull { join: true, reply: true, states: vec![state] }, vec![]);
+    let p =
+        packet(Message::PushPull { join: true, takeover: false, reply: true, states: vec![state] }, vec![]);
     let mut expected = vec![0x01, 0x06, 0x03, 0x01]; // version, push-pull, flags join|reply, count 1
     expected.extend_from_slice(&[0x01, b'a', 0x02, 0x02]); // name, incarnation, state dead
     expected.push(0x06);
@@ -420,7 +421,10 @@ fn push_pull_with_a_huge_member_count_is_refused_before_allocating() {
         meta: Meta::default(),
         health: Health::ok(),
     };
-    let mut two = encode(&packet(Message::PushPull { join: false, reply: false, states: vec![one] }, vec![]));
+    let mut two = encode(&packet(
+        Message::PushPull { join: false, takeover: false, reply: false, states: vec![one] },
+        vec![],
+    ));
     assert_eq!(two.len(), 4 + 14 + 1); // the smallest state is 14 bytes
     assert_eq!(two[3], 1); // member count
     two[3] = 2;
@@ -429,7 +433,7 @@ fn push_pull_with_a_huge_member_count_is_refused_before_allocating() {
 
 #[test]
 fn push_pull_flags_and_member_state_are_checked() {
-    assert_eq!(invalid_field(decode(&[VERSION, 6, 0x04, 0, 0])), "push-pull flags");
+    assert_eq!(invalid_field(decode(&[VERSION, 6, 0x08, 0, 0])), "push-pull flags");
     let mut bytes = encode(&rich_packet());
     // version, type, flags, count, name length, name (6 bytes), incarnation (6 bytes), state
     let state_at = 4 + 1 + 6 + 6;
@@ -589,8 +593,9 @@ fn arb_message() -> impl Strategy<Value = Message> {
         )
             .prop_map(|(seq, how)| Message::Refused { seq, how }),
         Just(Message::Gossip),
-        (any::<bool>(), any::<bool>(), proptest::collection::vec(arb_member_state(), 0..20))
-            .prop_map(|(join, reply, states)| Message::PushPull { join, reply, states }),
+        (any::<bool>(), any::<bool>(), proptest::collection::vec(arb_member_state(), 0..20)).prop_map(
+            |(join, reply, states)| Message::PushPull { join, takeover: join && reply, reply, states }
+        ),
         (any::<bool>(), 0u32..=6, proptest::collection::vec(arb_member_state(), 0..8)).prop_flat_map(
             |(reply, log2, states)| {
                 proptest::collection::vec(any::<u32>(), 1usize << log2)

@@ -26,6 +26,7 @@ pub(super) const UPD_LEFT: u8 = 4;
 
 pub(super) const FLAG_JOIN: u8 = 0x01;
 pub(super) const FLAG_REPLY: u8 = 0x02;
+pub(super) const FLAG_TAKEOVER: u8 = 0x04;
 
 /// Most piggybacked updates one packet may carry (the count is one byte).
 pub const MAX_UPDATES_PER_PACKET: usize = 255;
@@ -93,6 +94,9 @@ pub enum Message {
     PushPull {
         /// Sent by a joining member.
         join: bool,
+        /// A joining member that replaces a live member of the same name
+        /// (the operator asked for it): receivers take its claim.
+        takeover: bool,
         /// An answer to a push-pull (no further answer is due).
         reply: bool,
         /// The sender's whole membership table.

@@ -18,6 +18,7 @@ use crate::core::outbox::Outbox;
 use crate::core::timers::{Timer, Timers};
 use crate::detector::{MAX_PEERS, Peers};
 use crate::event::{Event, EventKind, Evidence};
+use crate::hash::splitmix;
 use crate::local::Local;
 use crate::member::{Member, Name};
 use crate::round::ProbeRound;
@@ -47,7 +48,11 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    pub(crate) fn new(config: Config, rng: ChaCha8Rng, local: Local) -> Ctx {
+    /// The parts of a new member. Its sequence numbers start at a random
+    /// value derived from `seed` (without drawing from `rng`), so that a
+    /// restarted process never reuses the numbers of an earlier one: an ack
+    /// recorded from an earlier run answers no probe of this one.
+    pub(crate) fn new(config: Config, rng: ChaCha8Rng, local: Local, seed: u64) -> Ctx {
         Ctx {
             config,
             rng,
@@ -60,7 +65,7 @@ impl Ctx {
             out: Outbox::default(),
             watches: Watches::default(),
             stats: Stats::default(),
-            seq: 0,
+            seq: (splitmix(seed ^ 0x0005_E90F_5EED) >> 32) as u32,
         }
     }
 

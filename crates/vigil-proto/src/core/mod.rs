@@ -27,7 +27,7 @@ use crate::anti_entropy::{self, Returns};
 use crate::codec::{self, MemberState, Message, Update};
 use crate::config::Config;
 use crate::error::{ConfigError, DecodeError, MemberError};
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, NameConflict};
 use crate::hash::{claim_digest, name_hash, unit_from_seed};
 use crate::kernel::Unreachable;
 use crate::local::Local;
@@ -85,7 +85,7 @@ impl Core {
         let first_push_pull = now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>());
         let local = Local::new(me, incarnation, config.max_local_health);
         let (gossip, reconnect) = (config.gossip_interval, config.reconnect_interval);
-        let mut cx = Ctx::new(config, rng, local);
+        let mut cx = Ctx::new(config, rng, local, seed);
         cx.schedule(first_probe, Timer::Probe);
         cx.schedule(now + gossip, Timer::Gossip);
         cx.schedule(first_push_pull, Timer::PushPull);
@@ -111,6 +111,15 @@ impl Core {
             }
         }
         sent
+    }
+
+    /// Makes this member replace a live member of the same name: its joins
+    /// say so, and receivers take its claim instead of refusing it. For an
+    /// operator who knows the old process is gone but not yet declared
+    /// failed; if the old one is in fact running, the two contend and the
+    /// one at the higher address yields after a few refutations.
+    pub fn take_over(&mut self) {
+        self.cx.local.set_takeover();
     }
 
     /// Leaves gracefully: `left` is gossiped at once and on every gossip round;
@@ -233,13 +242,14 @@ impl Core {
                 reason: "push-pull only over a stream",
             });
         }
+        if self.yielded().is_some() {
+            return Ok(());
+        }
         self.check_stall(now);
         let cx = &mut self.cx;
         let sender = cx.heard_from(now, from);
         // Anything from a member is proof of life: kernel evidence against it was wrong.
-        if sender.is_some() {
-            self.verifier.refute(cx, None, sender.as_ref());
-        }
+        self.verifier.refute(cx, None, sender.as_ref());
         // Updates first: a suspicion of us riding on a ping is refuted in the ack.
         let mut refute = Refutations::default();
         let mut about_sender = false;
@@ -247,17 +257,17 @@ impl Core {
             about_sender |= sender.as_ref() == Some(update.name());
             merge::apply_update(cx, &mut refute, now, update);
         }
-        if let Some(name) = sender
+        if let Some(name) = &sender
             && !about_sender
         {
-            self.returns.check(cx, now, from, &name);
+            self.returns.check(cx, now, from, name);
         }
         let mut source_told = false;
         match packet.message {
             Message::Ping { seq, target } => source_told = Prober::on_ping(cx, &refute, from, seq, target),
             Message::Ack { seq } => {
                 self.prober.on_ack(cx, now, from, seq);
-                self.verifier.refute(cx, Some(seq), None);
+                self.verifier.refute(cx, Some(seq), sender.as_ref());
             }
             Message::PingReq { seq, target, addr, nack_after_ms } => {
                 let req = PingReq { seq, target, addr, nack_after_ms };
@@ -317,6 +327,9 @@ impl Core {
     /// member confirms it, or merely suspected (patiently) if no one does.
     /// Evidence about an unknown address or an inactive member is ignored.
     pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr, how: Unreachable) {
+        if self.yielded().is_some() {
+            return;
+        }
         self.check_stall(now);
         let cx = &mut self.cx;
         cx.stats.evidence_received += 1;
@@ -342,11 +355,14 @@ impl Core {
             return Err(DecodeError::TooLarge { len: bytes.len(), max });
         }
         let packet = codec::decode(bytes)?;
+        if self.yielded().is_some() {
+            return Ok(());
+        }
         self.check_stall(now);
         let cx = &mut self.cx;
         match packet.message {
-            Message::PushPull { reply, states, .. } => {
-                anti_entropy::on_push_pull(cx, now, from, reply, states, packet.updates)
+            Message::PushPull { join, takeover, reply, states } => {
+                anti_entropy::on_push_pull(cx, now, from, (join, takeover, reply), states, packet.updates)
             }
             // A member that leaves writes its `left` on the watch streams it accepted.
             Message::Gossip => {
@@ -360,7 +376,8 @@ impl Core {
             Message::Ping { seq, target } => Prober::on_stream_ping(cx, from, seq, target),
             Message::Ack { seq } => {
                 self.prober.on_ack(cx, now, from, seq);
-                self.verifier.refute(cx, Some(seq), None);
+                let sender = cx.table.by_addr(&from).map(|i| cx.table.entry(i).name.clone());
+                self.verifier.refute(cx, Some(seq), sender.as_ref());
             }
             Message::Digest { reply, sums, states } => {
                 anti_entropy::on_digest(cx, now, from, reply, sums, states)
@@ -386,6 +403,10 @@ impl Core {
     /// local health score rises. The caller should hand in every datagram
     /// that arrived meanwhile before calling this.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.yielded().is_some() {
+            while self.cx.timers.pop_due(now).is_some() {}
+            return;
+        }
         self.check_stall(now);
         while let Some(timer) = self.cx.timers.pop_due(now) {
             self.on_timer(now, timer);
@@ -493,6 +514,22 @@ impl Core {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.cx.out.poll_event()
+    }
+
+    /// The next name conflict seen: a join refused (or this member's own
+    /// join refused) because a live member already has the name, or alive
+    /// claims about this member from another address. For logs.
+    #[must_use]
+    pub fn poll_conflict(&mut self) -> Option<NameConflict> {
+        self.cx.out.poll_conflict()
+    }
+
+    /// Another live process at this address has this member's name, and this
+    /// one stopped: its join was refused, or, both running, it yielded. A
+    /// member that yielded does nothing more (its inputs and timers are
+    /// ignored); the runtime should stop it and say why.
+    pub fn yielded(&self) -> Option<SocketAddr> {
+        self.cx.local.yielded()
     }
 
     /// When [`Core::handle_timeout`] must next be called.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, Message, Update};
-use crate::event::Event;
+use crate::event::{Event, NameConflict};
 use crate::member::Name;
 
 /// How a transmit should travel.
@@ -43,6 +43,8 @@ pub(crate) struct Outbox {
     gossip: BroadcastQueue,
     /// A `GossipNow` timer is pending: no need for another.
     gossip_now: bool,
+    /// Name conflicts seen, for the runtime to report (a few at most).
+    conflicts: VecDeque<NameConflict>,
 }
 
 impl Outbox {
@@ -91,6 +93,18 @@ impl Outbox {
 
     pub(crate) fn event(&mut self, event: Event) {
         self.events.push_back(event);
+    }
+
+    /// A name conflict to report (the most recent few are kept).
+    pub(crate) fn conflict(&mut self, c: NameConflict) {
+        if self.conflicts.len() >= 16 {
+            self.conflicts.pop_front();
+        }
+        self.conflicts.push_back(c);
+    }
+
+    pub(crate) fn poll_conflict(&mut self) -> Option<NameConflict> {
+        self.conflicts.pop_front()
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
