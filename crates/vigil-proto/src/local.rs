@@ -16,6 +16,8 @@ pub(crate) struct Local {
     me: Identity,
     incarnation: u64,
     leaving: bool,
+    /// When this member started, or last changed what it says of itself.
+    since: Instant,
     /// Lifeguard local health: 0 is healthy, at most `max_health - 1`.
     health: u32,
     max_health: u32,
@@ -35,12 +37,13 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    pub(crate) fn new(me: Identity, incarnation: u64, max_health: u32) -> Local {
+    pub(crate) fn new(me: Identity, incarnation: u64, max_health: u32, now: Instant) -> Local {
         let hash = name_hash(me.name.as_str());
         Local {
             me,
             incarnation,
             leaving: false,
+            since: now,
             health: 0,
             max_health,
             hash,
@@ -122,14 +125,20 @@ impl Local {
         self.leaving
     }
 
-    /// Marks this member as leaving; false if it already was.
-    pub(crate) fn start_leaving(&mut self) -> bool {
-        !std::mem::replace(&mut self.leaving, true)
+    /// Marks this member as leaving at `now`; false if it already was.
+    pub(crate) fn start_leaving(&mut self, now: Instant) -> bool {
+        if self.leaving {
+            return false;
+        }
+        self.leaving = true;
+        self.since = now;
+        true
     }
 
-    /// Raises the incarnation to `incarnation` (a new claim about itself).
-    pub(crate) fn set_incarnation(&mut self, incarnation: u64) {
+    /// Raises the incarnation to `incarnation` (a new claim about itself) at `now`.
+    pub(crate) fn set_incarnation(&mut self, incarnation: u64, now: Instant) {
         self.incarnation = incarnation;
+        self.since = now;
     }
 
     /// Changes metadata, health or address: the caller raises the incarnation.
@@ -184,9 +193,10 @@ impl Local {
         if self.leaving { State::Left } else { State::Alive }
     }
 
-    /// Snapshot of this member. `since` is when it started or last changed
-    /// what it says of itself.
-    pub(crate) fn member(&self, since: Instant) -> Member {
+    /// Snapshot of this member; `since` is when it started or last changed
+    /// what it says of itself (its metadata, health, or a refutation).
+    pub(crate) fn member(&self) -> Member {
+        let since = self.since;
         Member {
             name: self.me.name.clone(),
             addr: self.me.addr,

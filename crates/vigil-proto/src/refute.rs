@@ -85,7 +85,7 @@ pub(crate) fn claim_about_self(
             }
             cx.out.conflict(NameConflict { name, kept: mine, refused: c.addr });
         }
-        cx.local.set_incarnation(incarnation.saturating_add(1));
+        cx.local.set_incarnation(incarnation.saturating_add(1), now);
         cx.stats.refutations += 1;
         cx.local.raise_health(1);
         cx.broadcast_self();

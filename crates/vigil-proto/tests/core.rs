@@ -959,3 +959,13 @@ fn a_ping_req_for_a_member_that_left_is_answered_with_its_leave_not_a_probe() {
     let p = decoded(&sent[0]);
     assert_eq!((p.message, p.updates[0].clone()), (Message::Gossip, left(&peer(2), 1)));
 }
+
+#[test]
+fn this_member_is_in_its_state_since_it_last_changed_its_claim_not_since_now() {
+    let mut core = me();
+    let later = Instant::from_millis(9_000);
+    assert_eq!(core.local_member(later).since, Instant::ZERO, "since it started");
+    core.set_health(Instant::from_millis(5_000), Health::new(HealthStatus::Degraded, "disk").unwrap());
+    assert_eq!(core.local_member(later).since, Instant::from_millis(5_000), "since its last change");
+    assert_eq!(core.members(later)[0].since, Instant::from_millis(5_000));
+}

@@ -131,8 +131,8 @@ impl Ctx {
         self.out.event(Event { kind, member, evidence });
     }
 
-    pub(crate) fn emit_self(&mut self, now: Instant, kind: EventKind) {
-        let member = self.local.member(now);
+    pub(crate) fn emit_self(&mut self, kind: EventKind) {
+        let member = self.local.member();
         self.out.event(Event { kind, member, evidence: None });
     }
 

@@ -83,7 +83,7 @@ impl Core {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
         let first_push_pull = now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>());
-        let local = Local::new(me, incarnation, config.max_local_health);
+        let local = Local::new(me, incarnation, config.max_local_health, now);
         let (gossip, reconnect) = (config.gossip_interval, config.reconnect_interval);
         let mut cx = Ctx::new(config, rng, local, seed);
         cx.schedule(first_probe, Timer::Probe);
@@ -127,14 +127,14 @@ impl Core {
     /// (or a timeout), then drop it.
     pub fn leave(&mut self, now: Instant) {
         let cx = &mut self.cx;
-        if !cx.local.start_leaving() {
+        if !cx.local.start_leaving(now) {
             return;
         }
         self.prober.stop();
         cx.watches.invalidate();
         let update = Update::Left { name: cx.local.name().clone(), incarnation: cx.local.incarnation() };
         cx.enqueue(&update);
-        cx.emit_self(now, EventKind::Left);
+        cx.emit_self(EventKind::Left);
         cx.gossip_round();
         self.finish();
     }
@@ -180,9 +180,9 @@ impl Core {
             // keeps the change to itself.
             return;
         }
-        cx.local.set_incarnation(cx.local.incarnation().saturating_add(1));
+        cx.local.set_incarnation(cx.local.incarnation().saturating_add(1), now);
         cx.broadcast_self();
-        cx.emit_self(now, EventKind::Updated);
+        cx.emit_self(EventKind::Updated);
     }
 
     /// Adds members known from elsewhere as alive, without events and without
@@ -589,9 +589,10 @@ impl Core {
         self.cx.out.pending()
     }
 
-    /// Snapshot of this member.
-    pub fn local_member(&self, now: Instant) -> Member {
-        self.cx.local.member(now)
+    /// Snapshot of this member. Its `since` is when it started or last
+    /// changed what it says of itself (metadata, health, a refutation).
+    pub fn local_member(&self, _now: Instant) -> Member {
+        self.cx.local.member()
     }
 
     /// Snapshot of one member (this one included), if known.
