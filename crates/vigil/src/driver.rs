@@ -1,7 +1,9 @@
 //! The one task that owns the protocol core: it feeds it datagrams, stream
-//! frames, commands and timeouts, and carries out what it asks for. Each
-//! concern it dispatches to lives in its own file: the link (`link.rs`),
-//! streams (`stream.rs`), joining (`join.rs`), keys (`keys.rs`), snapshots
+//! frames, kernel evidence, commands and timeouts, and carries out what it
+//! asks for. Each concern it dispatches to lives in its own file: the link
+//! (`link.rs`, ICMP errors in `icmp.rs`), streams (`stream.rs`), watch
+//! streams (`watch.rs` to the members it watches, `watchers.rs` for those
+//! that watch it), joining (`join.rs`), keys (`keys.rs`), snapshots
 //! (`publish.rs`).
 
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
-use vigil_proto::{Channel, Core, Event, Instant};
+use vigil_proto::{Channel, Core, Event, Instant, Unreachable};
 
 use crate::command::Command;
 use crate::config::Config;
@@ -20,16 +22,24 @@ use crate::error::CommandError;
 use crate::join::{Join, Resolved};
 use crate::keys;
 use crate::limit::RateLimiter;
-use crate::link::Link;
-use crate::metrics::Counters;
+use crate::link::{Link, PortErrors};
+use crate::metrics::{Counters, Stall};
 use crate::publish::{Publisher, Shared};
-use crate::stream::{FromStream, Streams};
+use crate::stream::{Answer, FromStream, Streams};
+use crate::watch::{self, Report, Watches};
+use crate::watchers::{MAX_HELD, Watchers};
+
+/// Datagrams (and as many stream frames) read at most before the timers run.
+const MAX_DRAIN: usize = 4096;
 
 /// The protocol task: the core and everything it acts through.
 pub(crate) struct Driver {
     core: Core,
     link: Link,
+    port_errors: PortErrors,
     streams: Streams,
+    watches: Watches,
+    watchers: Watchers,
     join: Join,
     envelope: Envelope,
     limiter: RateLimiter,
@@ -57,12 +67,18 @@ impl Driver {
         let mut link = Link::new(udp, seed);
         #[cfg(feature = "testing")]
         link.set_faults(config.faults.clone());
+        let envelope = Envelope::new(config.keyring.clone());
+        let max_frame = config.protocol.max_stream_size;
+        let hello = envelope.seal(Lane::Stream, vec![watch::HELLO]);
         Driver {
-            streams: Streams::start(listener, config.stream_timeout, config.protocol.max_stream_size),
+            streams: Streams::start(listener, config.stream_timeout, max_frame),
+            watches: Watches::new(config.stream_timeout, max_frame, hello),
+            watchers: Watchers::default(),
             join: Join::new(config.join_backoff, shared.local_addr()),
             core,
+            port_errors: link.port_errors(),
             link,
-            envelope: Envelope::new(config.keyring.clone()),
+            envelope,
             limiter: RateLimiter::default(),
             counters: Counters::default(),
             publisher: Publisher::new(shared),
@@ -94,11 +110,25 @@ impl Driver {
                     Ok((n, from)) => self.datagram(from, buf.get(..n).unwrap_or_default()),
                     Err(e) => tracing::debug!("udp receive error: {e}"),
                 },
+                dsts = self.port_errors.next() => {
+                    for dst in dsts {
+                        self.unreachable(dst, Unreachable::PortUnreachable);
+                    }
+                }
                 Some(s) = self.streams.next() => self.stream(s),
+                r = self.watches.next() => self.watch_report(r),
+                () = self.watchers.farewell_written() => {}
                 r = self.join.resolved() => self.resolved(r),
-                () = tokio::time::sleep_until(deadline) => self.tick(),
+                () = tokio::time::sleep_until(deadline) => self.tick(&mut buf),
             }
         }
+        // Farewells being written go out before the sockets close.
+        let written = async {
+            while !self.watchers.farewells_written() {
+                self.watchers.farewell_written().await;
+            }
+        };
+        let _ = tokio::time::timeout(self.stream_timeout, written).await;
         tracing::debug!(member = %self.core.name(), "driver stopped");
     }
 
@@ -108,13 +138,42 @@ impl Driver {
         [core, self.join.next_at(), leave].into_iter().flatten().fold(self.publisher.due(), TokioInstant::min)
     }
 
-    fn tick(&mut self) {
+    /// Timers are due. Whatever arrived meanwhile is handed in first: after a
+    /// stall (the process was stopped or starved) a backlog waits, and the
+    /// acks in it must count before the probes they answer time out.
+    fn tick(&mut self, buf: &mut [u8]) {
+        self.drain(buf);
         let now = self.now();
         self.core.handle_timeout(now);
         let t = TokioInstant::now();
         self.join.tick(t);
         if t >= self.publisher.due() {
             self.publish();
+        }
+    }
+
+    /// Hands in every datagram, stream frame and watch report already queued
+    /// (each bounded by [`MAX_DRAIN`]), without waiting for more.
+    fn drain(&mut self, buf: &mut [u8]) {
+        for _ in 0..MAX_DRAIN {
+            match self.link.try_recv(buf) {
+                Ok(Some((n, from))) => {
+                    self.counters.drained();
+                    self.datagram(from, buf.get(..n).unwrap_or_default());
+                }
+                Ok(None) => break,
+                // An ICMP error pending on the socket is returned once.
+                Err(e) => tracing::debug!("udp receive error: {e}"),
+            }
+        }
+        for _ in 0..MAX_DRAIN {
+            let Some(s) = self.streams.try_next() else { break };
+            self.counters.drained();
+            self.stream(s);
+        }
+        for _ in 0..MAX_DRAIN {
+            let Some(r) = self.watches.try_next() else { break };
+            self.watch_report(r);
         }
     }
 
@@ -125,6 +184,10 @@ impl Driver {
             Command::Leave { timeout, reply } => {
                 self.core.leave(now);
                 self.join.abandon();
+                // Watchers learn it left rather than see their streams close.
+                if let Some(farewell) = self.farewell() {
+                    self.watchers.farewell(&farewell);
+                }
                 self.leaving = Some((TokioInstant::now() + timeout, reply));
             }
             Command::SetMeta { meta, reply } => {
@@ -144,6 +207,7 @@ impl Driver {
                     active.map(|m| (m.name.to_string(), m.addr)).collect()
                 });
                 keys::command(self.envelope.keyring_mut(), op, key, peers, self.stream_timeout, reply);
+                self.keyring_changed();
             }
             Command::ListKeys { reply } => {
                 let _ = reply.send(self.envelope.keyring().map(Keyring::list));
@@ -151,6 +215,59 @@ impl Driver {
             Command::Shutdown => {}
         }
         self.publisher.changed();
+    }
+
+    /// Watch streams opened from now on open with the current primary key.
+    fn keyring_changed(&mut self) {
+        self.watches.set_hello(self.envelope.seal(Lane::Stream, vec![watch::HELLO]));
+    }
+
+    /// While leaving: the sealed farewell for watch streams, counted as sent.
+    fn farewell(&mut self) -> Option<Vec<u8>> {
+        let plain = self.core.farewell()?;
+        let wire = self.envelope.seal(Lane::Stream, plain.clone());
+        self.publisher.shared().traffic().count_out(&plain, wire.len() + 4);
+        Some(wire)
+    }
+
+    /// Kernel evidence that the process behind `addr` is gone.
+    fn unreachable(&mut self, addr: SocketAddr, how: Unreachable) {
+        tracing::debug!(%addr, "kernel evidence: {how}");
+        self.counters.evidence(how);
+        self.core.handle_unreachable(self.now(), addr, how);
+    }
+
+    fn watch_report(&mut self, r: Report) {
+        match r {
+            Report::Opened { addr, .. } => tracing::debug!(%addr, "watch stream open"),
+            Report::Ended { addr, evidence: Some(how), .. } => self.unreachable(addr, how),
+            Report::Ended { .. } => {}
+            Report::Farewell { addr, frame } => {
+                let Some(bytes) = self.open_frame(&frame) else { return };
+                self.publisher.shared().traffic().count_in(&bytes, frame.len() + 4);
+                self.counters.farewell();
+                if let Err(e) = self.core.handle_stream(self.now(), addr, &bytes) {
+                    self.counters.reject(e.reason());
+                    tracing::debug!(%addr, "rejected farewell: {e}");
+                }
+            }
+        }
+    }
+
+    /// A watch stream's hello: hold the stream (a member that is leaving
+    /// answers with its farewell instead).
+    fn admit_watcher(&mut self, from: SocketAddr, reply: oneshot::Sender<Answer>) {
+        if let Some(farewell) = self.farewell() {
+            let _ = reply.send(Answer::Frames(vec![farewell]));
+            return;
+        }
+        match self.watchers.admit() {
+            Some(hold) => {
+                let _ = reply.send(Answer::Hold(hold));
+            }
+            // Dropping the reply closes the connection.
+            None => tracing::debug!(%from, "watch stream closed: {MAX_HELD} held already"),
+        }
     }
 
     fn resolved(&mut self, r: Resolved) {
@@ -195,8 +312,12 @@ impl Driver {
                     let Some(ring) = self.envelope.keyring_mut() else { return };
                     let answer = keys::handle(ring, &bytes);
                     tracing::info!(%from, "cluster key operation applied");
-                    let _ = reply.send(vec![self.envelope.seal(Lane::Stream, answer)]);
+                    let _ = reply.send(Answer::Frames(vec![self.envelope.seal(Lane::Stream, answer)]));
+                    self.keyring_changed();
                     return;
+                }
+                if watch::is_hello(&bytes) {
+                    return self.admit_watcher(from, reply);
                 }
                 self.publisher.shared().traffic().count_in(&bytes, wire.len() + 4);
                 if let Err(e) = self.core.handle_stream(now, from, &bytes) {
@@ -206,7 +327,7 @@ impl Driver {
                 // What the core says to `from` now goes back on this connection.
                 self.streams.begin_answer(from);
                 self.flush();
-                let _ = reply.send(self.streams.finish_answer());
+                let _ = reply.send(Answer::Frames(self.streams.finish_answer()));
             }
             FromStream::Response { from, bytes: wire } => {
                 let Some(bytes) = self.open_frame(&wire) else { return };
@@ -219,9 +340,12 @@ impl Driver {
                     }
                 }
             }
-            FromStream::Failed { peer, error } => {
+            FromStream::Failed { peer, error, refused } => {
                 self.counters.stream_error();
                 tracing::debug!(%peer, "stream failed: {error}");
+                if refused {
+                    self.unreachable(peer, Unreachable::Refused);
+                }
             }
         }
     }
@@ -244,12 +368,17 @@ impl Driver {
                 let _ = self.events.send(e);
             }
         }
-        if let Some((deadline, _)) = &self.leaving
-            && (self.core.leave_disseminated() || TokioInstant::now() >= *deadline)
-            && let Some((_, reply)) = self.leaving.take()
-        {
-            let _ = reply.send(self.core.leave_disseminated());
+        if self.leaving.is_some() {
+            let told = self.core.leave_disseminated() && self.watchers.farewells_written();
+            if let Some((deadline, _)) = &self.leaving
+                && (told || TokioInstant::now() >= *deadline)
+                && let Some((_, reply)) = self.leaving.take()
+            {
+                let _ = reply.send(told);
+            }
         }
+        // The watch streams follow the membership.
+        self.watches.sync(self.core.watched());
     }
 
     /// Seals, counts (by the plaintext's kind, at the size on the wire) and
@@ -275,8 +404,13 @@ impl Driver {
     }
 
     fn publish(&mut self) {
-        #[allow(unused_mut)]
         let mut metrics = self.counters.snapshot(&self.core);
+        metrics.watching = self.watches.open();
+        metrics.watched_by = self.watchers.count();
+        metrics.last_stall = self.core.last_stall().map(|(at, lasted)| Stall {
+            at: (self.origin + Duration::from_micros(at.as_micros())).into_std(),
+            lasted,
+        });
         #[cfg(feature = "testing")]
         {
             metrics.fault_drops = self.link.fault_drops();

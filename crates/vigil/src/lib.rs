@@ -13,7 +13,7 @@
 //! | --- | --- |
 //! | [`Vigil`] | start, join, members, subscribe, set metadata and health, leave, shut down |
 //! | [`Config`] | name, addresses, protocol preset ([`vigil_proto::Config::lan`] etc.) |
-//! | [`Metrics`] | counters: traffic by message kind, rejections, probes, suspicions |
+//! | [`Metrics`] | counters: traffic by message kind, rejections, probes, suspicions, kernel evidence, stalls ([`Stall`]) |
 //! | [`Keyring`], [`Key`], [`KeyOp`] | encryption keys, and their rotation across a running cluster |
 //! | `Faults` | fault injection for tests (drops, delays, blocked peers): only with the cargo feature `testing` |
 //!
@@ -25,15 +25,20 @@
 //! One task, the driver, owns the protocol core; the handle talks to it
 //! through commands and reads the snapshots it publishes. A datagram goes
 //! socket → rate limit → decrypt → core → events on a broadcast channel.
+//! Besides packets, the driver hands the core the kernel's evidence that a
+//! member's process is gone ([`Unreachable`]): a watch stream that ended, a
+//! stream connection refused, a datagram that drew an ICMP port unreachable.
 //!
 //! | file | what |
 //! | --- | --- |
 //! | `handle.rs` | [`Vigil`]: starts the driver, sends it commands (`command.rs`) |
 //! | `driver.rs` | the event loop: commands, datagrams, stream frames, timers; dispatch to the files below |
 //! | `link.rs` | the UDP socket; in `testing` builds the one place faults apply (`fault.rs`) |
+//! | `icmp.rs` | ICMP port-unreachable errors for sent datagrams (Linux, `IP_RECVERR`) |
 //! | `limit.rs` | per-source rate limit of datagrams, before any decryption |
 //! | `crypto.rs` | the envelope: XChaCha20-Poly1305 under a keyring |
 //! | `stream.rs` | TCP: accept loop, outbound exchanges, replies on inbound connections |
+//! | `watch.rs`, `watchers.rs` | watch streams: held open to the members this one watches; held for those that watch it, and the farewell on leaving |
 //! | `transport.rs` | binding the sockets, and stream framing |
 //! | `join.rs` | seeds, DNS resolution, attempts with backoff |
 //! | `keys.rs` | key operations here and across the cluster |
@@ -86,6 +91,8 @@ mod error;
 #[cfg(feature = "testing")]
 mod fault;
 mod handle;
+#[cfg(target_os = "linux")]
+mod icmp;
 mod join;
 mod keys;
 mod limit;
@@ -94,6 +101,8 @@ mod metrics;
 mod publish;
 mod stream;
 mod transport;
+mod watch;
+mod watchers;
 
 pub use config::Config;
 pub use crypto::{Key, KeyError, Keyring};
@@ -102,7 +111,8 @@ pub use error::{CommandError, StartError};
 pub use fault::{Faults, IpOrAddr};
 pub use handle::Vigil;
 pub use keys::{KeyOp, KeyReport};
-pub use metrics::{KindCounts, Metrics};
+pub use metrics::{KindCounts, Metrics, Stall};
 pub use vigil_proto::{
-    Event, EventKind, Evidence, Health, HealthStatus, Member, Meta, Name, ProbeEvidence, State,
+    Event, EventKind, Evidence, ExitEvidence, Health, HealthStatus, Member, Meta, Name, ProbeEvidence, State,
+    Unreachable,
 };

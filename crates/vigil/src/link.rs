@@ -2,7 +2,8 @@
 //! place where a test build's fault injection (cargo feature `testing`,
 //! `fault.rs`) drops, delays or blocks packets: outbound datagrams, outbound
 //! stream messages and inbound datagrams. In other builds every packet
-//! passes and no fault code is compiled.
+//! passes and no fault code is compiled. On Linux the link also reports the
+//! ICMP port-unreachable errors its datagrams drew (`icmp.rs`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,6 +29,10 @@ impl Link {
         udp: UdpSocket,
         #[cfg_attr(not(feature = "testing"), allow(unused_variables))] seed: u64,
     ) -> Self {
+        #[cfg(target_os = "linux")]
+        if let Err(e) = udp.local_addr().and_then(|a| crate::icmp::enable(&udp, a)) {
+            tracing::warn!("ICMP errors are not reported (IP_RECVERR): {e}");
+        }
         Link {
             udp: Arc::new(udp),
             #[cfg(feature = "testing")]
@@ -50,15 +55,43 @@ impl Link {
     /// The next datagram the link lets in: its length in `buf`, and its source.
     /// Cancel-safe: nothing is lost when the future is dropped.
     pub(crate) async fn recv(&mut self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        #[cfg(feature = "testing")]
         loop {
             let (n, from) = self.udp.recv_from(buf).await?;
-            if self.faults.decide(&from, Path::InboundDatagram).is_some() {
+            if self.lets_in(&from) {
                 return Ok((n, from));
             }
         }
+    }
+
+    /// The next datagram already queued, without waiting (`None`: none).
+    /// Datagrams that fault injection drops are skipped.
+    pub(crate) fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
+        loop {
+            let (n, from) = match self.udp.try_recv_from(buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if self.lets_in(&from) {
+                return Ok(Some((n, from)));
+            }
+        }
+    }
+
+    /// Whether a datagram from `from` gets in (in test builds, faults drop some).
+    fn lets_in(
+        &mut self,
+        #[cfg_attr(not(feature = "testing"), allow(unused_variables))] from: &SocketAddr,
+    ) -> bool {
+        #[cfg(feature = "testing")]
+        return self.faults.decide(from, Path::InboundDatagram).is_some();
         #[cfg(not(feature = "testing"))]
-        self.udp.recv_from(buf).await
+        true
+    }
+
+    /// Where the ICMP errors drawn by this link's datagrams come out.
+    pub(crate) fn port_errors(&self) -> PortErrors {
+        PortErrors { udp: self.udp.clone() }
     }
 
     /// Sends a datagram (in test builds: maybe later, maybe never). An error
@@ -77,7 +110,14 @@ impl Link {
             }
             Some(_) => {}
         }
-        self.udp.try_send_to(&payload, dst).map(drop)
+        match self.udp.try_send_to(&payload, dst) {
+            Ok(_) => Ok(()),
+            // An ICMP error drawn by an earlier datagram (to any address) is
+            // the socket's pending error, returned by this send instead of
+            // sending it: once cleared by that, the send goes through.
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => self.udp.try_send_to(&payload, dst).map(drop),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether a stream message to `dst` may go: `None` drops it, otherwise
@@ -90,5 +130,24 @@ impl Link {
         return self.faults.decide(&dst, Path::OutboundStream);
         #[cfg(not(feature = "testing"))]
         Some(Duration::ZERO)
+    }
+}
+
+/// The ICMP port-unreachable errors drawn by the link's datagrams (Linux;
+/// elsewhere none are ever reported).
+#[derive(Debug)]
+pub(crate) struct PortErrors {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    udp: Arc<UdpSocket>,
+}
+
+impl PortErrors {
+    /// The destinations of datagrams that drew a port unreachable since the
+    /// last call (possibly none). Cancel-safe.
+    pub(crate) async fn next(&self) -> Vec<SocketAddr> {
+        #[cfg(target_os = "linux")]
+        return crate::icmp::port_unreachable(&self.udp).await;
+        #[cfg(not(target_os = "linux"))]
+        std::future::pending().await
     }
 }

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use vigil_proto::Core;
 use vigil_proto::codec::MESSAGE_KINDS;
+use vigil_proto::{Core, Unreachable};
 
 const KINDS: usize = MESSAGE_KINDS.len() + 1;
 
@@ -64,6 +65,24 @@ pub struct Metrics {
     pub send_errors: u64,
     /// Stream exchanges that failed (connect, timeout, reset).
     pub stream_errors: u64,
+    /// Kernel evidence that a process is gone, handed to the core, by kind:
+    /// `port_unreachable` (ICMP, Linux only), `refused` (a stream connection
+    /// refused), `stream_closed` (a watch stream ended). Every kind is listed,
+    /// zero included.
+    pub evidence: Vec<(&'static str, u64)>,
+    /// Watch streams open now to the members this one watches.
+    pub watching: usize,
+    /// Watch streams held now for the members that watch this one.
+    pub watched_by: usize,
+    /// Farewells read on watch streams (a watched member left).
+    pub farewells_received: u64,
+    /// Datagrams and stream frames found already queued when timers fell
+    /// due, and handed in before them (after a stall: the backlog).
+    pub backlog_drained: u64,
+    /// The last time this member noticed it had not been running (see
+    /// [`Stall`]); the count and total are in `protocol.stalls` and
+    /// `protocol.stalled_for`.
+    pub last_stall: Option<Stall>,
     /// Packets dropped on purpose by fault injection (feature `testing` only).
     #[cfg(feature = "testing")]
     pub fault_drops: u64,
@@ -73,6 +92,30 @@ pub struct Metrics {
     pub local_health: u32,
     /// Alive and suspect members, this one included.
     pub members: usize,
+}
+
+/// A time this member was not running (stopped, paused, starved of CPU):
+/// its timers fired far later than asked. It accuses no one of what the
+/// stall caused, and its local health score rises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stall {
+    /// When it noticed (on waking).
+    pub at: std::time::Instant,
+    /// How long it had not been running.
+    pub lasted: Duration,
+}
+
+/// Counter labels of kernel evidence, in the order [`Metrics::evidence`] lists them.
+const EVIDENCE_KINDS: [&str; 3] = ["port_unreachable", "refused", "stream_closed"];
+
+fn evidence_index(how: Unreachable) -> Option<usize> {
+    match how {
+        Unreachable::PortUnreachable => Some(0),
+        Unreachable::Refused => Some(1),
+        Unreachable::StreamClosed => Some(2),
+        _ => None,
+    }
 }
 
 impl Traffic {
@@ -89,12 +132,15 @@ impl Traffic {
     }
 }
 
-/// The driver's own counters: rejections and errors.
+/// The driver's own counters: rejections, errors, evidence.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     rejected: BTreeMap<&'static str, u64>,
     send_errors: u64,
     stream_errors: u64,
+    evidence: [u64; EVIDENCE_KINDS.len()],
+    farewells: u64,
+    backlog: u64,
 }
 
 impl Counters {
@@ -113,12 +159,33 @@ impl Counters {
         self.stream_errors += 1;
     }
 
-    /// Every counter but traffic (which the publisher adds).
+    /// Kernel evidence was handed to the core.
+    pub(crate) fn evidence(&mut self, how: Unreachable) {
+        if let Some(i) = evidence_index(how) {
+            self.evidence[i] += 1;
+        }
+    }
+
+    /// A farewell was read on a watch stream.
+    pub(crate) fn farewell(&mut self) {
+        self.farewells += 1;
+    }
+
+    /// A datagram or stream frame from the backlog was handed in before timers.
+    pub(crate) fn drained(&mut self) {
+        self.backlog += 1;
+    }
+
+    /// Every counter but traffic (which the publisher adds) and what the
+    /// driver's parts know (watch streams, the last stall's instant).
     pub(crate) fn snapshot(&self, core: &Core) -> Metrics {
         Metrics {
             rejected: self.rejected.iter().map(|(k, v)| (*k, *v)).collect(),
             send_errors: self.send_errors,
             stream_errors: self.stream_errors,
+            evidence: EVIDENCE_KINDS.iter().copied().zip(self.evidence).collect(),
+            farewells_received: self.farewells,
+            backlog_drained: self.backlog,
             protocol: core.stats().clone(),
             local_health: core.local_health(),
             members: core.num_members(),

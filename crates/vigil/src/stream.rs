@@ -3,7 +3,9 @@
 //! task; each outbound message opens its own connection (an exchange) and
 //! reads the peer's answers on it; answers to an inbound connection are
 //! routed back onto that connection. Everything comes back to the driver as
-//! a [`FromStream`]. Frames are read and written by `transport.rs`.
+//! a [`FromStream`]. An inbound connection that the driver answers with
+//! [`Answer::Hold`] is a watch stream: it leaves the short-exchange slots and
+//! is held by `watchers.rs`. Frames are read and written by `transport.rs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::transport::{read_frame, write_frame};
+use crate::watchers::{self, Hold};
 
 /// Inbound stream connections served at once; more wait in the kernel backlog.
 const MAX_INBOUND_STREAMS: usize = 256;
@@ -23,12 +26,23 @@ const MAX_ANSWERS: usize = 4;
 /// What stream tasks hand back to the driver (frames still sealed).
 #[derive(Debug)]
 pub(crate) enum FromStream {
-    /// A peer connected and sent a frame; replies go back through `reply`.
-    Inbound { from: SocketAddr, bytes: Vec<u8>, reply: oneshot::Sender<Vec<Vec<u8>>> },
+    /// A peer connected and sent a frame; the answer goes back through `reply`
+    /// (dropping it closes the connection).
+    Inbound { from: SocketAddr, bytes: Vec<u8>, reply: oneshot::Sender<Answer> },
     /// A frame that came back on a connection this member opened to `from`.
     Response { from: SocketAddr, bytes: Vec<u8> },
-    /// A stream exchange failed.
-    Failed { peer: SocketAddr, error: String },
+    /// A stream exchange failed; `refused` when the connection to `peer`
+    /// was refused (kernel evidence that nothing listens there).
+    Failed { peer: SocketAddr, error: String, refused: bool },
+}
+
+/// The driver's answer to an inbound connection's first frame.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// Write these frames (sealed), then close.
+    Frames(Vec<Vec<u8>>),
+    /// A watch stream: hold it open (`watchers.rs`).
+    Hold(Hold),
 }
 
 /// The stream side of a member: the accept loop, outbound exchanges, and
@@ -55,6 +69,11 @@ impl Streams {
     /// The next thing a stream task reports.
     pub(crate) async fn next(&mut self) -> Option<FromStream> {
         self.rx.recv().await
+    }
+
+    /// A report already waiting, if any.
+    pub(crate) fn try_next(&mut self) -> Option<FromStream> {
+        self.rx.try_recv().ok()
     }
 
     /// From now until [`Streams::finish_answer`], messages to `peer` are
@@ -95,10 +114,12 @@ impl Streams {
                     }
                     return;
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "timed out".into(),
+                // Only a connect is ever refused.
+                Ok(Err(e)) => (e.to_string(), e.kind() == std::io::ErrorKind::ConnectionRefused),
+                Err(_) => ("timed out".into(), false),
             };
-            let _ = tx.send(FromStream::Failed { peer: dst, error: report }).await;
+            let (error, refused) = report;
+            let _ = tx.send(FromStream::Failed { peer: dst, error, refused }).await;
         });
     }
 }
@@ -141,26 +162,35 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<FromStream>, max: u
         };
         let tx = tx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let serve = async {
-                let Some(bytes) = read_frame(&mut stream, max).await? else { return Ok(()) };
+                let Some(bytes) = read_frame(&mut stream, max).await? else { return Ok(None) };
                 let (reply_tx, reply_rx) = oneshot::channel();
                 if tx.send(FromStream::Inbound { from: peer, bytes, reply: reply_tx }).await.is_err() {
-                    return Ok(());
+                    return Ok(None);
                 }
-                if let Ok(replies) = reply_rx.await {
-                    for r in replies {
-                        write_frame(&mut stream, &r).await?;
+                match reply_rx.await {
+                    Ok(Answer::Hold(hold)) => return Ok(Some(hold)),
+                    Ok(Answer::Frames(replies)) => {
+                        for r in replies {
+                            write_frame(&mut stream, &r).await?;
+                        }
                     }
+                    Err(_) => {}
                 }
-                tokio::io::AsyncWriteExt::shutdown(&mut stream).await
+                tokio::io::AsyncWriteExt::shutdown(&mut stream).await.map(|()| None)
             };
             let error = match tokio::time::timeout(timeout, serve).await {
-                Ok(Ok(())) => return,
+                Ok(Ok(None)) => return,
+                Ok(Ok(Some(hold))) => {
+                    // A watch stream frees its short-exchange slot.
+                    drop(permit);
+                    return watchers::hold(stream, hold, timeout).await;
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "timed out".into(),
             };
-            let _ = tx.send(FromStream::Failed { peer, error }).await;
+            drop(permit);
+            let _ = tx.send(FromStream::Failed { peer, error, refused: false }).await;
         });
     }
 }

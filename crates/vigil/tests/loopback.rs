@@ -10,35 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{drain, failure_window, periods, wait_until};
+use support::{drain, failure_window, local, periods, start_cluster, state_of, wait_until};
 use vigil::{Config, Event, EventKind, Faults, State, Vigil};
 
-fn local(name: &str) -> Config {
-    Config::new(name, "127.0.0.1:0".parse().unwrap()).with_protocol(vigil_proto::Config::local())
-}
-
 async fn cluster(n: usize) -> Vec<Vigil> {
-    let mut members = Vec::new();
-    for i in 0..n {
-        members.push(Vigil::start(local(&format!("m{i}"))).await.expect("start"));
-    }
-    let seed = members[0].local_addr().to_string();
-    for m in &members[1..] {
-        m.join(std::slice::from_ref(&seed), Duration::from_secs(10)).await.expect("join");
-    }
-    wait_until("all members alive everywhere", Duration::from_secs(20), || {
-        members.iter().all(|m| alive_count(m) == n)
-    })
-    .await;
-    members
-}
-
-fn alive_count(m: &Vigil) -> usize {
-    m.members().iter().filter(|x| x.state == State::Alive).count()
-}
-
-fn state_of(m: &Vigil, name: &str) -> Option<State> {
-    m.member(name).map(|x| x.state)
+    start_cluster((0..n).map(|i| local(&format!("m{i}"))).collect()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

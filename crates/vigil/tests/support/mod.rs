@@ -1,12 +1,47 @@
-//! What the runtime's integration tests share: bounded waits on a
-//! condition, and waits measured in protocol periods rather than seconds.
+//! What the runtime's integration tests share: members on loopback, bounded
+//! waits on a condition, and waits measured in protocol periods rather than
+//! seconds.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use vigil::{Event, Vigil};
+use vigil::{Config, Event, State, Vigil};
+
+/// A member on 127.0.0.1 (a free port) with the `local()` protocol preset.
+pub fn local(name: &str) -> Config {
+    Config::new(name, "127.0.0.1:0".parse().unwrap()).with_protocol(vigil_proto::Config::local())
+}
+
+/// Starts a member from each config, joins them all through the first, and
+/// waits until every one holds every other alive.
+pub async fn start_cluster(configs: Vec<Config>) -> Vec<Vigil> {
+    let n = configs.len();
+    let mut members = Vec::new();
+    for c in configs {
+        members.push(Vigil::start(c).await.expect("start"));
+    }
+    let seed = members[0].local_addr().to_string();
+    for m in &members[1..] {
+        m.join(std::slice::from_ref(&seed), Duration::from_secs(10)).await.expect("join");
+    }
+    wait_until("all members alive everywhere", Duration::from_secs(20), || {
+        members.iter().all(|m| alive_count(m) == n)
+    })
+    .await;
+    members
+}
+
+/// Members `m` holds alive, itself included.
+pub fn alive_count(m: &Vigil) -> usize {
+    m.members().iter().filter(|x| x.state == State::Alive).count()
+}
+
+/// The state `m` holds `name` in.
+pub fn state_of(m: &Vigil, name: &str) -> Option<State> {
+    m.member(name).map(|x| x.state)
+}
 
 /// Polls `done` every 20 ms until it holds; panics naming `what` after `limit`.
 pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
