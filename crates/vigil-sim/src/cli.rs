@@ -338,9 +338,20 @@ fn parse_crash(
 /// Flags of a QoS tuning search.
 #[derive(Debug, Clone, Args)]
 pub struct TuneArgs {
-    /// Median full-detection time to reach, e.g. 3s.
+    /// Median full-detection time of a process exit (crash, kill) to reach, e.g. 3s.
     #[arg(long, default_value = "3s")]
     pub target_detection: String,
+    /// Median full-detection time of a host going down (silence) to reach, e.g. 8s.
+    #[arg(long, value_name = "DURATION")]
+    pub target_host_down: Option<String>,
+    /// The longest pause (stop signal, GC, swap) a member may take without
+    /// being declared failed: pause_tolerance is sized from it (plus one
+    /// protocol period) unless set with --set.
+    #[arg(long, value_name = "DURATION", default_value = "3s")]
+    pub tolerate_pause: String,
+    /// Protocol override kept in every candidate, e.g. watch_count=3. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Most false failures per day allowed (extrapolated from the runs).
     #[arg(long, default_value_t = 0.1)]
     pub max_false_failures_per_day: f64,
