@@ -326,6 +326,18 @@ impl Cluster {
         &self.eng.violations
     }
 
+    /// Keeps a text trace of everything that happens from now on (one line
+    /// per delivery, wake-up, fault, piece of evidence and event), for
+    /// [`trace`](Self::trace): to read why a test failed.
+    pub fn keep_trace(&mut self) {
+        self.eng.trace.get_or_insert_with(String::new);
+    }
+
+    /// The text trace kept since [`keep_trace`](Self::keep_trace).
+    pub fn trace(&self) -> Option<&str> {
+        self.eng.trace.as_deref()
+    }
+
     /// Digest of everything that happened (deliveries, wake-ups, faults,
     /// events): the same seed and the same calls give the same digest.
     pub fn trace_digest(&self) -> u64 {

@@ -192,7 +192,7 @@ fn the_invariants_catch_the_bugs_they_exist_for() {
     left.on_leave(4, 3);
     assert!(left.on_failed(30, 1, 4, 3).is_some());
     // A member paused for 3 s, with a 5 s tolerance, declared failed when it woke.
-    let mut pauses = PausesBelowToleranceNeverFailed::new(5_000_000, 10_000_000);
+    let mut pauses = PausesBelowToleranceNeverFailed::new(5_000_000, 500_000, 10_000_000);
     pauses.on_freeze(6, 20_000_000, 23_000_000);
     assert!(pauses.on_failed(23_000_500, 2, 6).is_some());
 }

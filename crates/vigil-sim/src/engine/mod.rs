@@ -212,6 +212,7 @@ impl Engine {
         let (_, smax) = config.suspicion_bounds(1_000_000);
         let pause_grace = (smax + config.probe_interval * 4).as_micros() as u64;
         let tolerance = config.pause_tolerance.as_micros() as u64;
+        let probe_timeout = config.probe_timeout_max.as_micros() as u64;
         Engine {
             now: 0,
             incarnations: IncarnationsNeverGoBack::new(config.dead_retention.as_micros() as u64),
@@ -226,7 +227,7 @@ impl Engine {
             left: LeftNeverFailed::default(),
             quiet_alive: LiveAliveAfterQuiet::default(),
             converge: ViewsConverge::default(),
-            pauses: PausesBelowToleranceNeverFailed::new(tolerance, pause_grace),
+            pauses: PausesBelowToleranceNeverFailed::new(tolerance, probe_timeout, pause_grace),
             check_invariants: true,
             violations: Vec::new(),
             violation_count: 0,
