@@ -50,8 +50,9 @@ pub enum Command {
     /// Simulate a cluster of this configuration (up to thousands of members)
     /// in virtual time: detection times, false failures, bandwidth.
     Sim(vigil_sim::SimArgs),
-    /// Search the simulator for the cheapest protocol settings that meet a
-    /// detection target.
+    /// Search the simulator for the cheapest protocol settings that meet
+    /// detection targets (process exits, hosts down, pauses); prints a
+    /// configuration file for `vigil agent --config` (`vigil tune > vigil.toml`).
     Tune(vigil_sim::TuneArgs),
 }
 

@@ -99,6 +99,10 @@ pub struct FileConfig {
     pub handler: Vec<crate::act::HandlerFile>,
     /// Failover role (`[failover]` table).
     pub failover: Option<crate::act::FailoverFile>,
+    /// Protocol settings over the preset's (`[protocol]` table, as `vigil
+    /// tune` prints it): `probe_interval = "1s"`, `pause_tolerance = "5s"`,
+    /// `watch_count = 2`, ... (the names `vigil sim --set` takes).
+    pub protocol: Option<BTreeMap<String, toml::Value>>,
 }
 
 /// A small serde helper: durations as humantime strings (`"500ms"`, `"5s"`).
@@ -151,6 +155,8 @@ pub struct AgentConfig {
     pub http_token_file: Option<PathBuf>,
     /// Health checks, event handlers and failover.
     pub act: crate::act::ActConfig,
+    /// Protocol settings over the preset's, by name, as text (checked).
+    pub protocol_overrides: Vec<(String, String)>,
 }
 
 impl AgentConfig {
@@ -211,6 +217,7 @@ impl AgentConfig {
             insecure_plaintext: args.insecure_plaintext.or(file.insecure_plaintext).unwrap_or(false),
             http_token_file: args.http_token_file.clone().or(file.http_token_file),
             act,
+            protocol_overrides: protocol_overrides(file.protocol.unwrap_or_default())?,
         };
         let mut config = config;
         if config.bind.ip().is_unspecified() && config.advertise.is_none() {
@@ -270,17 +277,52 @@ impl AgentConfig {
         if self.leave_timeout.is_zero() || self.leave_timeout > Duration::from_secs(300) {
             return Err(invalid("leave_timeout", "must be between 1ms and 5m"));
         }
+        let mut protocol = self.preset_protocol();
+        for (k, v) in &self.protocol_overrides {
+            vigil_sim::apply_override(&mut protocol, k, v).map_err(|e| invalid("protocol", e.to_string()))?;
+        }
+        protocol.validate().map_err(|e| invalid("protocol", e.to_string()))?;
         Ok(())
     }
 
-    /// The protocol settings of the preset.
-    pub fn protocol(&self) -> vigil_proto::Config {
+    fn preset_protocol(&self) -> vigil_proto::Config {
         match self.preset {
             Preset::Lan => vigil_proto::Config::lan(),
             Preset::Wan => vigil_proto::Config::wan(),
             Preset::Local => vigil_proto::Config::local(),
         }
     }
+
+    /// The protocol settings: the preset's, then the `[protocol]` table's.
+    pub fn protocol(&self) -> vigil_proto::Config {
+        let mut protocol = self.preset_protocol();
+        for (k, v) in &self.protocol_overrides {
+            // Checked by `validate`.
+            let _ = vigil_sim::apply_override(&mut protocol, k, v);
+        }
+        protocol
+    }
+}
+
+/// The `[protocol]` table's values as text: strings (durations) as they
+/// are, numbers and booleans written out.
+fn protocol_overrides(table: BTreeMap<String, toml::Value>) -> Result<Vec<(String, String)>, ConfigError> {
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => format!("{f:?}"),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    let reason = format!("`{k}` is a {}, not a string, number or boolean", other.type_str());
+                    return Err(invalid("protocol", reason));
+                }
+            };
+            Ok((k, text))
+        })
+        .collect()
 }
 
 /// Reads and parses a config file.
@@ -381,6 +423,32 @@ mod tests {
         assert!(e.contains("leave_timeout"), "{e}");
         let e = parse_file("preset = \"moon\"").unwrap_err();
         assert!(e.contains("preset") && e.contains("moon"), "{e}");
+    }
+
+    #[test]
+    fn a_protocol_table_as_vigil_tune_prints_it_sets_the_protocol_over_the_preset() {
+        let file = parse_file(
+            "preset = \"lan\"\n[protocol]\nprobe_interval = \"2s\"\nsuspicion_min_mult = 0.5\nwatch_count = 3\npause_tolerance = \"7s\"\n",
+        )
+        .unwrap();
+        let c = AgentConfig::merge(&args(&["--name", "a", "--insecure-plaintext"]), file).unwrap();
+        let p = c.protocol();
+        assert_eq!(p.probe_interval, Duration::from_secs(2));
+        assert_eq!((p.suspicion_min_mult, p.watch_count), (0.5, 3));
+        assert_eq!(p.pause_tolerance, Duration::from_secs(7));
+        assert_eq!(p.gossip_interval, vigil_proto::Config::lan().gossip_interval, "the rest from the preset");
+        let bad = |text: &str| {
+            let file = parse_file(text).unwrap();
+            AgentConfig::merge(&args(&["--name", "a", "--insecure-plaintext"]), file).unwrap_err().to_string()
+        };
+        let e = bad("[protocol]\nprobe_intervall = \"1s\"\n");
+        assert!(e.contains("`protocol`") && e.contains("probe_intervall"), "{e}");
+        let e = bad("[protocol]\nprobe_interval = 5\n");
+        assert!(e.contains("`protocol`") && e.contains("probe_interval=5"), "{e}");
+        let e = bad("[protocol]\nwatch_count = [1]\n");
+        assert!(e.contains("watch_count") && e.contains("array"), "{e}");
+        let e = bad("[protocol]\nwatch_count = 99\n");
+        assert!(e.contains("watch_count"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::Args;
 use crate::error::ScenarioError;
 use crate::scenario::{
     Churn, CrashSpec, Crashes, FreezeSpec, MassFailure, PartitionSpec, Preset, Scenario, SlowSpec, Start,
+    StarveSpec,
 };
 use crate::select::Select;
 use crate::units::{Dur, Frac};
@@ -31,14 +32,28 @@ pub struct SimArgs {
     /// One-way latency: 0.3ms, uniform:0.1ms..0.5ms, lognormal:0.25ms,0.4, pareto:0.2ms,2.5.
     #[arg(long)]
     pub latency: Option<String>,
-    /// Crashes: N (N random crash-and-restarts spread over the run) or
-    /// count=N,restart_after=30s, or at=60s,members=3[,restart_after=10s]. Repeatable.
+    /// Process exits (the host stays up: its kernel refuses connections,
+    /// closes the streams the process held and answers datagrams with ICMP
+    /// port unreachable): N (N random exit-and-restarts spread over the run)
+    /// or count=N,restart_after=30s, or at=60s,members=3[,restart_after=10s].
+    /// Repeatable. (Before process exits were modelled, a crash was a silent
+    /// host: that is now --host-down.)
     #[arg(long, value_name = "SPEC")]
     pub crash: Vec<String>,
-    /// Freezes: DURATION (one random member for that long every 60 s) or
+    /// Hosts going down (silence: nothing to or from the member arrives,
+    /// nothing comes back), same forms as --crash. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub host_down: Vec<String>,
+    /// Freezes (stop signal, GC pause: nothing processed, everything
+    /// queues): DURATION (one random member for that long every 60 s) or
     /// duration=5s,every=60s,members=random:1,at=20s. Repeatable.
     #[arg(long, value_name = "SPEC")]
     pub freeze: Vec<String>,
+    /// CPU starvation (a cgroup quota): members=1,at=30s,duration=60s,run=1ms,every=1s
+    /// (the members run `run` of every `every` for `duration`; defaults: one
+    /// random member, from the chaos phase, 60 s, 1 ms of every 1 s). Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub starve: Vec<String>,
     /// Partitions: SHARE (e.g. 50%: that share against the rest, 10 s into the
     /// chaos phase, healed 30 s later) or group=0%..30%,group=30%..60%,at=60s,heal_after=30s. Repeatable.
     #[arg(long, value_name = "SPEC")]
@@ -163,7 +178,26 @@ impl SimArgs {
             s.config.insert(k.trim().to_owned(), v.trim().to_owned());
         }
         for spec in &self.crash {
-            parse_crash(&mut s, spec)?;
+            let chaos = s.chaos_start();
+            parse_crash(&mut s.crashes, &mut s.crash, chaos, "crash", spec)?;
+        }
+        for spec in &self.host_down {
+            let chaos = s.chaos_start();
+            parse_crash(&mut s.host_downs, &mut s.host_down, chaos, "host-down", spec)?;
+        }
+        for spec in &self.starve {
+            let mut st = StarveSpec::new(None);
+            for (k, v) in pairs(spec) {
+                match k.as_str() {
+                    "members" => st.members = v.parse()?,
+                    "at" => st.at = Some(v.parse()?),
+                    "" | "duration" => st.duration = v.parse()?,
+                    "run" => st.run = v.parse()?,
+                    "every" => st.every = v.parse()?,
+                    _ => return Err(unknown("starve", &k)),
+                }
+            }
+            s.starve.push(st);
         }
         for spec in &self.freeze {
             let mut f = FreezeSpec {
@@ -250,17 +284,24 @@ impl SimArgs {
     }
 }
 
-fn parse_crash(s: &mut Scenario, spec: &str) -> Result<(), ScenarioError> {
+/// A `--crash` or `--host-down` spec: into `spread` (a count) or `list`.
+fn parse_crash(
+    spread: &mut Option<Crashes>,
+    list: &mut Vec<CrashSpec>,
+    chaos_start: std::time::Duration,
+    flag: &'static str,
+    spec: &str,
+) -> Result<(), ScenarioError> {
     let kv = pairs(spec);
     if let [(k, v)] = kv.as_slice()
         && k.is_empty()
     {
         let count = v.parse().map_err(|_| ScenarioError::Value {
-            field: "crash",
+            field: flag,
             value: v.clone(),
             reason: "a count, or key=value pairs",
         })?;
-        s.crashes = Some(Crashes { count, restart_after: Dur::secs(30) });
+        *spread = Some(Crashes { count, restart_after: Dur::secs(30) });
         return Ok(());
     }
     if kv.iter().any(|(k, _)| k == "count") {
@@ -269,37 +310,48 @@ fn parse_crash(s: &mut Scenario, spec: &str) -> Result<(), ScenarioError> {
             match k.as_str() {
                 "count" => {
                     c.count = v.parse().map_err(|_| ScenarioError::Value {
-                        field: "crash",
+                        field: flag,
                         value: v.clone(),
                         reason: "a count",
                     })?
                 }
                 "restart_after" => c.restart_after = v.parse()?,
-                _ => return Err(unknown("crash", &k)),
+                _ => return Err(unknown(flag, &k)),
             }
         }
-        s.crashes = Some(c);
+        *spread = Some(c);
         return Ok(());
     }
-    let mut c = CrashSpec { at: Dur(s.chaos_start()), members: Select::Random(1), restart_after: None };
+    let mut c = CrashSpec { at: Dur(chaos_start), members: Select::Random(1), restart_after: None };
     for (k, v) in kv {
         match k.as_str() {
             "at" => c.at = v.parse()?,
             "members" => c.members = v.parse()?,
             "restart_after" => c.restart_after = Some(v.parse()?),
-            _ => return Err(unknown("crash", &k)),
+            _ => return Err(unknown(flag, &k)),
         }
     }
-    s.crash.push(c);
+    list.push(c);
     Ok(())
 }
 
 /// Flags of a QoS tuning search.
 #[derive(Debug, Clone, Args)]
 pub struct TuneArgs {
-    /// Median full-detection time to reach, e.g. 3s.
+    /// Median full-detection time of a process exit (crash, kill) to reach, e.g. 3s.
     #[arg(long, default_value = "3s")]
     pub target_detection: String,
+    /// Median full-detection time of a host going down (silence) to reach, e.g. 8s.
+    #[arg(long, value_name = "DURATION")]
+    pub target_host_down: Option<String>,
+    /// The longest pause (stop signal, GC, swap) a member may take without
+    /// being declared failed: pause_tolerance is sized from it (plus one
+    /// protocol period) unless set with --set.
+    #[arg(long, value_name = "DURATION", default_value = "3s")]
+    pub tolerate_pause: String,
+    /// Protocol override kept in every candidate, e.g. watch_count=3. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Most false failures per day allowed (extrapolated from the runs).
     #[arg(long, default_value_t = 0.1)]
     pub max_false_failures_per_day: f64,

@@ -6,8 +6,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rand::SeedableRng;
-use rand::rngs::ChaCha8Rng;
 use vigil_proto::{Config, Core, EventKind, Instant, State};
 
 use crate::engine::{Captured, Engine, Seen, Status};
@@ -47,16 +45,7 @@ impl Cluster {
     /// `n` members started at incarnation 1, each knowing only itself;
     /// latency [`DEFAULT_LATENCY`](Self::DEFAULT_LATENCY), no loss.
     pub fn new(n: usize, config: Config, seed: u64) -> Cluster {
-        let net = Net {
-            latency: Self::DEFAULT_LATENCY,
-            loss: 0.0,
-            rto: 200_000,
-            rules: Vec::new(),
-            group: Vec::new(),
-            partitioned: false,
-            healed_at: None,
-            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x4E45_5457_4F52_4B00),
-        };
+        let net = Net::new(Self::DEFAULT_LATENCY, 0.0, 200_000, seed);
         let mut eng = Engine::new(config, seed, net, 0, false);
         eng.log = Some(Vec::new());
         for _ in 0..n {
@@ -130,10 +119,41 @@ impl Cluster {
         self.eng.flush(i);
     }
 
-    /// Member `i`'s process stops: nothing in or out, no timers, its memory
-    /// gone.
+    /// Member `i`'s process exits (killed, crashed, out of memory) while
+    /// its host stays up: no timers, its memory gone, and its host's kernel
+    /// answers for it. A datagram to it draws an ICMP port unreachable at
+    /// the sender, a connection to it is refused, and the watch streams held
+    /// to it close; each reaches the member concerned as
+    /// [`Core::handle_unreachable`]. A member that was leaving writes its
+    /// farewell on those streams first.
     pub fn crash(&mut self, i: usize) {
         self.eng.crash(i);
+    }
+
+    /// Member `i`'s host goes down (powered off, cable cut): nothing reaches
+    /// it, nothing comes from it, nothing comes back. Only silence.
+    pub fn host_down(&mut self, i: usize) {
+        self.eng.host_down(i);
+    }
+
+    /// Member `i`'s process is paused for `d` (a stop signal, a long GC
+    /// pause): it processes nothing, everything sent to it queues (its
+    /// streams stay open: no evidence). When it resumes it first handles
+    /// everything that queued, then its timers.
+    pub fn freeze(&mut self, i: usize, d: Duration) {
+        let until = self.eng.now + us(d);
+        self.eng.freeze(i, until);
+    }
+
+    /// Member `i` is starved of CPU for `d`: it runs only `run` out of every
+    /// `every` (a cgroup quota), paused the rest of the time as by
+    /// [`freeze`](Self::freeze).
+    ///
+    /// # Panics
+    /// If `run` is not shorter than `every`.
+    pub fn starve(&mut self, i: usize, run: Duration, every: Duration, d: Duration) {
+        assert!(run < every, "a starved member runs less than its whole period");
+        self.eng.starve(i, us(run), us(every), us(d));
     }
 
     /// A new process of crashed member `i` (same name and address) starts at
@@ -247,7 +267,7 @@ impl Cluster {
         core.member(&member_name(about), self.now()).map(|m| m.state)
     }
 
-    /// Whether member `i`'s process is running.
+    /// Whether member `i`'s process is running (paused included).
     pub fn is_up(&self, i: usize) -> bool {
         matches!(self.eng.slots[i].status, Status::Up | Status::Frozen)
     }
@@ -304,6 +324,18 @@ impl Cluster {
     /// left is never failed): the first ones kept.
     pub fn violations(&self) -> &[Violation] {
         &self.eng.violations
+    }
+
+    /// Keeps a text trace of everything that happens from now on (one line
+    /// per delivery, wake-up, fault, piece of evidence and event), for
+    /// [`trace`](Self::trace): to read why a test failed.
+    pub fn keep_trace(&mut self) {
+        self.eng.trace.get_or_insert_with(String::new);
+    }
+
+    /// The text trace kept since [`keep_trace`](Self::keep_trace).
+    pub fn trace(&self) -> Option<&str> {
+        self.eng.trace.as_deref()
     }
 
     /// Digest of everything that happened (deliveries, wake-ups, faults,

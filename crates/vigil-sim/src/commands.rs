@@ -14,8 +14,9 @@ pub fn sim_command(args: &SimArgs) -> ExitCode {
     report_errors(run_sim(args))
 }
 
-/// `tune`: searches for the cheapest configuration meeting the target; exit 1
-/// if none did.
+/// `tune`: searches for the cheapest configuration meeting the targets and
+/// prints it on stdout as an agent configuration file (the search itself on
+/// stderr); exit 1 if none did (the fastest is printed then).
 pub fn tune_command(args: &TuneArgs) -> ExitCode {
     report_errors(run_tune(args))
 }
@@ -81,7 +82,9 @@ fn args_are_only_file(a: &SimArgs) -> bool {
         && a.loss.is_none()
         && a.latency.is_none()
         && a.crash.is_empty()
+        && a.host_down.is_empty()
         && a.freeze.is_empty()
+        && a.starve.is_empty()
         && a.partition.is_empty()
         && a.slow.is_empty()
         && a.churn.is_none()
@@ -103,50 +106,74 @@ fn run_tune(t: &TuneArgs) -> anyhow::Result<ExitCode> {
     o.seed = t.seed;
     o.preset = t.preset.parse()?;
     o.budget = crate::units::parse_duration(&t.budget)?;
+    o.tolerate_pause = crate::units::parse_duration(&t.tolerate_pause)?;
+    o.target_host_down = t.target_host_down.as_deref().map(crate::units::parse_duration).transpose()?;
+    for kv in &t.set {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv}: not KEY=VALUE"))?;
+        // Refused now, by name, rather than by every candidate.
+        crate::scenario::apply_override(&mut vigil_proto::Config::lan(), k.trim(), v.trim())?;
+        o.overrides.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
     let r = tune::tune_with(&o);
     if t.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "vigil tune: {} members, {:.1}% loss, target median full detection {}, at most {} false failures/day",
+    // The search on stderr; on stdout only the configuration, so that
+    // `vigil tune ... > vigil.toml` is a file `vigil agent --config` loads.
+    let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |m| format!("{m:.2}s"));
+    eprintln!(
+        "vigil tune: {} members, {:.1}% loss; targets: process exits {} (median full detection){}, pauses of {} never failed, at most {} false failures/day",
         t.members,
         o.loss * 100.0,
         t.target_detection,
+        t.target_host_down.as_ref().map_or_else(String::new, |h| format!(", hosts down {h}")),
+        t.tolerate_pause,
         t.max_false_failures_per_day
     );
-    println!("{:<44} {:>12} {:>10} {:>12}", "candidate", "bytes/m/s", "full det.", "false/day");
+    eprintln!(
+        "{:<44} {:>9} {:>8} {:>10} {:>7} {:>7} {:>9}",
+        "candidate", "bytes/m/s", "exits", "hosts down", "pauses", "starved", "false/day"
+    );
     for c in &r.tried {
         let label: Vec<String> = c.overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!(
-            "{:<44} {:>12.0} {:>10} {:>12.2}{}",
+        eprintln!(
+            "{:<44} {:>9.0} {:>8} {:>10} {:>7} {:>7} {:>9.2}{}",
             label.join(" "),
             c.bytes_per_member_per_sec,
-            c.median_full_detection_s.map_or_else(|| "-".to_owned(), |m| format!("{m:.2}s")),
+            secs(c.median_full_detection_s),
+            secs(c.host_down_full_detection_s),
+            c.pauses_failed,
+            c.starved_accused,
             c.false_failures_per_day,
             if c.meets { "  ok" } else { "" }
         );
     }
     if r.untried > 0 {
-        println!("({} candidates left untried: budget spent)", r.untried);
+        eprintln!("({} candidates left untried: budget spent)", r.untried);
     }
-    match &r.best {
-        Some(b) if r.met => {
-            println!(
-                "\ncheapest configuration meeting the target ({:.0} bytes/member/s, median full detection {:.2}s):",
-                b.bytes_per_member_per_sec,
-                b.median_full_detection_s.unwrap_or(f64::NAN)
-            );
-            println!("[protocol]\n{}", r.config_toml);
-            println!(
-                "(no false failure seen means fewer than {:.0}/day at 95% confidence from this run length)",
-                r.zero_seen_bound_per_day
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        _ => {
-            println!("\nno candidate met the target; the fastest was:\n[protocol]\n{}", r.config_toml);
-            Ok(ExitCode::from(1))
-        }
+    let Some(b) = &r.best else {
+        eprintln!("no candidate could be simulated");
+        return Ok(ExitCode::from(1));
+    };
+    let summary = format!(
+        "full detection (median) of process exits {}, of hosts down {}; pauses of {} failed {} times; {:.0} bytes/member/s",
+        secs(b.median_full_detection_s),
+        secs(b.host_down_full_detection_s),
+        t.tolerate_pause,
+        b.pauses_failed,
+        b.bytes_per_member_per_sec
+    );
+    if r.met {
+        eprintln!(
+            "cheapest configuration meeting the targets: {summary}\n(no false failure seen means fewer than {:.0}/day at 95% confidence from this run length)",
+            r.zero_seen_bound_per_day
+        );
+        println!("# vigil tune: {} members, {:.1}% loss, {} preset", t.members, o.loss * 100.0, t.preset);
+    } else {
+        eprintln!("no candidate met the targets; the fastest: {summary}");
+        println!("# vigil tune: NO candidate met the targets; the fastest is below");
     }
+    println!("# {summary}\n# load it with: vigil agent --config FILE\n{}", r.agent_config);
+    Ok(if r.met { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

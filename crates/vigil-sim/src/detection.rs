@@ -1,7 +1,8 @@
-//! The detection experiment on a driven [`Cluster`]: crash members one at a
-//! time and time how long until every other live member declares each of
-//! them failed; count the false failures and suspicions on the way. The
-//! `detection` example prints it; a test holds it to its figures.
+//! The detection experiment on a driven [`Cluster`]: stop members one at a
+//! time (a process exit, or a host going down) and time how long until every
+//! other live member declares each of them failed; count the false failures
+//! and suspicions on the way. The `detection` example prints it; a test
+//! holds it to its figures.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +14,16 @@ use vigil_proto::{Config, EventKind, Instant};
 use crate::cluster::Cluster;
 use crate::engine::Seen;
 use crate::ids::member_name;
+
+/// How the members of a [`detection_run_with`] stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The process exits, its host stays up ([`Cluster::crash`]): kernel evidence.
+    ProcessExit,
+    /// The host goes down ([`Cluster::host_down`]): silence only.
+    HostDown,
+}
 
 /// Figures of one [`detection_run`].
 #[derive(Debug, Clone)]
@@ -50,13 +61,29 @@ fn down_at(downs: &[(String, Instant, Instant)], s: &Seen) -> bool {
 }
 
 /// `n` members with `config` join and converge without loss; then, with
-/// datagram loss `loss`, `crashes` times a random member crashes, must be
-/// declared failed by every live member within `gap`, then restarts (same
-/// name, its incarnation forgotten) and rejoins for 10 s.
+/// datagram loss `loss`, `crashes` times a random member's process exits,
+/// must be declared failed by every live member within `gap`, then restarts
+/// (same name, its incarnation forgotten) and rejoins for 10 s.
 ///
 /// # Panics
 /// If the members do not converge within 60 s before the first crash.
 pub fn detection_run(
+    n: usize,
+    config: Config,
+    loss: f64,
+    crashes: usize,
+    gap: Duration,
+    seed: u64,
+) -> DetectionFigures {
+    detection_run_with(Failure::ProcessExit, n, config, loss, crashes, gap, seed)
+}
+
+/// [`detection_run`], with members that stop as `failure` says.
+///
+/// # Panics
+/// If the members do not converge within 60 s before the first crash.
+pub fn detection_run_with(
+    failure: Failure,
     n: usize,
     config: Config,
     loss: f64,
@@ -82,7 +109,10 @@ pub fn detection_run(
         let victim = pick.random_range(0..n);
         let at = c.now();
         let mark = c.events().len();
-        c.crash(victim);
+        match failure {
+            Failure::ProcessExit => c.crash(victim),
+            Failure::HostDown => c.host_down(victim),
+        }
         downs.push((member_name(victim), at, at + gap));
         c.run_for(gap);
         let vname = member_name(victim);

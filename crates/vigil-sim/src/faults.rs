@@ -6,6 +6,7 @@
 use rand::RngExt;
 
 use crate::engine::{Engine, Status};
+use crate::observe::Stop;
 use crate::scenario::{Scenario, Start};
 use crate::select::Select;
 
@@ -18,14 +19,22 @@ pub(crate) enum Action {
     Start(usize),
     /// With `start = "converged"`: every member learns every other.
     Preload,
+    /// A process exit, or a host going down.
     Crash {
         sel: Select,
         restart_after: Option<u64>,
+        stop: Stop,
     },
     Restart(usize),
     Freeze {
         sel: Select,
         duration: u64,
+    },
+    Starve {
+        sel: Select,
+        duration: u64,
+        run: u64,
+        every: u64,
     },
     Slow {
         sel: Select,
@@ -76,20 +85,24 @@ pub(crate) fn schedule(s: &Scenario, eng: &mut Engine) -> Vec<(u64, Action)> {
             out.push((period, Action::Preload));
         }
     }
-    if let Some(c) = &s.crashes
-        && c.count > 0
-    {
+    // Host failures a quarter of a gap after the exits when both are asked
+    // for, so that the two measurements do not overlap.
+    let both = s.crashes.as_ref().is_some_and(|c| c.count > 0);
+    let offset = u64::from(both);
+    for (spread, stop, offset) in [(&s.crashes, Stop::Exit, 0), (&s.host_downs, Stop::HostDown, offset)] {
+        let Some(c) = spread.as_ref().filter(|c| c.count > 0) else { continue };
         let restart_after = (c.restart_after.0 > std::time::Duration::ZERO).then(|| us(c.restart_after.0));
-        for i in 0..c.count as u64 {
-            let at = chaos + span * (2 * i + 1) / (2 * c.count as u64);
-            out.push((at, Action::Crash { sel: Select::Random(1), restart_after }));
+        let n = c.count as u64;
+        for i in 0..n {
+            let at = chaos + span * (4 * i + 2 + offset) / (4 * n);
+            out.push((at, Action::Crash { sel: Select::Random(1), restart_after, stop }));
         }
     }
-    for c in &s.crash {
-        out.push((
-            us(c.at.0),
-            Action::Crash { sel: c.members.clone(), restart_after: c.restart_after.map(|d| us(d.0)) },
-        ));
+    for (list, stop) in [(&s.crash, Stop::Exit), (&s.host_down, Stop::HostDown)] {
+        for c in list {
+            let restart_after = c.restart_after.map(|d| us(d.0));
+            out.push((us(c.at.0), Action::Crash { sel: c.members.clone(), restart_after, stop }));
+        }
     }
     for f in &s.freeze {
         let mut at = f.at.map_or(chaos, |d| us(d.0));
@@ -103,6 +116,11 @@ pub(crate) fn schedule(s: &Scenario, eng: &mut Engine) -> Vec<(u64, Action)> {
                 _ => break,
             }
         }
+    }
+    for st in &s.starve {
+        let at = st.at.map_or(chaos, |d| us(d.0));
+        let (duration, run, every) = (us(st.duration.0), us(st.run.0), us(st.every.0));
+        out.push((at, Action::Starve { sel: st.members.clone(), duration, run, every }));
     }
     for sl in &s.slow {
         let at = sl.at.map_or(0, |d| us(d.0));
@@ -183,15 +201,15 @@ pub(crate) fn apply(
             eng.start(i, 1);
             eng.join(i, &[0]);
         }
-        Action::Crash { sel, restart_after } => {
+        Action::Crash { sel, restart_after, stop } => {
             for m in resolve(eng, &sel, initial) {
-                crash_one(eng, m, restart_after, &mut later);
+                crash_one(eng, m, restart_after, stop, &mut later);
             }
         }
         Action::MassFailure { fraction, restart_after } => {
             let k = (eng.live as f64 * fraction).round() as usize;
             for m in eng.random_live_k(k) {
-                crash_one(eng, m, restart_after, &mut later);
+                crash_one(eng, m, restart_after, Stop::HostDown, &mut later);
             }
         }
         Action::Restart(m) => {
@@ -204,6 +222,11 @@ pub(crate) fn apply(
             let until = eng.now + duration;
             for m in resolve(eng, &sel, initial) {
                 eng.freeze(m, until);
+            }
+        }
+        Action::Starve { sel, duration, run, every } => {
+            for m in resolve(eng, &sel, initial) {
+                eng.starve(m, run, every, duration);
             }
         }
         Action::Slow { sel, delay } => {
@@ -271,13 +294,22 @@ fn heal(eng: &mut Engine) {
     }
 }
 
-fn crash_one(eng: &mut Engine, m: usize, restart_after: Option<u64>, later: &mut Vec<(u64, Action)>) {
+fn crash_one(
+    eng: &mut Engine,
+    m: usize,
+    restart_after: Option<u64>,
+    stop: Stop,
+    later: &mut Vec<(u64, Action)>,
+) {
     if !matches!(eng.slots[m].status, Status::Up | Status::Frozen) || eng.slots[m].leaving {
         return;
     }
     let lives = eng.up_lives();
-    eng.obs.on_crash(eng.now, m as u32, lives);
-    eng.crash(m);
+    eng.obs.on_crash(eng.now, m as u32, stop, lives);
+    match stop {
+        Stop::Exit => eng.crash(m),
+        Stop::HostDown => eng.host_down(m),
+    }
     if let Some(after) = restart_after {
         later.push((eng.now + after, Action::Restart(m)));
     }

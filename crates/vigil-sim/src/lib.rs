@@ -2,11 +2,19 @@
 //!
 //! It runs many real protocol cores ([`vigil_proto::Core`]) over a modelled
 //! network in virtual time, from one seed: the same seed gives a
-//! byte-identical event trace. It injects faults (crashes, restarts, freezes,
-//! slow members, churn, partitions, mass failures), checks invariants while it
-//! runs, and measures detection time, false failures, traffic, join
-//! convergence, dissemination and memory. What it reports is what the real
-//! protocol code did.
+//! byte-identical event trace. It injects faults (process exits, hosts going
+//! down, restarts, freezes, CPU starvation, slow members, churn, partitions,
+//! mass failures), checks invariants while it runs, and measures detection
+//! time (by failure class), false failures, traffic, join convergence,
+//! dissemination and memory. What it reports is what the real protocol code
+//! did.
+//!
+//! The three failure classes differ in what the others can know. A process
+//! that exits on a live host leaves kernel evidence (refused connections,
+//! closed streams, ICMP port unreachable), which the engine delivers to the
+//! cores as `handle_unreachable`; a host that goes down leaves only silence;
+//! a paused or CPU-starved process leaves nothing either, but wakes up and
+//! handles everything that queued before its timers.
 //!
 //! # Map
 //!
@@ -16,12 +24,13 @@
 //! | `select` | which members an action applies to ([`Select`]) |
 //! | [`Scenario`] (`scenario`) | what to simulate, from TOML or flags ([`SimArgs`]) |
 //! | `net` | latency distributions ([`Latency`]), loss, link rules, partitions, streams |
-//! | `engine` | the event heap, members, routing, faults applied |
+//! | `engine` | the event heap, members, routing, faults applied, watch streams and kernel evidence |
 //! | [`Cluster`] (`cluster`) | the engine driven by hand, step by step: for tests and examples |
 //! | [`detection`] | crash members one at a time and time their detection, on a [`Cluster`] |
 //! | `faults` | the fault schedule |
 //! | [`invariants`] | one invariant per module, fed observations |
 //! | [`Report`] (`report`) | the figures, JSON and table |
+//! | [`ByClass`] (`by_class`) | detection by failure class: exits, hosts down, pauses, starvation |
 //! | [`plot`] | SVG and PNG charts |
 //! | [`tune`](mod@tune) | search for the cheapest configuration meeting a target |
 //!
@@ -48,6 +57,7 @@
 //! ```
 #![warn(missing_docs, clippy::print_stdout, clippy::print_stderr)]
 
+mod by_class;
 mod cli;
 mod cluster;
 pub mod commands;
@@ -67,6 +77,7 @@ mod select;
 pub mod tune;
 pub mod units;
 
+pub use by_class::{ByClass, ClassDetection, PauseDetection, StarveDetection};
 pub use cli::{SimArgs, TuneArgs};
 pub use cluster::Cluster;
 pub use engine::{Captured, FROZEN_BACKLOG, Seen};
@@ -83,7 +94,7 @@ pub use run::{
 };
 pub use scenario::{
     Churn, CrashSpec, Crashes, FreezeSpec, LinkRule, MassFailure, Network, PartitionSpec, Preset, Scenario,
-    SlowSpec, Start, apply_override, config_toml,
+    SlowSpec, Start, StarveSpec, apply_override, config_toml,
 };
 pub use select::Select;
 pub use tune::{TuneResult, tune};

@@ -18,8 +18,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use rand::RngExt;
 use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ScenarioError;
@@ -200,6 +200,22 @@ pub(crate) struct Net {
 }
 
 impl Net {
+    /// `latency` and `loss` on every link (a stream segment lost costs `rto`
+    /// microseconds, doubling), no link rules, no partition; its randomness
+    /// is its own stream of the scenario's `seed`.
+    pub(crate) fn new(latency: Latency, loss: f64, rto: u64, seed: u64) -> Net {
+        Net {
+            latency,
+            loss,
+            rto,
+            rules: Vec::new(),
+            group: Vec::new(),
+            partitioned: false,
+            healed_at: None,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x4E45_5457_4F52_4B00),
+        }
+    }
+
     /// Whether a partition is in force, or healed less than `grace` ago.
     pub(crate) fn recently_cut(&self, now: u64, grace: u64) -> bool {
         self.partitioned || self.healed_at.is_some_and(|h| now <= h.saturating_add(grace))
@@ -273,8 +289,6 @@ impl Net {
 
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
-
     use super::*;
 
     #[test]

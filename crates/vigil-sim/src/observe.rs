@@ -25,16 +25,55 @@ pub enum FalseClass {
     Partitioned,
 }
 
+/// How a member stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Its process exited on a live host (kernel evidence).
+    Exit,
+    /// Its host went down (silence).
+    HostDown,
+}
+
 /// One crash and who detected it when.
 #[derive(Debug)]
 pub(crate) struct CrashRec {
     pub(crate) member: u32,
+    pub(crate) class: Stop,
     pub(crate) at: u64,
     /// For each member: its life + 1 if it was up at the crash, else 0.
     pub(crate) up_at_crash: Vec<u32>,
     pub(crate) detections: Vec<(u32, u64)>,
     /// (first, full) detection delay; full is None when some live member never detected it.
     pub(crate) result: Option<(Option<u64>, Option<u64>)>,
+    /// The detection delay of each member that was up throughout, once closed.
+    pub(crate) per_observer: Vec<u64>,
+}
+
+/// One pause (a freeze, or a whole CPU starvation) and what it drew.
+#[derive(Debug)]
+pub(crate) struct PauseRec {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    /// CPU starvation rather than one freeze.
+    pub(crate) starve: bool,
+    /// Other members live when it started.
+    pub(crate) others: usize,
+    /// Each member that declared it failed.
+    pub(crate) failed: Vec<PauseFailure>,
+    /// `failed` events about healthy members that the paused member emitted.
+    pub(crate) accused: u64,
+    /// Those healthy members, each once.
+    pub(crate) accused_members: Vec<u32>,
+}
+
+/// One member's failures of a paused member.
+#[derive(Debug)]
+pub(crate) struct PauseFailure {
+    pub(crate) observer: u32,
+    pub(crate) first: u64,
+    pub(crate) times: u32,
+    /// When it saw it alive again last.
+    pub(crate) cleared: Option<u64>,
 }
 
 /// A live member declared failed.
@@ -79,6 +118,14 @@ pub(crate) struct Observer {
     pub(crate) false_failures: Vec<FalseFailure>,
     pending_false: HashMap<(u32, u32), usize>,
     pub(crate) false_suspicions: u64,
+    /// False failures of a member only paused, for less than the pause tolerance.
+    pub(crate) paused_below_tolerance: usize,
+    pub(crate) pauses: Vec<PauseRec>,
+    /// member -> its last pause, if any.
+    pause_of: Vec<Option<u32>>,
+    /// How long after a pause a failure is still the pause's doing.
+    pub(crate) pause_grace: u64,
+    pub(crate) pause_tolerance: u64,
     pub(crate) joins: Vec<JoinRec>,
     active_join: HashMap<u32, usize>,
     pub(crate) updates: Vec<UpdateRec>,
@@ -96,8 +143,8 @@ fn kind_index(bytes: &[u8]) -> usize {
 }
 
 impl Observer {
-    pub(crate) fn new(measure_from: u64) -> Self {
-        Observer { measure_from, ..Default::default() }
+    pub(crate) fn new(measure_from: u64, pause_tolerance: u64, pause_grace: u64) -> Self {
+        Observer { measure_from, pause_tolerance, pause_grace, ..Default::default() }
     }
 
     /// A new member slot.
@@ -106,6 +153,7 @@ impl Observer {
         self.msgs.push(0);
         self.up_since.push(None);
         self.up_time.push(0);
+        self.pause_of.push(None);
     }
 
     pub(crate) fn member_up(&mut self, now: u64, m: usize) {
@@ -134,14 +182,16 @@ impl Observer {
         self.kind_msgs[k] += 1;
     }
 
-    pub(crate) fn on_crash(&mut self, now: u64, member: u32, up_lives: Vec<u32>) {
+    pub(crate) fn on_crash(&mut self, now: u64, member: u32, class: Stop, up_lives: Vec<u32>) {
         let idx = self.crashes.len();
         self.crashes.push(CrashRec {
             member,
+            class,
             at: now,
             up_at_crash: up_lives,
             detections: Vec::new(),
             result: None,
+            per_observer: Vec::new(),
         });
         self.active_crash.insert(member, idx);
     }
@@ -168,7 +218,10 @@ impl Observer {
                 continue;
             }
             match rec.detections.iter().find(|(d, _)| *d as usize == o) {
-                Some((_, t)) => full = full.map(|f| f.max(t - rec.at)),
+                Some((_, t)) => {
+                    full = full.map(|f| f.max(t - rec.at));
+                    rec.per_observer.push(t - rec.at);
+                }
                 None => full = None,
             }
         }
@@ -180,6 +233,52 @@ impl Observer {
         let idx = self.false_failures.len();
         self.false_failures.push(FalseFailure { at: now, class, cleared_after: None });
         self.pending_false.insert((observer, member), idx);
+        if class == FalseClass::NeverPaused
+            && let Some(p) = self.pause_at(observer, now).filter(|p| self.pauses[*p].starve)
+        {
+            let rec = &mut self.pauses[p];
+            rec.accused += 1;
+            if !rec.accused_members.contains(&member) {
+                rec.accused_members.push(member);
+            }
+        }
+        if class != FalseClass::Paused {
+            return;
+        }
+        let Some(p) = self.pause_at(member, now) else { return };
+        let rec = &mut self.pauses[p];
+        if !rec.starve && rec.end - rec.start < self.pause_tolerance {
+            self.paused_below_tolerance += 1;
+        }
+        match rec.failed.iter_mut().find(|f| f.observer == observer) {
+            Some(f) => {
+                f.times += 1;
+                f.cleared = None;
+            }
+            None => rec.failed.push(PauseFailure { observer, first: now, times: 1, cleared: None }),
+        }
+    }
+
+    /// `member` pauses from `now` until `end` (a freeze, or a starvation).
+    /// `others`: the other members live now.
+    pub(crate) fn on_pause(&mut self, member: u32, now: u64, end: u64, starve: bool, others: usize) {
+        self.pause_of[member as usize] = Some(self.pauses.len() as u32);
+        self.pauses.push(PauseRec {
+            start: now,
+            end,
+            starve,
+            others,
+            failed: Vec::new(),
+            accused: 0,
+            accused_members: Vec::new(),
+        });
+    }
+
+    /// The pause of `member` that `now` falls in (or shortly after).
+    fn pause_at(&self, member: u32, now: u64) -> Option<usize> {
+        let p = (*self.pause_of.get(member as usize)?)? as usize;
+        let rec = &self.pauses[p];
+        (rec.start <= now && now <= rec.end.saturating_add(self.pause_grace)).then_some(p)
     }
 
     /// `observer` sees `member` alive again.
@@ -187,6 +286,12 @@ impl Observer {
         if let Some(idx) = self.pending_false.remove(&(observer, member)) {
             let f = &mut self.false_failures[idx];
             f.cleared_after = Some(now - f.at);
+        }
+        if let Some(Some(p)) = self.pause_of.get(member as usize)
+            && let Some(f) = self.pauses[*p as usize].failed.iter_mut().find(|f| f.observer == observer)
+            && f.cleared.is_none()
+        {
+            f.cleared = Some(now);
         }
     }
 

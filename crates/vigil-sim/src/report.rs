@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use vigil_proto::codec::MESSAGE_KINDS;
 
+use crate::by_class::ByClass;
 use crate::invariants::Violation;
 use crate::observe::{ENCRYPTION_OVERHEAD, FalseClass, Observer};
 
@@ -77,6 +78,9 @@ pub struct FalseFailures {
     pub paused: usize,
     /// Across a partition or blocked link.
     pub partitioned: usize,
+    /// Of the `paused` ones: of members frozen once for less than
+    /// `pause_tolerance` (the accuracy target for pauses).
+    pub paused_below_tolerance: usize,
     /// Time until the observer saw the member alive again.
     pub cleared: Quantiles,
     /// Never seen alive again by the end.
@@ -179,8 +183,10 @@ pub struct Report {
     pub latency: String,
     /// The protocol configuration, as TOML.
     pub config: String,
-    /// Crash detection.
+    /// Crash detection: every member stopped (process exits and hosts down).
     pub detection: Detection,
+    /// Detection by failure class.
+    pub by_class: ByClass,
     /// False failures.
     pub false_failures: FalseFailures,
     /// Traffic.
@@ -262,6 +268,7 @@ pub(crate) fn false_failures(obs: &Observer) -> FalseFailures {
         never_paused: count(FalseClass::NeverPaused),
         paused: count(FalseClass::Paused),
         partitioned: count(FalseClass::Partitioned),
+        paused_below_tolerance: obs.paused_below_tolerance,
         cleared: Quantiles::of(ff.iter().filter_map(|f| f.cleared_after).collect()),
         uncleared: ff.iter().filter(|f| f.cleared_after.is_none()).count(),
         false_suspicions: obs.false_suspicions,
@@ -367,9 +374,10 @@ impl fmt::Display for Report {
             (
                 "false failures",
                 format!(
-                    "{} never-paused, {} paused, {} partitioned; {} false suspicions",
+                    "{} never-paused, {} paused ({} below tolerance), {} partitioned; {} false suspicions",
                     self.false_failures.never_paused,
                     self.false_failures.paused,
+                    self.false_failures.paused_below_tolerance,
                     self.false_failures.partitioned,
                     self.false_failures.false_suspicions
                 ),
@@ -434,6 +442,9 @@ impl fmt::Display for Report {
             ),
             ("trace digest", self.trace_digest.clone()),
         ];
+        let by_class = self.by_class.rows();
+        let at = rows.iter().position(|(k, _)| *k == "false failures").unwrap_or(rows.len());
+        let rows = rows[..at].iter().cloned().chain(by_class).chain(rows[at..].iter().cloned());
         for (k, v) in rows {
             writeln!(f, "  {k:<18} {v}")?;
         }

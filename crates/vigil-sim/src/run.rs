@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use rand::SeedableRng;
-use rand::rngs::ChaCha8Rng;
-
 use crate::engine::{Engine, Ev};
 use crate::error::ScenarioError;
 use crate::faults::{self, Action};
@@ -133,16 +130,13 @@ pub fn run(scenario: &Scenario, progress: &mut dyn Progress) -> Result<Report, S
             until: r.until.map_or(quiet_start, |d| us(d.0)),
         })
         .collect();
-    let net = Net {
-        latency: scenario.latency(),
-        loss: scenario.network.loss.0,
-        rto: us(scenario.network.stream_rto.0),
-        rules,
-        group: Vec::new(),
-        partitioned: false,
-        healed_at: None,
-        rng: ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x4E45_5457_4F52_4B00),
-    };
+    let mut net = Net::new(
+        scenario.latency(),
+        scenario.network.loss.0,
+        us(scenario.network.stream_rto.0),
+        scenario.seed,
+    );
+    net.rules = rules;
     let mut eng = Engine::new(config.clone(), scenario.seed, net, us(scenario.chaos_start()), scenario.trace);
     eng.check_invariants = scenario.check_invariants;
     let rss_before = rss_bytes();
@@ -246,6 +240,7 @@ pub fn run(scenario: &Scenario, progress: &mut dyn Progress) -> Result<Report, S
         latency: scenario.latency().to_string(),
         config: crate::scenario::config_toml(&config),
         detection: report::detection(&eng.obs, bound_first, bound_full),
+        by_class: crate::by_class::by_class(&eng.obs),
         false_failures: report::false_failures(&eng.obs),
         traffic: report::traffic(&eng.obs),
         joins: report::joins(&eng.obs),

@@ -122,8 +122,10 @@ pub struct LinkRule {
     pub until: Option<Dur>,
 }
 
-/// Crash members, optionally restarting them (a new process, same name and
-/// address, incarnation one above the last it used).
+/// Stop members at a given time, optionally restarting them (a new process,
+/// same name and address, incarnation one above the last it used). Under
+/// `[[crash]]` the process exits on a live host (its kernel answers: see
+/// [`Scenario::crash`]); under `[[host_down]]` the host goes silent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrashSpec {
@@ -139,6 +141,8 @@ pub struct CrashSpec {
 
 /// `count` crashes of one random member each, spread evenly over the chaos
 /// phase, each restarted after `restart_after`: the detection measurement.
+/// Under `[crashes]` each is a process exit, under `[host_downs]` a host
+/// going silent (spread over the same phase, a quarter of a gap later).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Crashes {
@@ -165,6 +169,43 @@ pub struct FreezeSpec {
     /// Repeat this often, until the quiet phase.
     #[serde(default)]
     pub every: Option<Dur>,
+}
+
+/// CPU starvation (a cgroup quota): from `at`, for `duration`, the members
+/// run only `run` out of every `every`; the rest of the time they are paused
+/// like a frozen member (nothing processed, everything queues, their streams
+/// stay open). On each waking they first handle what queued, then their timers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StarveSpec {
+    /// When it starts (from the start). Default: the start of the chaos phase.
+    #[serde(default)]
+    pub at: Option<Dur>,
+    /// How long it lasts (default 60 s).
+    #[serde(default = "sixty_seconds")]
+    pub duration: Dur,
+    /// Running time per period (default 1 ms).
+    #[serde(default = "one_millisecond")]
+    pub run: Dur,
+    /// The period (default 1 s).
+    #[serde(default = "one_second")]
+    pub every: Dur,
+    /// Who. Default one random live member.
+    #[serde(default = "one_random")]
+    pub members: Select,
+}
+
+impl StarveSpec {
+    /// The default: one random member, 1 ms of every second for 60 s, from `at`.
+    pub fn new(at: Option<Dur>) -> StarveSpec {
+        StarveSpec {
+            at,
+            duration: sixty_seconds(),
+            run: one_millisecond(),
+            every: one_second(),
+            members: one_random(),
+        }
+    }
 }
 
 /// Members that take `delay` to handle every input (packet or timer).
@@ -209,7 +250,8 @@ pub struct Churn {
     pub leaves_per_sec: f64,
 }
 
-/// A share of the live members crashing at once.
+/// A share of the live members' hosts going down at once (a rack or a power
+/// feed lost): silent, like `[[host_down]]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MassFailure {
@@ -228,6 +270,44 @@ fn one_random() -> Select {
 
 fn thirty_seconds() -> Dur {
     Dur::secs(30)
+}
+
+fn sixty_seconds() -> Dur {
+    Dur::secs(60)
+}
+
+fn one_second() -> Dur {
+    Dur::secs(1)
+}
+
+fn one_millisecond() -> Dur {
+    Dur::millis(1)
+}
+
+/// The `[config]` table: each value a string, a number or a boolean (as
+/// `vigil tune` prints it), kept as text for [`apply_override`].
+fn config_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let map = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Text(s) => s,
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => format!("{f:?}"),
+                Value::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 /// A whole simulation: who, for how long, over what network, with which faults.
@@ -256,7 +336,10 @@ pub struct Scenario {
     pub preset: Preset,
     /// Apply `Config::scaled_for(members)` to the preset (default true).
     pub scale_config: bool,
-    /// Protocol overrides: field name = value (`probe_interval = "500ms"`).
+    /// Protocol overrides: field name = value (`probe_interval = "500ms"`,
+    /// `watch_count = 2`). Also read under the name `protocol`, as `vigil
+    /// tune` prints it and the agent reads it.
+    #[serde(alias = "protocol", deserialize_with = "config_values")]
     pub config: BTreeMap<String, String>,
     /// How the cluster starts.
     pub start: Start,
@@ -264,12 +347,21 @@ pub struct Scenario {
     pub join_interval: Dur,
     /// The network.
     pub network: Network,
-    /// Evenly spread crash-and-restart of random members.
+    /// Evenly spread crash-and-restart of random members: process exits.
     pub crashes: Option<Crashes>,
-    /// Explicit crashes.
+    /// Explicit crashes: process exits. The host stays up and its kernel
+    /// answers for the process: a datagram to its port draws an ICMP port
+    /// unreachable, a connection is refused, the streams it held close.
     pub crash: Vec<CrashSpec>,
-    /// Freezes.
+    /// Evenly spread host failures of random members (silent; restarted like crashes).
+    pub host_downs: Option<Crashes>,
+    /// Explicit host failures: everything to and from the member is lost and
+    /// nothing comes back (what a crash meant before process exits were modelled).
+    pub host_down: Vec<CrashSpec>,
+    /// Freezes (a stop signal, a long GC pause, swapping).
     pub freeze: Vec<FreezeSpec>,
+    /// CPU starvation.
+    pub starve: Vec<StarveSpec>,
     /// Slow members.
     pub slow: Vec<SlowSpec>,
     /// Partitions.
@@ -307,7 +399,10 @@ impl Default for Scenario {
             network: Network::default(),
             crashes: None,
             crash: Vec::new(),
+            host_downs: None,
+            host_down: Vec::new(),
             freeze: Vec::new(),
+            starve: Vec::new(),
             slow: Vec::new(),
             partition: Vec::new(),
             churn: None,
@@ -358,6 +453,15 @@ impl Scenario {
                 value: self.duration.to_string(),
                 reason: "must cover warmup + quiet",
             });
+        }
+        for st in &self.starve {
+            if st.every.0.is_zero() || st.run.0 >= st.every.0 {
+                return Err(ScenarioError::Value {
+                    field: "starve",
+                    value: format!("run={},every={}", st.run, st.every),
+                    reason: "run must be shorter than every",
+                });
+            }
         }
         self.protocol_config()?;
         Ok(())
@@ -422,6 +526,8 @@ pub fn apply_override(c: &mut Config, key: &str, value: &str) -> Result<(), Scen
         "max_stream_size" => c.max_stream_size = int()? as usize,
         "phi_window" => c.phi_window = int()? as usize,
         "phi_threshold" => c.phi_threshold = Some(float()?),
+        "pause_tolerance" => c.pause_tolerance = dur()?,
+        "watch_count" => c.watch_count = int()? as usize,
         _ => return Err(ScenarioError::UnknownConfig(key.to_owned())),
     }
     Ok(())
@@ -447,6 +553,8 @@ pub fn config_toml(c: &Config) -> String {
     line("suspicion_min_mult", format!("{:?}", c.suspicion_min_mult));
     line("suspicion_max_mult", format!("{:?}", c.suspicion_max_mult));
     line("push_pull_interval", d(c.push_pull_interval));
+    line("pause_tolerance", d(c.pause_tolerance));
+    line("watch_count", c.watch_count.to_string());
     out
 }
 

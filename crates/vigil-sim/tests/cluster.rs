@@ -51,9 +51,10 @@ fn fifty_members_converge() {
 }
 
 #[test]
-fn crashed_member_is_declared_failed_by_every_other_member() {
+fn member_whose_host_goes_down_is_declared_failed_by_every_other_member() {
+    // Silence only (a process exit leaves evidence: see failure_classes.rs).
     let mut c = converged_cluster(10, 3);
-    c.crash(3);
+    c.host_down(3);
     c.run_for(secs(20));
     for o in c.up() {
         assert_eq!(c.view(o, 3), Some(State::Dead), "member {o} must see node 3 dead");

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use vigil_sim::invariants::{IncarnationsNeverGoBack, LeftNeverFailed};
+use vigil_sim::invariants::{IncarnationsNeverGoBack, LeftNeverFailed, PausesBelowToleranceNeverFailed};
 use vigil_sim::{NoProgress, Report, Scenario, run};
 
 fn scenario(text: &str) -> Scenario {
@@ -191,6 +191,115 @@ fn the_invariants_catch_the_bugs_they_exist_for() {
     let mut left = LeftNeverFailed::default();
     left.on_leave(4, 3);
     assert!(left.on_failed(30, 1, 4, 3).is_some());
+    // A member paused for 3 s, with a 5 s tolerance, declared failed when it woke.
+    let mut pauses = PausesBelowToleranceNeverFailed::new(5_000_000, 500_000, 10_000_000);
+    pauses.on_freeze(6, 20_000_000, 23_000_000);
+    assert!(pauses.on_failed(23_000_500, 2, 6).is_some());
+}
+
+#[test]
+fn every_failure_class_replays_from_its_seed_and_is_reported_on_its_own() {
+    let text = r#"
+        members = 20
+        duration = "2m"
+        warmup = "10s"
+        quiet = "30s"
+        [crashes]
+        count = 3
+        restart_after = "10s"
+        [host_downs]
+        count = 2
+        restart_after = "15s"
+        [[freeze]]
+        duration = "3s"
+        every = "20s"
+        [[starve]]
+        at = "20s"
+        duration = "30s"
+        run = "1ms"
+        every = "1s"
+        members = "4"
+    "#;
+    let s = scenario(text);
+    let a = run(&s, &mut NoProgress).unwrap();
+    let b = run(&s, &mut NoProgress).unwrap();
+    assert_eq!(a.trace_digest, b.trace_digest, "same seed, same run");
+    check(&a);
+    let c = &a.by_class;
+    assert_eq!((c.exit.faults, c.host_down.faults), (3, 2), "{a}");
+    assert_eq!(a.detection.crashes, 5, "both count as crashes: {a}");
+    assert_eq!((c.exit.undetected, c.host_down.undetected), (0, 0), "{a}");
+    assert!(c.exit.full.median.unwrap() < 1.0, "exits leave evidence: {a}");
+    assert!(c.host_down.first.max.unwrap() >= 5.0, "silence waits for the pause tolerance: {a}");
+    assert_eq!((c.pause.pauses, c.pause.below_tolerance, c.pause.below_tolerance_failed), (4, 4, 0), "{a}");
+    assert_eq!(c.starve.starved, 1, "{a}");
+    assert_eq!((c.starve.accused, c.starve.max_failed_by_one), (0, 0), "{a}");
+    assert_eq!((a.false_failures.never_paused, a.false_failures.paused_below_tolerance), (0, 0), "{a}");
+    let json = a.to_json();
+    for key in ["\"by_class\"", "\"host_down\"", "\"per_member\"", "\"paused_below_tolerance\""] {
+        assert!(json.contains(key), "{key} in the JSON");
+    }
+}
+
+#[test]
+fn scenario_files_and_flags_name_the_failure_classes_alike() {
+    // The protocol table as `vigil tune` prints it (typed values) is read too.
+    let s = scenario(
+        r#"
+        members = 10
+        duration = "60s"
+        [[crash]]
+        at = "20s"
+        [[host_down]]
+        at = "25s"
+        members = "3"
+        [[starve]]
+        members = "random:2"
+        [protocol]
+        pause_tolerance = "7s"
+        watch_count = 3
+        suspicion_min_mult = 1.5
+        tcp_fallback = true
+    "#,
+    );
+    assert_eq!((s.crash.len(), s.host_down.len(), s.starve.len()), (1, 1, 1));
+    assert_eq!(s.starve[0].every, vigil_sim::Dur::secs(1), "defaults: 1 ms of every second");
+    let c = s.protocol_config().unwrap();
+    assert_eq!((c.pause_tolerance, c.watch_count), (std::time::Duration::from_secs(7), 3));
+    assert_eq!(c.suspicion_min_mult, 1.5);
+    assert_eq!(Scenario::from_toml(&s.to_toml()).unwrap(), s, "written back, read back");
+    assert!(Scenario::from_toml("[[starve]]\nrun = \"1s\"\nevery = \"1s\"").is_err(), "runs all the time");
+
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: vigil_sim::SimArgs,
+    }
+    let flags = Cli::try_parse_from([
+        "vigil-sim",
+        "--host-down",
+        "count=2,restart_after=5s",
+        "--host-down",
+        "at=30s,members=4",
+        "--crash",
+        "3",
+        "--starve",
+        "members=1,at=30s,duration=60s,run=1ms,every=1s",
+        "--set",
+        "pause_tolerance=3s",
+        "--set",
+        "watch_count=1",
+    ])
+    .unwrap();
+    let s = flags.sim.scenario().unwrap();
+    assert_eq!(s.host_downs.as_ref().map(|h| h.count), Some(2));
+    assert_eq!((s.host_down.len(), s.crashes.as_ref().map(|c| c.count)), (1, Some(3)));
+    assert_eq!(s.starve[0].duration, vigil_sim::Dur::secs(60));
+    let c = s.protocol_config().unwrap();
+    assert_eq!((c.pause_tolerance, c.watch_count), (std::time::Duration::from_secs(3), 1));
+    let bad = Cli::try_parse_from(["vigil-sim", "--starve", "cpu=1%"]).unwrap().sim.scenario();
+    assert!(bad.unwrap_err().to_string().contains("cpu"));
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! What happens to a member process: it starts, joins, leaves, crashes,
-//! restarts, freezes and resumes, slows down, or changes its metadata.
+//! What happens to a member process: it starts, joins, leaves, exits (its
+//! host up), goes silent (its host down), restarts, freezes and resumes, is
+//! starved of CPU, slows down, or changes its metadata.
 
 use std::net::SocketAddr;
 
@@ -7,6 +8,15 @@ use vigil_proto::codec::MemberState;
 use vigil_proto::{Health, Meta, State};
 
 use super::{Engine, Ev, Status};
+
+/// CPU starvation in force: the member runs `run` out of every `every`
+/// microseconds until `until`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Starve {
+    pub(crate) run: u64,
+    pub(crate) every: u64,
+    pub(crate) until: u64,
+}
 
 impl Engine {
     /// Starts member `id` (a new process) at `incarnation`.
@@ -17,6 +27,7 @@ impl Engine {
         s.status = Status::Up;
         s.wake = None;
         s.leaving = false;
+        s.starve = None;
         s.max_incarnation = s.max_incarnation.max(incarnation);
         self.live += 1;
         self.obs.member_up(self.now, id);
@@ -63,23 +74,44 @@ impl Engine {
         self.flush(id);
     }
 
-    /// The process stops: nothing in or out, no timers, memory gone.
+    /// The process exits; its host stays up, and its kernel answers for it
+    /// from now on (refuses connections, answers datagrams with an ICMP
+    /// error); the streams others held to it close.
     pub(crate) fn crash(&mut self, id: usize) {
+        let farewell = self.slots[id].core.as_ref().and_then(|c| c.farewell());
+        if self.stop(id, Status::Exited) {
+            self.trace(10, id as u64, 0, 0, || format!("exit {id}"));
+            self.close_watches_to(id, farewell);
+        }
+    }
+
+    /// Its host goes down: nothing in or out, nothing comes back.
+    pub(crate) fn host_down(&mut self, id: usize) {
+        if self.stop(id, Status::Down) {
+            self.trace(2, id as u64, 0, 0, || format!("host down {id}"));
+            self.silence_watches_to(id);
+        }
+    }
+
+    /// The process stops: no timers, memory gone; false if it was not running.
+    fn stop(&mut self, id: usize, status: Status) -> bool {
         let s = &mut self.slots[id];
-        if !matches!(s.status, Status::Up | Status::Frozen) {
-            return;
+        if !s.status.running() {
+            return false;
         }
         if !s.leaving {
             self.live -= 1;
         }
         s.core = None;
-        s.status = Status::Down;
+        s.status = status;
         s.wake = None;
         s.backlog.clear();
         s.backlog_datagrams = 0;
+        s.starve = None;
+        s.drop_watches();
         s.prev_life_max = s.max_incarnation;
         self.obs.member_down(self.now, id);
-        self.trace(2, id as u64, 0, 0, || format!("crash {id}"));
+        true
     }
 
     /// A new process with the same name and address, one incarnation above
@@ -92,27 +124,62 @@ impl Engine {
     /// A new process of crashed member `id` (same name and address) at
     /// `incarnation`, joining `seeds`.
     pub(crate) fn restart_at(&mut self, id: usize, incarnation: u64, seeds: &[usize]) {
-        if self.slots[id].status != Status::Down {
+        if !matches!(self.slots[id].status, Status::Down | Status::Exited) {
             return;
         }
         self.slots[id].life += 1;
         self.start(id, incarnation);
+        self.reopen_watches_to(id);
         self.join(id, seeds);
     }
 
+    /// The process is paused until `until`: nothing is processed, everything
+    /// queues, its streams stay open.
     pub(crate) fn freeze(&mut self, id: usize, until: u64) {
+        let starved = self.slots[id].starve.is_some();
+        if self.pause(id, until) {
+            self.slots[id].paused_until = Some(until);
+            if !starved {
+                self.pauses.on_freeze(id as u32, self.now, until);
+            }
+            let others = self.live.saturating_sub(1);
+            self.obs.on_pause(id as u32, self.now, until, false, others);
+        }
+    }
+
+    /// The process runs only `run` of every `every` microseconds for
+    /// `duration` (a CPU quota): paused now, it wakes at the start of each
+    /// period.
+    pub(crate) fn starve(&mut self, id: usize, run: u64, every: u64, duration: u64) {
+        let until = self.now + duration;
+        if run >= every || !self.pause(id, (self.now + every).min(until)) {
+            return;
+        }
+        let s = &mut self.slots[id];
+        s.starve = Some(Starve { run, every, until });
+        s.paused_until = Some(until);
+        let others = self.live.saturating_sub(1);
+        self.obs.on_pause(id as u32, self.now, until, true, others);
+        self.trace(11, id as u64, until, run, || {
+            format!("starve {id} until {until}, running {run} us of {every}")
+        });
+    }
+
+    fn pause(&mut self, id: usize, until: u64) -> bool {
         let s = &mut self.slots[id];
         if s.status != Status::Up {
-            return;
+            return false;
         }
         s.status = Status::Frozen;
         s.freeze_token += 1;
-        s.paused_until = Some(until);
         let token = s.freeze_token;
         self.push(until, Ev::Resume { member: id as u32, token });
         self.trace(3, id as u64, until, 0, || format!("freeze {id} until {until}"));
+        true
     }
 
+    /// The pause ends: the member first handles everything that queued, in
+    /// the order it arrived, then its timers (as the runtime does on waking).
     pub(super) fn resume(&mut self, id: usize, token: u64) {
         let s = &mut self.slots[id];
         if s.status != Status::Frozen || s.freeze_token != token {
@@ -133,6 +200,25 @@ impl Engine {
             c.handle_timeout(now);
         }
         self.flush(id);
+        let s = &mut self.slots[id];
+        if let Some(st) = s.starve {
+            if self.now >= st.until {
+                s.starve = None;
+            } else {
+                s.paused_until = Some(st.until);
+                let token = s.freeze_token;
+                self.push(self.now + st.run, Ev::Sleep { member: id as u32, token });
+            }
+        }
+    }
+
+    /// A starved member's running time in this period is up: paused until
+    /// the next period (or the end of the starvation).
+    pub(super) fn sleep(&mut self, id: usize, token: u64) {
+        let s = &self.slots[id];
+        let Some(st) = s.starve.filter(|_| s.status == Status::Up && s.freeze_token == token) else { return };
+        let next = (self.now - st.run + st.every).min(st.until).max(self.now + 1);
+        self.pause(id, next);
     }
 
     pub(crate) fn set_slow(&mut self, id: usize, delay: u64) {
@@ -176,11 +262,17 @@ impl Engine {
         let s = &mut self.slots[id];
         let Some(c) = s.core.as_ref() else { return };
         if c.leave_disseminated() || self.now >= deadline {
+            // The process exits: it writes its farewell on the watch streams
+            // it accepted, then its kernel closes them.
+            let farewell = c.farewell();
             s.core = None;
             s.status = Status::Left;
             s.wake = None;
+            s.starve = None;
+            s.drop_watches();
             self.obs.member_down(self.now, id);
             self.trace(6, id as u64, 0, 0, || format!("stopped {id} after leave"));
+            self.close_watches_to(id, farewell);
         } else {
             self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
         }

@@ -9,14 +9,28 @@
 //! schedule and each core have their own stream derived from it, and nothing
 //! iterates a hash map, so one seed gives one byte-identical trace.
 //!
+//! Failure classes. A member's process can exit on a live host (`Exited`,
+//! and `Left` once it stopped after a graceful leave): its kernel answers
+//! for it. A datagram to its port draws an ICMP port unreachable back at
+//! the sender (after the return trip, lost like any datagram on that link),
+//! a new stream to it is refused (after a round trip), and the watch
+//! streams other members held to it close (after one way). Its host can go
+//! down (`Down`): nothing comes back. It can be paused (`Frozen`, also the
+//! sleeping part of CPU starvation): nothing is processed, everything
+//! queues, streams stay open; on waking it first handles everything that
+//! queued, then its timers, as the runtime does. Evidence reaches a core as
+//! `handle_unreachable`, like any other input.
+//!
 //! Here: the heap, the member slots, delivery, wake-ups and routing;
-//! `members`: what happens to a member process (start, crash, restart,
-//! freeze, leave, ...); `views`: events judged and views compared;
-//! `packet`: packets in flight, recorded packets and logged events.
+//! `members`: what happens to a member process (start, exit, host down,
+//! restart, freeze, starve, leave, ...); `watch`: the watch streams and the
+//! kernel's answers for exited processes; `views`: events judged and views
+//! compared; `packet`: packets in flight, recorded packets and logged events.
 
 mod members;
 mod packet;
 mod views;
+mod watch;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -25,13 +39,16 @@ use std::net::SocketAddr;
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
-use vigil_proto::{Channel, Config, Core, Health, Identity, Meta, Name};
+use vigil_proto::{Channel, Config, Core, Health, Identity, Meta, Name, Unreachable};
 
+pub(crate) use self::members::Starve;
 pub use self::packet::{Captured, Seen};
 pub(crate) use self::packet::{Packet, Wire};
+use self::watch::Watch;
 use crate::ids::{addr_id, member_addr, member_name};
 use crate::invariants::{
-    IncarnationsNeverGoBack, LeftNeverFailed, LiveAliveAfterQuiet, MAX_KEPT, ViewsConverge, Violation,
+    IncarnationsNeverGoBack, LeftNeverFailed, LiveAliveAfterQuiet, MAX_KEPT, PausesBelowToleranceNeverFailed,
+    ViewsConverge, Violation,
 };
 use crate::net::{Fate, Net};
 use crate::observe::Observer;
@@ -51,20 +68,52 @@ pub(crate) enum Status {
     /// Not started yet (joins later).
     Idle,
     Up,
+    /// Paused: nothing processed, everything queues.
     Frozen,
-    /// Crashed (may restart).
+    /// Its process exited; the host is up and its kernel answers (may restart).
+    Exited,
+    /// Its host is down: silence (may restart).
     Down,
-    /// Left gracefully and stopped.
+    /// Left gracefully and stopped (its kernel answers, as for `Exited`).
     Left,
+}
+
+impl Status {
+    /// The process runs (or is paused): it holds its sockets.
+    pub(crate) fn running(self) -> bool {
+        matches!(self, Status::Up | Status::Frozen)
+    }
+
+    /// The process is gone but its host's kernel answers for its port.
+    pub(crate) fn kernel_answers(self) -> bool {
+        matches!(self, Status::Exited | Status::Left)
+    }
 }
 
 #[derive(Debug)]
 pub(crate) enum Ev {
-    Deliver { to: u32, packet: Packet, delayed: bool },
-    Wake { member: u32 },
+    Deliver {
+        to: u32,
+        packet: Packet,
+        delayed: bool,
+    },
+    Wake {
+        member: u32,
+    },
     Action(u32),
-    Resume { member: u32, token: u64 },
-    LeaveCheck { member: u32, deadline: u64 },
+    Resume {
+        member: u32,
+        token: u64,
+    },
+    /// A starved member's running time is up.
+    Sleep {
+        member: u32,
+        token: u64,
+    },
+    LeaveCheck {
+        member: u32,
+        deadline: u64,
+    },
     Check,
 }
 
@@ -116,6 +165,10 @@ pub(crate) struct Slot {
     /// Added to the delivery time of everything it sends (a slow link out of
     /// it, not a slow process: its timers and inputs are on time).
     pub(crate) send_delay: u64,
+    /// The watch streams it holds, in step with its core's `watched()`.
+    watching: Vec<Watch>,
+    /// While CPU-starved.
+    pub(crate) starve: Option<Starve>,
 }
 
 /// The simulator state.
@@ -134,6 +187,7 @@ pub(crate) struct Engine {
     pub(crate) left: LeftNeverFailed,
     pub(crate) quiet_alive: LiveAliveAfterQuiet,
     pub(crate) converge: ViewsConverge,
+    pub(crate) pauses: PausesBelowToleranceNeverFailed,
     pub(crate) check_invariants: bool,
     pub(crate) violations: Vec<Violation>,
     pub(crate) violation_count: u64,
@@ -157,6 +211,8 @@ impl Engine {
     pub(crate) fn new(config: Config, seed: u64, net: Net, measure_from: u64, trace: bool) -> Engine {
         let (_, smax) = config.suspicion_bounds(1_000_000);
         let pause_grace = (smax + config.probe_interval * 4).as_micros() as u64;
+        let tolerance = config.pause_tolerance.as_micros() as u64;
+        let probe_timeout = config.probe_timeout_max.as_micros() as u64;
         Engine {
             now: 0,
             incarnations: IncarnationsNeverGoBack::new(config.dead_retention.as_micros() as u64),
@@ -167,10 +223,11 @@ impl Engine {
             seq: 0,
             net,
             fault_rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xFA17, 0)),
-            obs: Observer::new(measure_from),
+            obs: Observer::new(measure_from, tolerance, pause_grace),
             left: LeftNeverFailed::default(),
             quiet_alive: LiveAliveAfterQuiet::default(),
             converge: ViewsConverge::default(),
+            pauses: PausesBelowToleranceNeverFailed::new(tolerance, probe_timeout, pause_grace),
             check_invariants: true,
             violations: Vec::new(),
             violation_count: 0,
@@ -254,6 +311,8 @@ impl Engine {
             freeze_token: 0,
             leaving: false,
             send_delay: 0,
+            watching: Vec::new(),
+            starve: None,
         });
         self.obs.add_member();
         id
@@ -279,6 +338,10 @@ impl Engine {
         let result = match p.wire {
             Wire::Datagram => core.handle_datagram(now, from_addr, &p.bytes),
             Wire::Stream | Wire::Reply => core.handle_stream(now, from_addr, &p.bytes),
+            Wire::Evidence(how) => {
+                core.handle_unreachable(now, from_addr, how);
+                Ok(())
+            }
         };
         if result.is_err() {
             self.obs.decode_errors += 1;
@@ -302,6 +365,12 @@ impl Engine {
                 s.backlog.push(p);
                 return;
             }
+            Status::Exited | Status::Left => {
+                if p.wire == Wire::Datagram {
+                    self.port_unreachable(to, p.from as usize);
+                }
+                return;
+            }
             _ => return,
         }
         if s.slow > 0 && !delayed {
@@ -309,12 +378,18 @@ impl Engine {
             self.push(at, Ev::Deliver { to: to as u32, packet: p, delayed: true });
             return;
         }
-        self.trace(7, u64::from(p.from), to as u64, p.bytes.len() as u64, || {
-            let kind = vigil_proto::codec::message_kind(&p.bytes).unwrap_or("?");
-            format!("deliver {} -> {to} {kind} {:?} {} bytes", p.from, p.wire, p.bytes.len())
-        });
-        if let Some(r) = self.recorded.as_mut() {
-            r.push(Captured { to: to as u32, packet: p.clone() });
+        if let Wire::Evidence(how) = p.wire {
+            self.trace(9, u64::from(p.from), to as u64, u64::from(evidence_code(how)), || {
+                format!("evidence {} -> {to} {how}", p.from)
+            });
+        } else {
+            self.trace(7, u64::from(p.from), to as u64, p.bytes.len() as u64, || {
+                let kind = vigil_proto::codec::message_kind(&p.bytes).unwrap_or("?");
+                format!("deliver {} -> {to} {kind} {:?} {} bytes", p.from, p.wire, p.bytes.len())
+            });
+            if let Some(r) = self.recorded.as_mut() {
+                r.push(Captured { to: to as u32, packet: p.clone() });
+            }
         }
         self.handle(to, p);
     }
@@ -349,7 +424,11 @@ impl Engine {
         }
         let inc = core.incarnation();
         let next = core.poll_timeout().map(|t| t.as_micros() + self.slots[id].slow);
+        let watches_changed = self.slots[id].watch_list_changed(core.watched());
         self.slots[id].core = Some(core);
+        if watches_changed {
+            self.follow_watches(id);
+        }
         let s = &mut self.slots[id];
         s.max_incarnation = s.max_incarnation.max(inc);
         if self.check_invariants {
@@ -385,6 +464,10 @@ impl Engine {
             self.obs.failed_connects += 1;
         }
         let Some(to) = to else { return };
+        if stream && self.slots[to].status.kernel_answers() {
+            self.refuse(from, to);
+            return;
+        }
         let wire = match channel {
             Channel::Datagram => Wire::Datagram,
             _ if self.reply_to == Some(to) => Wire::Reply,
@@ -393,7 +476,7 @@ impl Engine {
         let fate = match wire {
             Wire::Datagram => self.net.datagram(self.now, from, to),
             Wire::Stream => self.net.stream(self.now, from, to, 3),
-            Wire::Reply => self.net.stream(self.now, from, to, 1),
+            Wire::Reply | Wire::Evidence(_) => self.net.stream(self.now, from, to, 1),
         };
         let Fate::After(delay) = fate else { return };
         let at = self.now + delay + self.slots[from].slow + self.slots[from].send_delay;
@@ -425,6 +508,7 @@ impl Engine {
                 Ev::Wake { member } => self.wake(member as usize, item.at),
                 Ev::Action(i) => action(self, i),
                 Ev::Resume { member, token } => self.resume(member as usize, token),
+                Ev::Sleep { member, token } => self.sleep(member as usize, token),
                 Ev::LeaveCheck { member, deadline } => self.leave_check(member as usize, deadline),
                 Ev::Check => check(self),
             }
@@ -434,6 +518,12 @@ impl Engine {
             }
         }
         self.now = self.now.max(until);
+    }
+
+    /// A fresh evidence "packet" about `about`'s address, for member `to`.
+    pub(crate) fn push_evidence(&mut self, at: u64, about: usize, to: usize, how: Unreachable) {
+        let packet = Packet { from: about as u32, wire: Wire::Evidence(how), bytes: Vec::new() };
+        self.push(at, Ev::Deliver { to: to as u32, packet, delayed: false });
     }
 
     /// A random live member, from the fault stream.
@@ -457,5 +547,15 @@ impl Engine {
         }
         live.truncate(k);
         live
+    }
+}
+
+/// A number for each kind of evidence, for the trace digest.
+fn evidence_code(how: Unreachable) -> u8 {
+    match how {
+        Unreachable::PortUnreachable => 1,
+        Unreachable::Refused => 2,
+        Unreachable::StreamClosed => 3,
+        _ => 0,
     }
 }

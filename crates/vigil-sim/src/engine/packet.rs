@@ -2,6 +2,8 @@
 //! [`Wire`]), a packet kept to be replayed ([`Captured`]), an event kept in
 //! the log ([`Seen`]). A leaf.
 
+use vigil_proto::Unreachable;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wire {
     Datagram,
@@ -9,6 +11,9 @@ pub(crate) enum Wire {
     Stream,
     /// A reply on the connection a stream came in on.
     Reply,
+    /// Not a packet: what the receiver's kernel says about the sender's
+    /// address (an ICMP error, a refused connection, a stream closed). No bytes.
+    Evidence(Unreachable),
 }
 
 #[derive(Debug, Clone)]

@@ -36,9 +36,19 @@ impl Engine {
                 } else if !s.leaving {
                     let class = self.classify(observer, m);
                     self.obs.on_false_failure(self.now, o32, m32, class);
+                    let on_silence = e.evidence.as_ref().is_none_or(|ev| ev.exit.is_none());
+                    let only_paused =
+                        s.slow == 0 && s.starve.is_none() && !self.net.recently_cut(self.now, 0);
+                    if self.check_invariants && class == FalseClass::Paused && on_silence && only_paused {
+                        let v = self.pauses.on_failed(self.now, o32, m32);
+                        self.violation(v);
+                    }
                 }
             }
             EventKind::Suspected => {
+                if self.check_invariants {
+                    self.pauses.on_suspected(m32, self.now);
+                }
                 let s = &self.slots[m];
                 if matches!(s.status, Status::Up)
                     && inc > s.prev_life_max

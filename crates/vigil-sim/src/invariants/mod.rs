@@ -6,11 +6,13 @@
 mod converge;
 mod incarnations;
 mod left_not_failed;
+mod pause_tolerated;
 mod quiet_alive;
 
 pub use converge::ViewsConverge;
 pub use incarnations::IncarnationsNeverGoBack;
 pub use left_not_failed::LeftNeverFailed;
+pub use pause_tolerated::PausesBelowToleranceNeverFailed;
 pub use quiet_alive::LiveAliveAfterQuiet;
 
 use serde::Serialize;
