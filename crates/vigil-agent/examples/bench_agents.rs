@@ -45,7 +45,7 @@ fn rss_mib(pid: u32) -> f64 {
 
 fn sent_bytes(c: &LocalCluster, i: usize) -> f64 {
     let text = vigil_agent::client::get_text(&c.agents[i].url(), "/metrics").unwrap_or_default();
-    vigil_agent::metrics::sum("vigil_sent_bytes_total", &text)
+    vigil_agent::client::metric_sum("vigil_sent_bytes_total", &text)
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -6,10 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde_json::Value;
 
-use crate::cli::DemoArgs;
 use crate::cluster::{LocalCluster, Seen};
+
+/// `vigil demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Agents to start.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(3..=20))]
+    pub agents: u16,
+}
 
 /// The demo failed or was interrupted; every agent was stopped.
 #[derive(Debug, thiserror::Error)]
