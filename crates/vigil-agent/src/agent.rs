@@ -15,6 +15,11 @@ use crate::events::{EventLog, pump, unix_ms};
 use crate::server::AppState;
 use crate::{act, faults, logging, meta, secrets, server, snapshot};
 
+/// The message of the log line that says the agent started, with its
+/// `name`, `gossip` and `http` addresses as fields (the process harness
+/// reads the addresses an agent bound from it).
+pub const STARTED: &str = "vigil agent started";
+
 /// The agent could not start. Nothing is left running.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -134,7 +139,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         gossip = %vigil.local_addr(),
         http = %http_addr,
         preset = ?config.preset,
-        "vigil agent started"
+        "{STARTED}"
     );
 
     let log = Arc::new(EventLog::default());

@@ -77,6 +77,17 @@ pub enum Preset {
     Local,
 }
 
+impl Preset {
+    /// The name, as the flag and the config file spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Lan => "lan",
+            Preset::Wan => "wan",
+            Preset::Local => "local",
+        }
+    }
+}
+
 /// Log formats on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -20,7 +20,7 @@
 //! | [`server`] | the HTTP API as a value ([`server::app`]): members, events (SSE), feeds, groups, keys, metrics, dashboard |
 //! | [`act`] | the wiring of `vigil_act`: the check/handler/failover tables and their tasks |
 //! | [`client`] | `vigil members`, `join`, `leave`, `events`, `info`, `keys`, `watch`, `top` |
-//! | [`cluster`] | agent processes on loopback (demo, tests, figures) |
+//! | [`harness`] | real agent processes (loopback here, network namespaces in vigil-chaos): `vigil demo`, tests, figures |
 //! | [`events`] | event JSON (`--events-json`, SSE) and the resumable history |
 //! | [`snapshot`] | `members.json` under `--data-dir` |
 //! | [`secrets`] | the cluster key file and the API token file |
@@ -57,11 +57,11 @@ pub mod act;
 pub mod agent;
 pub mod cli;
 pub mod client;
-pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod events;
 pub mod faults;
+pub mod harness;
 pub mod logging;
 pub mod meta;
 pub mod secrets;
