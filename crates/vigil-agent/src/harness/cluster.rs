@@ -485,3 +485,28 @@ impl<P: Place> Cluster<P> {
         self.wait_state(&observers, &running, "alive", timeout)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_member_list_and_says_who_sees_what() {
+        let body: Value = serde_json::from_str(r#"[{"name":"m0","addr":"198.18.1.1:7950","state":"alive","incarnation":3,"meta":{},"health":{"status":"ok","reason":null},"phi":0.1,"rtt_ms":0.4,"since_ms":12},{"name":"m1","addr":"198.18.1.2:7950","state":"dead","incarnation":1}]"#).unwrap();
+        let m = MemberView::list(&body).expect("a list");
+        assert_eq!(
+            m[0],
+            MemberView {
+                name: "m0".into(),
+                addr: "198.18.1.1:7950".into(),
+                state: "alive".into(),
+                incarnation: 3
+            }
+        );
+        assert!(MemberView::list(&serde_json::json!({})).is_none());
+        let views: Views = [("m0".to_string(), m)].into();
+        assert!(all_see(&views, &["m0".into()], "alive") && !all_see(&views, &["m1".into()], "alive"));
+        assert_eq!(summarize(&views), "m0: 2 listed, m1=dead");
+        assert_eq!(summarize(&Views::new()), "no agent answered");
+    }
+}
