@@ -6,23 +6,23 @@
 //!
 //! # Map
 //!
-//! Imports run one way, down this table: the command line reaches the
-//! configuration and the commands; the agent's lifetime wires the server,
-//! the actions and the event log; nothing below reaches back up.
+//! Imports run one way, down this table: a module reaches only those below
+//! it (the command line reaches the commands; the agent's lifetime wires the
+//! server, the actions and the event log; leaves reach nothing).
 //!
 //! | module | what |
 //! | --- | --- |
 //! | [`cli`] | the command tree (clap) and [`cli::run`], which hands each subcommand to its module |
-//! | [`agent`] | [`agent::run`]: the member, API, event pump, actions and snapshot writer for one lifetime |
 //! | [`demo`] | `vigil demo`: five agents on loopback, one killed and restarted |
-//! | [`config`] | `vigil agent` flags, the TOML file, and the one typed [`config::AgentConfig`] |
+//! | [`harness`] | real agent processes (loopback here, network namespaces in vigil-chaos): `vigil demo`, tests, figures |
+//! | [`agent`] | [`agent::run`]: the member, API, event pump, actions and snapshot writer for one lifetime |
+//! | [`client`] | `vigil members`, `join`, `leave`, `events`, `info`, `keys`, `watch`, `top` |
 //! | [`logging`] | logs on stderr (text or JSON) |
+//! | [`config`] | `vigil agent` flags, the TOML file, and the one typed [`config::AgentConfig`] |
 //! | [`server`] | the HTTP API as a value ([`server::app`]): members, events (SSE), feeds, groups, keys, metrics, dashboard |
 //! | [`act`] | the wiring of `vigil_act`: the check/handler/failover tables and their tasks |
-//! | [`client`] | `vigil members`, `join`, `leave`, `events`, `info`, `keys`, `watch`, `top` |
-//! | [`harness`] | real agent processes (loopback here, network namespaces in vigil-chaos): `vigil demo`, tests, figures |
-//! | [`events`] | event JSON (`--events-json`, SSE) and the resumable history |
 //! | [`snapshot`] | `members.json` under `--data-dir` |
+//! | [`events`] | event JSON (`--events-json`, SSE) and the resumable history |
 //! | [`secrets`] | the cluster key file and the API token file |
 //! | [`meta`] | the `key=value` lines encoding of metadata |
 //! | [`faults`] | test-only fault injection (feature `testing`) |
