@@ -12,8 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use vigil_agent::cluster::LocalCluster;
+use vigil_agent::config::Preset;
 use vigil_agent::events::unix_ms;
+use vigil_agent::harness::{Cluster, Loopback};
 
 fn clk_tck() -> f64 {
     std::process::Command::new("getconf")
@@ -43,9 +44,9 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn sent_bytes(c: &LocalCluster, i: usize) -> f64 {
-    let text = vigil_agent::client::get_text(&c.agents[i].url(), "/metrics").unwrap_or_default();
-    vigil_agent::metrics::sum("vigil_sent_bytes_total", &text)
+fn sent_bytes(c: &Cluster, i: usize) -> f64 {
+    let text = vigil_agent::client::get_text(&c.url(i), "/metrics").unwrap_or_default();
+    vigil_agent::client::metric_sum("vigil_sent_bytes_total", &text)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -60,14 +61,13 @@ fn median(v: &mut [f64]) -> f64 {
 fn run(exe: &str, n: usize, kills: usize, idle: u64) {
     let dir = std::env::temp_dir().join(format!("vigil-bench-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut c = LocalCluster::new(exe, &dir, "lan");
+    let mut c = Cluster::new(exe, &dir, Preset::Lan, Loopback);
     let t0 = Instant::now();
-    let seed = c.add("b1", None).expect("start");
-    let seed_addr = c.agents[seed].gossip;
+    let seed = c.add_agent("b1", &[]).expect("start");
     for i in 2..=n {
-        c.add(&format!("b{i}"), Some(seed_addr)).expect("start");
+        c.add_agent(&format!("b{i}"), &[seed]).expect("start");
     }
-    let converge = c.wait_converged(Duration::from_secs(60)).map(|_| t0.elapsed());
+    let converge = c.wait_converged(Duration::from_secs(60)).ok().map(|_| t0.elapsed());
     println!("\n== {n} agents, lan preset");
     match converge {
         Some(d) => println!("convergence (first start to all-alive everywhere): {:.2} s", d.as_secs_f64()),
@@ -80,7 +80,7 @@ fn run(exe: &str, n: usize, kills: usize, idle: u64) {
     // Idle: let push-pull and joins settle, then measure.
     std::thread::sleep(Duration::from_secs(5));
     let tck = clk_tck();
-    let pids: Vec<u32> = c.agents.iter().filter_map(|a| a.pid()).collect();
+    let pids: Vec<u32> = (0..n).filter_map(|i| c.pid(i)).collect();
     let cpu0: Vec<f64> = pids.iter().map(|p| cpu_secs(*p, tck)).collect();
     let bytes0: Vec<f64> = (0..n).map(|i| sent_bytes(&c, i)).collect();
     let start = Instant::now();
@@ -108,19 +108,16 @@ fn run(exe: &str, n: usize, kills: usize, idle: u64) {
     let mut first = Vec::new();
     for k in 0..kills {
         let victim = 1 + (k * 7) % (n - 1);
-        let vname = c.agents[victim].name.clone();
-        while c.events.try_recv().is_ok() {}
+        let vname = c.name(victim);
+        let mut events = c.events().cursor();
         let killed_ms = unix_ms();
         c.kill(victim);
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut times: Vec<(String, u64)> = Vec::new();
         while times.len() < n - 1 && Instant::now() < deadline {
-            let Ok(s) = c.events.recv_timeout(Duration::from_millis(200)) else { continue };
-            if s.event["kind"] == "failed"
-                && s.event["member"] == vname.as_str()
-                && !times.iter().any(|(b, _)| *b == s.by)
-            {
-                times.push((s.by.clone(), s.event["time_ms"].as_u64().unwrap_or(0)));
+            let Some(s) = events.next_within(Duration::from_millis(200)) else { continue };
+            if s.is("failed", &vname) && !times.iter().any(|(b, _)| *b == s.by) {
+                times.push((s.by.clone(), s.time_ms));
             }
         }
         let last = times.iter().map(|(_, t)| *t).max().unwrap_or(0).saturating_sub(killed_ms);
@@ -137,8 +134,9 @@ fn run(exe: &str, n: usize, kills: usize, idle: u64) {
             full.push(last as f64 / 1e3);
             first.push(earliest as f64 / 1e3);
         }
-        c.start(victim, None).expect("restart");
-        if c.wait_converged(Duration::from_secs(60)).is_none() {
+        c.spec_mut(victim).join.clear();
+        c.start(victim).expect("restart");
+        if c.wait_converged(Duration::from_secs(60)).is_err() {
             println!("did not reconverge after restarting {vname}");
             return;
         }

@@ -1,19 +1,24 @@
-//! `vigil agent`: one member plus its HTTP API, event stream and snapshot,
-//! for the lifetime given by a shutdown future.
+//! `vigil agent`: one member plus its HTTP API, event stream, checks,
+//! handlers, failover and snapshot, for the lifetime given by a shutdown
+//! future ([`run`]); [`main`] is that lifetime as a process.
 
 use std::future::Future;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-#[cfg(feature = "testing")]
-use vigil::Faults;
 use vigil::Vigil;
 
-use crate::api::{AppState, app};
-use crate::config::AgentConfig;
+use crate::config::{AgentArgs, AgentConfig};
 use crate::events::{EventLog, pump, unix_ms};
-use crate::{meta, snapshot};
+use crate::server::AppState;
+use crate::{act, faults, logging, meta, secrets, server, snapshot};
+
+/// The message of the log line that says the agent started, with its
+/// `name`, `gossip` and `http` addresses as fields (the process harness
+/// reads the addresses an agent bound from it).
+pub const STARTED: &str = "vigil agent started";
 
 /// The agent could not start. Nothing is left running.
 #[derive(Debug, thiserror::Error)]
@@ -38,29 +43,68 @@ pub enum RunError {
     Secret(String),
 }
 
-/// Parses the test-only `VIGIL_FAULTS` value: comma-separated
-/// `delay=DURATION`, `drop_in=P`, `drop_out=P` (probabilities 0 to 1),
-/// `block=IP:PORT` (both ways, repeatable). Feature `testing` only.
-#[cfg(feature = "testing")]
-pub fn parse_faults(s: &str) -> Result<Faults, String> {
-    let mut f = Faults::default();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').ok_or_else(|| format!("`{part}` is not KEY=VALUE"))?;
-        let prob = |v: &str| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|p| (0.0..=1.0).contains(p))
-                .ok_or_else(|| format!("`{k}` must be a probability between 0 and 1, not `{v}`"))
-        };
-        match k {
-            "delay" => f.delay = humantime::parse_duration(v).map_err(|e| format!("`delay`: {e}"))?,
-            "drop_in" => f.drop_inbound = prob(v)?,
-            "drop_out" => f.drop_outbound = prob(v)?,
-            "block" => f = f.block(v.parse().map_err(|e| format!("`block`: {v}: {e}"))?),
-            _ => return Err(format!("unknown key `{k}`: expected delay, drop_in, drop_out or block")),
+/// `vigil agent` as a process: loads the configuration (exit 2 if refused),
+/// sets up logs, and runs the agent until SIGTERM or Ctrl-C.
+pub fn main(args: &AgentArgs) -> ExitCode {
+    let config = match AgentConfig::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(config.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(config, shutdown_signal()));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
-    Ok(f)
+}
+
+/// The library's configuration of the member: address, preset, metadata, an
+/// incarnation above the snapshot's, test-only faults.
+fn member_config(config: &AgentConfig, snap: Option<&snapshot::Snapshot>) -> Result<vigil::Config, RunError> {
+    let mut lib = vigil::Config::new(config.name.clone(), config.bind).with_protocol(config.protocol());
+    lib.advertise = config.advertise;
+    // Validated in AgentConfig::merge.
+    lib.meta = meta::encode(&config.meta).unwrap_or_default();
+    let clock_secs = unix_ms() / 1000;
+    lib.incarnation = Some(match snap {
+        Some(s) if s.name == config.name => clock_secs.max(s.incarnation + 1),
+        _ => clock_secs,
+    });
+    #[cfg(feature = "testing")]
+    if let Some(f) = faults::from_env().map_err(RunError::Faults)? {
+        lib = lib.with_faults(f);
+    }
+    #[cfg(not(feature = "testing"))]
+    faults::warn_if_requested();
+    Ok(lib)
+}
+
+/// Seeds to join: `--join`, else the members of the snapshot.
+fn seeds(config: &AgentConfig, snap: Option<&snapshot::Snapshot>) -> Vec<String> {
+    if !config.join.is_empty() {
+        return config.join.clone();
+    }
+    let Some(s) = snap else { return Vec::new() };
+    let seeds = s.seeds();
+    if !seeds.is_empty() {
+        tracing::info!(known = seeds.len(), "no --join given: rejoining the members in the snapshot");
+    }
+    seeds
 }
 
 /// Runs the agent until `shutdown` completes, `POST /v1/leave` is called, or
@@ -68,50 +112,14 @@ pub fn parse_faults(s: &str) -> Result<Faults, String> {
 /// within the configured time and stops.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let snap = config.data_dir.as_deref().and_then(snapshot::load);
-    let mut lib = vigil::Config::new(config.name.clone(), config.bind).with_protocol(config.protocol());
-    lib.advertise = config.advertise;
-    // Validated in AgentConfig::merge.
-    lib.meta = meta::encode(&config.meta).unwrap_or_default();
-    let clock_secs = unix_ms() / 1000;
-    lib.incarnation = Some(match &snap {
-        Some(s) if s.name == config.name => clock_secs.max(s.incarnation + 1),
-        _ => clock_secs,
-    });
-    #[cfg(feature = "testing")]
-    if let Ok(spec) = std::env::var("VIGIL_FAULTS")
-        && !spec.trim().is_empty()
-    {
-        let faults = parse_faults(&spec).map_err(RunError::Faults)?;
-        tracing::warn!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        tracing::warn!("!!! VIGIL_FAULTS={spec}: FAULT INJECTION IS ON. TEST USE ONLY.");
-        tracing::warn!("!!! This agent drops and delays its own packets ON PURPOSE.");
-        tracing::warn!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        lib = lib.with_faults(faults);
-    }
-    #[cfg(not(feature = "testing"))]
-    if std::env::var_os("VIGIL_FAULTS").is_some() || std::env::var_os("VIGIL_FAULTS_FILE").is_some() {
-        tracing::warn!(
-            "VIGIL_FAULTS/VIGIL_FAULTS_FILE ignored: this binary has no fault injection (feature `testing`)"
-        );
-    }
-
+    let mut lib = member_config(&config, snap.as_ref())?;
     let token = match &config.http_token_file {
-        Some(path) => {
-            let t = crate::security::read_secret(path, "token file").map_err(RunError::Secret)?;
-            let t = t.trim().to_string();
-            if t.len() < 16 {
-                return Err(RunError::Secret(format!(
-                    "token file {}: use a token of at least 16 characters",
-                    path.display()
-                )));
-            }
-            Some(t)
-        }
+        Some(path) => Some(secrets::read_token(path).map_err(RunError::Secret)?),
         None => None,
     };
     match &config.key_file {
         Some(path) => {
-            let ring = crate::security::load_keyring(path, &config.cluster_name).map_err(RunError::Secret)?;
+            let ring = secrets::load_keyring(path, &config.cluster_name).map_err(RunError::Secret)?;
             tracing::info!(cluster = %config.cluster_name, keys = ring.list().len(), "traffic is encrypted");
             lib = lib.with_keyring(ring);
         }
@@ -131,32 +139,22 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         gossip = %vigil.local_addr(),
         http = %http_addr,
         preset = ?config.preset,
-        "vigil agent started"
+        "{STARTED}"
     );
 
     let log = Arc::new(EventLog::default());
     let changed = Arc::new(Notify::new());
     let pump_task = tokio::spawn(pump(vigil.clone(), log.clone(), config.events_json, changed.clone()));
-    let act = crate::act::start(&config.act, vigil.clone(), &log, !config.join.is_empty() || snap.is_some());
+    let act = act::start(&config.act, vigil.clone(), &log, !config.join.is_empty() || snap.is_some());
     #[cfg(feature = "testing")]
-    let faults_file = crate::act::watch_faults_file(vigil.clone());
+    let faults_file = faults::watch_file(vigil.clone());
     let (stop_snap_tx, stop_snap_rx) = watch::channel(false);
     let writer = config
         .data_dir
         .clone()
         .map(|dir| tokio::spawn(snapshot::writer(vigil.clone(), dir, changed.clone(), stop_snap_rx)));
 
-    let seeds = if !config.join.is_empty() {
-        config.join.clone()
-    } else if let Some(s) = &snap {
-        let seeds = s.seeds();
-        if !seeds.is_empty() {
-            tracing::info!(known = seeds.len(), "no --join given: rejoining the members in the snapshot");
-        }
-        seeds
-    } else {
-        Vec::new()
-    };
+    let seeds = seeds(&config, snap.as_ref());
     if !seeds.is_empty() {
         let v = vigil.clone();
         tokio::spawn(async move {
@@ -175,14 +173,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     }
     let mut stopping = state.stopping();
     let server_state = state.clone();
-    let mut server_stop = state.stopping();
     let server = tokio::spawn(async move {
-        let result = axum::serve(listener, app(server_state))
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = result {
+        if let Err(e) = server::serve(listener, server_state).await {
             tracing::error!("HTTP server failed: {e}");
         }
     });
@@ -195,8 +187,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     act.shutdown().await;
     #[cfg(feature = "testing")]
     faults_file.inspect(tokio::task::JoinHandle::abort);
-    let left = state.leave().await;
-    match left {
+    match state.leave().await {
         Ok(true) => tracing::info!("left: the cluster was told"),
         Ok(false) => tracing::warn!("left, but not every member may have been told in time"),
         Err(e) => tracing::warn!("leave failed: {e}"),
@@ -242,21 +233,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[cfg(feature = "testing")]
-    fn faults_parse_and_bad_ones_are_named() {
-        let f = parse_faults("delay=200ms, drop_in=0.1,drop_out=0.2,block=127.0.0.1:9").unwrap();
-        assert_eq!(f.delay, Duration::from_millis(200));
-        assert_eq!((f.drop_inbound, f.drop_outbound), (0.1, 0.2));
-        assert_eq!(f.blocked_inbound.len(), 1);
-        assert!(parse_faults("drop_in=2").unwrap_err().contains("drop_in"));
-        assert!(parse_faults("jitter=1ms").unwrap_err().contains("jitter"));
     }
 }

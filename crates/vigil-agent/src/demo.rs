@@ -6,15 +6,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde_json::Value;
 
-use crate::cli::DemoArgs;
-use crate::cluster::{LocalCluster, Seen};
+use crate::config::Preset;
+use crate::harness::{Cluster, Cursor, Error, Loopback, Seen};
+
+/// `vigil demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Agents to start.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(3..=20))]
+    pub agents: u16,
+}
 
 /// The demo failed or was interrupted; every agent was stopped.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct DemoError(pub String);
+
+impl From<Error> for DemoError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Interrupted => DemoError("interrupted: all agents stopped".into()),
+            e => DemoError(e.to_string()),
+        }
+    }
+}
 
 fn ctrl_c_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
@@ -48,7 +66,8 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     let dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let result = {
-        let mut cluster = LocalCluster::new(exe, &dir, "lan");
+        let mut cluster = Cluster::new(exe, &dir, Preset::Lan, Loopback);
+        cluster.interrupt_on(stop.clone());
         // The cluster is dropped (every agent killed) on every path out of here, panics included.
         script(&mut cluster, usize::from(args.agents), &stop)
     };
@@ -64,7 +83,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
 /// the deadline; prints each as it arrives (`want` says what to print and
 /// whether it counts). Returns the agents and their times.
 fn watch(
-    cluster: &LocalCluster,
+    events: &mut Cursor,
     stop: &AtomicBool,
     since: Instant,
     within: Duration,
@@ -77,7 +96,7 @@ fn watch(
         if stop.load(Ordering::SeqCst) {
             return Err(DemoError("interrupted: all agents stopped".into()));
         }
-        let Ok(s) = cluster.events.recv_timeout(Duration::from_millis(100)) else { continue };
+        let Some(s) = events.next_within(Duration::from_millis(100)) else { continue };
         if let Some((line, counts)) = want(&s) {
             let t = s.at.saturating_duration_since(since);
             println!("  +{}  {line}", secs(t));
@@ -89,59 +108,45 @@ fn watch(
     Ok(seen)
 }
 
-fn show_view(cluster: &LocalCluster) {
-    if let Some(states) = cluster.agents[0].states() {
-        let line: Vec<String> = states.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("{} sees: {}", cluster.agents[0].name, line.join(" "));
+fn show_view(cluster: &Cluster) {
+    if let Ok(view) = cluster.view(0) {
+        let line: Vec<String> = view.iter().map(|m| format!("{}={}", m.name, m.state)).collect();
+        println!("{} sees: {}", cluster.name(0), line.join(" "));
     }
 }
 
-/// Sleeps, unless Ctrl-C.
-fn pause(stop: &AtomicBool, d: Duration) -> Result<(), DemoError> {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if stop.load(Ordering::SeqCst) {
-            return Err(DemoError("interrupted: all agents stopped".into()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-fn script(cluster: &mut LocalCluster, n: usize, stop: &AtomicBool) -> Result<(), DemoError> {
-    let io = |e: std::io::Error| DemoError(format!("cannot start an agent: {e}"));
+fn script(cluster: &mut Cluster, n: usize, stop: &AtomicBool) -> Result<(), DemoError> {
+    let start = |e: Error| DemoError(format!("cannot start an agent: {e}"));
     println!("vigil demo: {n} agents on 127.0.0.1 (preset `lan`: 1 s protocol period)\n");
     let t0 = Instant::now();
-    let seed = cluster.add("demo-1", None).map_err(io)?;
-    let seed_addr = cluster.agents[seed].gossip;
+    let seed = cluster.add_agent("demo-1", &[]).map_err(start)?;
     for i in 2..=n {
-        cluster.add(&format!("demo-{i}"), Some(seed_addr)).map_err(io)?;
+        cluster.add_agent(&format!("demo-{i}"), &[seed]).map_err(start)?;
     }
-    for a in &cluster.agents {
-        println!("  {:<7} gossip {}  api {}", a.name, a.gossip, a.url());
+    for i in 0..n {
+        println!("  {:<7} gossip {}  api {}", cluster.name(i), cluster.gossip(i), cluster.url(i));
     }
-    let converged = cluster
-        .wait_converged(Duration::from_secs(15))
-        .ok_or_else(|| DemoError("the agents did not converge within 15 s".into()))?;
+    let converged = cluster.wait_converged(Duration::from_secs(15)).map_err(|e| match e {
+        Error::Timeout { .. } => DemoError("the agents did not converge within 15 s".into()),
+        e => e.into(),
+    })?;
     println!(
         "\nall {n} agents see each other alive after {} (from the first start: {})",
         secs(converged),
         secs(t0.elapsed())
     );
-    let api = cluster.agents[0].url();
-    println!(
-        "try, while it runs:  curl {api}/v1/members   or   vigil members --http {}",
-        cluster.agents[0].http
-    );
-    while cluster.events.try_recv().is_ok() {}
+    let api = cluster.url(0);
+    println!("try, while it runs:  curl {api}/v1/members   or   vigil members --http {}", cluster.http(0));
+    let mut events = cluster.events().cursor();
 
-    pause(stop, Duration::from_secs(3))?;
+    cluster.pause_for(Duration::from_secs(3))?;
     let victim = n / 2;
-    let vname = cluster.agents[victim].name.clone();
-    println!("\nkill -9 {vname} (pid {})", cluster.agents[victim].pid().unwrap_or(0));
+    let vname = cluster.name(victim);
+    println!("\nkill -9 {vname} (pid {})", cluster.pid(victim).unwrap_or(0));
+    events.drain();
     let killed = Instant::now();
     cluster.kill(victim);
-    let detected = watch(cluster, stop, killed, Duration::from_secs(15), n - 1, |s| {
+    let detected = watch(&mut events, stop, killed, Duration::from_secs(15), n - 1, |s| {
         let e = &s.event;
         if e.get("member").and_then(Value::as_str) != Some(vname.as_str()) {
             return None;
@@ -173,11 +178,13 @@ fn script(cluster: &mut LocalCluster, n: usize, stop: &AtomicBool) -> Result<(),
     }
 
     show_view(cluster);
-    pause(stop, Duration::from_secs(2))?;
+    cluster.pause_for(Duration::from_secs(2))?;
     println!("\nrestart {vname} without --join: it rejoins the members in its snapshot");
     let restarted = Instant::now();
-    cluster.start(victim, None).map_err(io)?;
-    let rejoined = watch(cluster, stop, restarted, Duration::from_secs(15), n - 1, |s| {
+    cluster.spec_mut(victim).join.clear();
+    events.drain();
+    cluster.start(victim).map_err(start)?;
+    let rejoined = watch(&mut events, stop, restarted, Duration::from_secs(15), n - 1, |s| {
         let e = &s.event;
         let kind = e.get("kind").and_then(Value::as_str)?;
         let member = e.get("member").and_then(Value::as_str)?;
@@ -192,17 +199,12 @@ fn script(cluster: &mut LocalCluster, n: usize, stop: &AtomicBool) -> Result<(),
         _ => println!("{vname} is back in {} of {} agents' views", rejoined.len(), n - 1),
     }
     show_view(cluster);
-    pause(stop, Duration::from_secs(1))?;
+    cluster.pause_for(Duration::from_secs(1))?;
 
     println!("\nstopping: every agent leaves gracefully");
-    for i in 0..cluster.agents.len() {
-        if let Some(c) = cluster.agents[i].child.as_mut() {
-            drop(c.stdin.take());
-        }
-    }
-    for i in 0..cluster.agents.len() {
-        cluster.stop(i, Duration::from_secs(4));
-    }
+    let running: Vec<usize> = (0..cluster.len()).filter(|&i| cluster.is_running(i)).collect();
+    // An agent late to exit is killed; the demo is over either way.
+    let _ = cluster.stop_all(&running, Duration::from_secs(4));
     println!("done in {}: no agent left running", secs(t0.elapsed()));
     Ok(())
 }

@@ -3,5 +3,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    vigil_agent::main_with(vigil_agent::cli::Cli::parse())
+    vigil_agent::cli::run(vigil_agent::cli::Cli::parse())
 }

@@ -2,8 +2,12 @@
 //! (kill, partition and heal), health checks taking a member out of the
 //! healthy feed, and event handlers (webhook order, a hung script).
 //!
-//! Every agent is a child of this test process, killed when its
-//! `LocalCluster` guard drops (panics included). Every wait is a deadline loop.
+//! Every agent is a child of this test process, killed when its cluster
+//! guard drops (panics included). Every wait is bounded and waits for the
+//! event that proves its point (a script run, an event every agent printed),
+//! never a fixed time.
+
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -13,35 +17,20 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{EXE, converged, observers, try_wait_until, wait_until};
 use vigil_agent::client;
-use vigil_agent::cluster::LocalCluster;
-
-const EXE: &str = env!("CARGO_BIN_EXE_vigil");
+use vigil_agent::harness::{Cluster, Seen};
 
 /// Starts an agent with extra environment (its metadata, config file, ...).
-fn add(c: &mut LocalCluster, name: &str, join: Option<usize>, env: &[(&str, String)]) -> usize {
-    let n = c.env.len();
-    c.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let seed = join.map(|j| c.agents[j].gossip);
-    let i = c.add(name, seed).unwrap();
-    c.env.truncate(n);
-    i
-}
-
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn add(c: &mut Cluster, name: &str, join: Option<usize>, env: &[(&str, String)]) -> usize {
+    let mut spec = c.new_spec(name).unwrap();
+    spec.join = join.map(|j| c.gossip(j)).into_iter().collect();
+    spec.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    c.add(spec).unwrap()
 }
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
-}
-
-fn converged(c: &LocalCluster) {
-    assert!(c.wait_converged(Duration::from_secs(20)).is_some(), "agents did not converge within 20 s");
 }
 
 /// A failover config whose scripts append one line per run to NAME.promote /
@@ -78,8 +67,8 @@ fn demotes(dir: &Path, name: &str) -> usize {
 }
 
 /// `(active by its view, its own role)` from an agent's `/v1/groups`.
-fn group_view(c: &LocalCluster, i: usize) -> Option<(Option<String>, String)> {
-    let v = client::get(&c.agents[i].url(), "/v1/groups").ok()?;
+fn group_view(c: &Cluster, i: usize) -> Option<(Option<String>, String)> {
+    let v = client::get(&c.url(i), "/v1/groups").ok()?;
     let g = v.as_array()?.iter().find(|g| g["group"] == "db")?;
     Some((g["active"].as_str().map(str::to_string), g["local_role"].as_str()?.to_string()))
 }
@@ -88,45 +77,53 @@ fn group_view(c: &LocalCluster, i: usize) -> Option<(Option<String>, String)> {
 fn killing_the_active_member_promotes_the_standby_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut c = LocalCluster::new(EXE, d.join("agents"), "local");
+    let mut c = support::cluster(&d.join("agents"));
     let db1 = add(&mut c, "db1", None, &failover_env(d, "db1", 300));
     add(&mut c, "db2", Some(db1), &failover_env(d, "db2", 200));
     add(&mut c, "db3", Some(db1), &failover_env(d, "db3", 100));
-    converged(&c);
+    converged(&mut c);
     wait_until("db1 promotes", Duration::from_secs(10), || promotes(d, "db1") == 1);
     assert_eq!(lines(&d.join("db1.promote")), vec!["db active"], "VIGIL_GROUP and VIGIL_ROLE are set");
     wait_until("every agent agrees db1 is active", Duration::from_secs(5), || {
         (0..3).all(|i| group_view(&c, i).is_some_and(|(a, _)| a.as_deref() == Some("db1")))
     });
     assert_eq!(group_view(&c, 1).unwrap().1, "standby");
-    let groups = client::get(&c.agents[1].url(), "/v1/groups").unwrap();
+    let groups = client::get(&c.url(1), "/v1/groups").unwrap();
     assert_eq!(groups[0]["standbys"], serde_json::json!(["db2", "db3"]), "{groups}");
     assert_eq!((groups[0]["known"].as_u64(), groups[0]["alive"].as_u64()), (Some(3), Some(3)), "{groups}");
 
+    let events = c.events().cursor();
     let killed = Instant::now();
     c.kill(db1);
     // Detection (suspicion timeout of the local preset) plus the 1 s hold.
     wait_until("db2 promotes after db1 is killed", Duration::from_secs(15), || promotes(d, "db2") >= 1);
     let took = killed.elapsed();
     assert_eq!(group_view(&c, 1).unwrap(), (Some("db2".to_string()), "active".to_string()));
-    std::thread::sleep(Duration::from_secs(3));
+    // The transition is over once both survivors have declared db1 failed
+    // and db3 too sees db2 as the active member: nothing is left that could
+    // move a role again.
+    let failed = events.wait_for(Duration::from_secs(15), |s| observers(s, "failed", "db1").len() == 2);
+    assert!(failed.is_ok(), "db2 and db3 declare db1 failed: {failed:?}");
+    wait_until("db3 sees db2 active", Duration::from_secs(5), || {
+        group_view(&c, 2).is_some_and(|(a, r)| a.as_deref() == Some("db2") && r == "standby")
+    });
     assert_eq!(promotes(d, "db2"), 1, "exactly once");
     assert_eq!((promotes(d, "db3"), demotes(d, "db2")), (0, 0), "no one else moves");
     eprintln!("db2 promoted {took:?} after db1 was killed");
 
     // A graceful stop of the active member runs on_demote before it leaves.
-    assert!(c.stop(1, Duration::from_secs(10)), "db2 exits 0");
+    assert!(c.stop(1, Duration::from_secs(10)).is_ok_and(|s| s.success()), "db2 exits 0");
     assert_eq!(lines(&d.join("db2.demote")), vec!["db standby shutdown"]);
 }
 
-fn set_partition(d: &Path, c: &LocalCluster, sides: &[&[usize]]) {
+fn set_partition(d: &Path, c: &Cluster, sides: &[&[usize]]) {
     for side in sides {
         for &i in *side {
-            let blocked: Vec<String> = (0..c.agents.len())
+            let blocked: Vec<String> = (0..c.len())
                 .filter(|j| !side.contains(j))
-                .map(|j| format!("block={}", c.agents[j].gossip))
+                .map(|j| format!("block={}", c.gossip(j)))
                 .collect();
-            std::fs::write(d.join(format!("{}.faults", c.agents[i].name)), blocked.join(",")).unwrap();
+            std::fs::write(d.join(format!("{}.faults", c.name(i))), blocked.join(",")).unwrap();
         }
     }
 }
@@ -135,34 +132,50 @@ fn set_partition(d: &Path, c: &LocalCluster, sides: &[&[usize]]) {
 fn a_partitioned_group_promotes_only_on_its_majority_side_and_heals_to_one_active() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut c = LocalCluster::new(EXE, d.join("agents"), "local");
+    let mut c = support::cluster(&d.join("agents"));
     let p1 = add(&mut c, "p1", None, &failover_env(d, "p1", 500));
     for (n, prio) in [("p2", 400), ("p3", 300), ("p4", 200), ("p5", 100)] {
         add(&mut c, n, Some(p1), &failover_env(d, n, prio));
     }
-    converged(&c);
+    converged(&mut c);
     wait_until("p1 promotes", Duration::from_secs(10), || promotes(d, "p1") == 1);
 
     // p1 (active) and p2 on one side, p3 p4 p5 on the other.
+    let events = c.events().cursor();
     set_partition(d, &c, &[&[0, 1], &[2, 3, 4]]);
     wait_until("p1 loses its quorum and demotes", Duration::from_secs(15), || demotes(d, "p1") == 1);
     assert!(lines(&d.join("p1.demote"))[0].contains("lost quorum"));
     wait_until("p3 promotes on the majority side", Duration::from_secs(15), || promotes(d, "p3") == 1);
-    // Several suspicion timeouts more: the minority side stays passive.
-    std::thread::sleep(Duration::from_secs(4));
+    // The minority side stays passive: once each side has declared every
+    // member of the other failed, both hold their final view of the
+    // partition, in which p1 and p2 have no quorum.
+    let declared = |s: &[Seen], by: &[&str], about: &[&str]| {
+        about.iter().all(|m| {
+            let o = observers(s, "failed", m);
+            by.iter().all(|b| o.iter().any(|x| x == b))
+        })
+    };
+    let split = events.wait_for(Duration::from_secs(20), |s| {
+        declared(s, &["p1", "p2"], &["p3", "p4", "p5"]) && declared(s, &["p3", "p4", "p5"], &["p1", "p2"])
+    });
+    assert!(split.is_ok(), "each side declares the other failed: {split:?}");
     assert_eq!((promotes(d, "p1"), promotes(d, "p2")), (1, 0), "the minority side never promotes");
     assert_eq!((promotes(d, "p3"), promotes(d, "p4"), promotes(d, "p5")), (1, 0, 0));
-    let minority = client::get(&c.agents[1].url(), "/v1/groups").unwrap();
+    let minority = client::get(&c.url(1), "/v1/groups").unwrap();
     assert_eq!(minority[0]["alive"], 2, "p2 sees only its side: {minority}");
 
     // Heal: every agent sees every other alive again; then exactly one active.
     set_partition(d, &c, &[&[0, 1, 2, 3, 4]]);
-    converged(&c);
+    converged(&mut c);
     let roles = || -> Vec<String> { (0..5).filter_map(|i| group_view(&c, i).map(|(_, r)| r)).collect() };
     wait_until("the group settles on p1 alone", Duration::from_secs(15), || {
         roles() == ["active", "standby", "standby", "standby", "standby"]
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // The hand-back is over once both of its scripts have run: p3's demote
+    // and p1's second promote. The roles are still the same after them.
+    wait_until("p3 hands back and p1 takes over", Duration::from_secs(10), || {
+        demotes(d, "p3") >= 1 && promotes(d, "p1") >= 2
+    });
     assert_eq!(roles(), ["active", "standby", "standby", "standby", "standby"], "and stays so");
     assert_eq!((promotes(d, "p1"), demotes(d, "p3")), (2, 1), "p3 handed back once");
 }
@@ -182,7 +195,7 @@ fn a_failing_check_takes_a_member_out_of_the_healthy_feed_without_failing_it() {
         ),
     )
     .unwrap();
-    let mut c = LocalCluster::new(EXE, d.join("agents"), "local");
+    let mut c = support::cluster(&d.join("agents"));
     let w1 = add(
         &mut c,
         "w1",
@@ -191,14 +204,14 @@ fn a_failing_check_takes_a_member_out_of_the_healthy_feed_without_failing_it() {
     );
     add(&mut c, "w2", Some(w1), &[("VIGIL_META", "role=web".into())]);
     add(&mut c, "w3", Some(w1), &[("VIGIL_META", "role=cache".into())]);
-    converged(&c);
-    while c.events.try_recv().is_ok() {}
+    converged(&mut c);
+    let mut events = c.events().cursor();
 
-    let w2 = c.agents[1].url();
+    let w2 = c.url(1);
     let feed = "/v1/members?state=alive&health=ok&meta.role=web&format=text";
     let text = || client::get_text(&w2, feed).unwrap_or_default();
     let w1_line = "127.0.0.1:8080".to_string();
-    let w2_line = c.agents[1].gossip.to_string();
+    let w2_line = c.gossip(1).to_string();
     wait_until("w1 and w2 in the feed", Duration::from_secs(5), || {
         text() == format!("{w1_line}\n{w2_line}\n")
     });
@@ -227,12 +240,12 @@ fn a_failing_check_takes_a_member_out_of_the_healthy_feed_without_failing_it() {
 
     std::fs::remove_file(&ok).unwrap();
     wait_until("w1 leaves the healthy feed", Duration::from_secs(10), || text() == format!("{w2_line}\n"));
-    for a in &c.agents {
-        let m = client::get(&a.url(), "/v1/members/w1").unwrap();
-        assert_eq!(m["state"], "alive", "{} sees w1 alive: {m}", a.name);
-        if a.name != "w1" {
+    for i in 0..c.len() {
+        let m = client::get(&c.url(i), "/v1/members/w1").unwrap();
+        assert_eq!(m["state"], "alive", "{} sees w1 alive: {m}", c.name(i));
+        if c.name(i) != "w1" {
             wait_until("w1's health reaches everyone", Duration::from_secs(5), || {
-                client::get(&a.url(), "/v1/members/w1").is_ok_and(|m| m["health"]["status"] == "failing")
+                client::get(&c.url(i), "/v1/members/w1").is_ok_and(|m| m["health"]["status"] == "failing")
             });
         }
     }
@@ -243,16 +256,10 @@ fn a_failing_check_takes_a_member_out_of_the_healthy_feed_without_failing_it() {
     wait_until("w1 comes back into the feed", Duration::from_secs(10), || {
         text() == format!("{w1_line}\n{w2_line}\n")
     });
-    let mut seen = Vec::new();
-    while let Ok(s) = c.events.try_recv() {
-        seen.push(s);
-    }
+    let seen = events.drain();
+    assert!(seen.iter().any(|s| s.is("updated", "w1")), "health changes are `updated` events");
     assert!(
-        seen.iter().any(|s| s.event["kind"] == "updated" && s.event["member"] == "w1"),
-        "health changes are `updated` events"
-    );
-    assert!(
-        !seen.iter().any(|s| s.event["member"] == "w1" && s.event["kind"] != "updated"),
+        !seen.iter().any(|s| s.member == "w1" && s.kind != "updated"),
         "w1 was never suspected or failed: {seen:?}"
     );
 }
@@ -311,43 +318,34 @@ fn a_webhook_sees_every_event_once_in_order_and_a_hung_handler_is_timed_out() {
         ),
     )
     .unwrap();
-    let mut c = LocalCluster::new(EXE, d.join("agents"), "local");
+    let mut c = support::cluster(&d.join("agents"));
     let h1 = add(&mut c, "h1", None, &[("VIGIL_CONFIG", conf.display().to_string())]);
     for n in ["h2", "h3", "h4"] {
         add(&mut c, n, Some(h1), &[]);
     }
-    converged(&c);
+    converged(&mut c);
     c.kill(3);
 
-    // h1's own event stream (--events-json) is the reference.
-    let mut events: Vec<Value> = Vec::new();
-    let drain = |events: &mut Vec<Value>| {
-        while let Ok(s) = c.events.try_recv() {
-            if s.by == "h1" {
-                events.push(s.event);
-            }
-        }
+    // h1's own event stream (--events-json) is the reference: every event
+    // h1 printed since it started.
+    let h1_events = |c: &Cluster| -> Vec<Value> {
+        c.events().all().into_iter().filter(|s| s.by == "h1").map(|s| s.event).collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !events.iter().any(|e| e["kind"] == "failed" && e["member"] == "h4") {
-        assert!(Instant::now() < deadline, "h1 never saw h4 fail: {events:?}");
-        drain(&mut events);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    drain(&mut events);
+    let failed = c
+        .events()
+        .wait_for(0, Duration::from_secs(15), |s| s.iter().any(|s| s.by == "h1" && s.is("failed", "h4")));
+    assert!(failed.is_ok(), "h1 never saw h4 fail: {:?}", h1_events(&c));
+    // Events that still arrive reach both the stream and the webhook: wait
+    // until the webhook has received exactly what the stream has.
     let mut received: Vec<Value> = Vec::new();
-    wait_until("the webhook receives every event", Duration::from_secs(10), || {
+    let mut events = h1_events(&c);
+    try_wait_until(Duration::from_secs(10), || {
         while let Ok(b) = bodies.try_recv() {
             received.push(serde_json::from_str(&b).unwrap());
         }
-        received.len() >= events.len()
+        events = h1_events(&c);
+        received == events
     });
-    std::thread::sleep(Duration::from_millis(300));
-    drain(&mut events);
-    while let Ok(b) = bodies.try_recv() {
-        received.push(serde_json::from_str(&b).unwrap());
-    }
     assert_eq!(received, events, "every event exactly once, in order, as the event stream has it");
 
     // The hung handler is cut off after 500 ms per event, and its next events still run.
@@ -363,7 +361,7 @@ fn a_webhook_sees_every_event_once_in_order_and_a_hung_handler_is_timed_out() {
     });
     let n = wanted.len();
     wait_until("each hung run is counted as failed", Duration::from_secs(5), || {
-        let m = client::get_text(&c.agents[h1].url(), "/metrics").unwrap_or_default();
+        let m = client::get_text(&c.url(h1), "/metrics").unwrap_or_default();
         m.contains(&format!("vigil_handler_runs_total{{handler=\"hang\",result=\"failed\"}} {n}"))
             && m.contains(&format!(
                 "vigil_handler_runs_total{{handler=\"hook\",result=\"ok\"}} {}",

@@ -1,102 +1,68 @@
-//! Real agent processes on 127.0.0.1 with free ports. Every agent is a child
-//! of this test process, killed when its `LocalCluster` guard drops (panics
-//! included), and exits by itself if this process dies (its stdin closes).
-//! Every wait is a deadline loop.
+//! Real agent processes on 127.0.0.1, on ports they pick themselves. Every
+//! agent is a child of this test process, killed when its cluster guard
+//! drops (panics included), and exits by itself if this process dies (its
+//! stdin closes). Every wait is bounded and waits for the event that proves
+//! its point.
+
+mod support;
 
 use std::process::Command;
-use std::sync::mpsc::RecvTimeoutError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
-use vigil_agent::cluster::{LocalCluster, Seen};
+use support::{EXE, converged, observers, wait_until};
+use vigil_agent::harness::Cluster;
 
-const EXE: &str = env!("CARGO_BIN_EXE_vigil");
-
-fn cluster(n: usize) -> (tempfile::TempDir, LocalCluster) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = LocalCluster::new(EXE, dir.path(), "local");
-    let seed = c.add("n1", None).unwrap();
-    let seed_addr = c.agents[seed].gossip;
+fn cluster(dir: &std::path::Path, n: usize) -> Cluster {
+    let mut c = support::cluster(dir);
+    let seed = c.add_agent("n1", &[]).unwrap();
     for i in 2..=n {
-        c.add(&format!("n{i}"), Some(seed_addr)).unwrap();
+        c.add_agent(&format!("n{i}"), &[seed]).unwrap();
     }
-    if c.wait_converged(Duration::from_secs(20)).is_none() {
-        let views: Vec<_> = c.agents.iter().map(|a| (a.name.clone(), a.states())).collect();
-        panic!("{n} agents did not converge within 20 s: {views:?}");
-    }
-    (dir, c)
+    converged(&mut c);
+    c
 }
 
 /// Waits until every running agent but `victim` shows it in `state`.
-fn wait_state(c: &LocalCluster, victim: &str, state: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let views: Vec<_> =
-            c.agents.iter().filter(|a| a.child.is_some() && a.name != victim).map(|a| a.states()).collect();
-        if views.iter().all(|v| v.as_ref().and_then(|v| v.get(victim)).is_some_and(|s| s == state)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every agent shows {victim} {state} within {within:?}: {views:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+fn wait_state(c: &mut Cluster, victim: usize, state: &str, within: Duration) {
+    let others: Vec<usize> = c.answering().into_iter().filter(|&i| i != victim).collect();
+    if let Err(e) = c.wait_state(&others, &[victim], state, within) {
+        panic!("not every agent shows {} {state}: {e}", c.name(victim));
     }
 }
 
-/// Collects events until `done` holds over them or the deadline passes.
-fn collect_events(c: &LocalCluster, within: Duration, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    while !done(&seen) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match c.events.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(s) => seen.push(s),
-            Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-            Err(_) => break,
-        }
-    }
-    seen
-}
-
-fn is(s: &Seen, kind: &str, member: &str) -> bool {
-    s.event["kind"] == kind && s.event["member"] == member
-}
-
-fn observers(seen: &[Seen], kind: &str, member: &str) -> Vec<String> {
-    let mut by: Vec<String> = seen.iter().filter(|s| is(s, kind, member)).map(|s| s.by.clone()).collect();
-    by.sort();
-    by.dedup();
-    by
+/// Probe rounds agent `i` has run (its `vigil_probes_total`).
+fn probes(c: &Cluster, i: usize) -> f64 {
+    let text = vigil_agent::client::get_text(&c.url(i), "/metrics").unwrap_or_default();
+    vigil_agent::client::metric_sum("vigil_probes_total", &text)
 }
 
 #[test]
 fn five_agents_converge_a_killed_one_fails_everywhere_and_rejoins_from_its_snapshot() {
-    let (_dir, mut c) = cluster(5);
-    while c.events.try_recv().is_ok() {}
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cluster(dir.path(), 5);
+    let events = c.events().cursor();
     // n3's snapshot lists the four others (written within a second of a change).
-    let snapshot = c.agents[2].data_dir.join("members.json");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read(&snapshot)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .is_none_or(|v| v["members"].as_array().map_or(0, Vec::len) < 4)
-    {
-        assert!(Instant::now() < deadline, "n3 never wrote a snapshot with 4 members");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let snapshot = c.spec(2).data_dir.join("members.json");
+    wait_until("n3 writes a snapshot with 4 members", Duration::from_secs(10), || {
+        std::fs::read(&snapshot)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|v| v["members"].as_array().map_or(0, Vec::len) >= 4)
+    });
 
     c.kill(2); // SIGKILL n3
-    wait_state(&c, "n3", "dead", Duration::from_secs(15));
-    let seen = collect_events(&c, Duration::from_secs(10), |s| observers(s, "failed", "n3").len() == 4);
+    wait_state(&mut c, 2, "dead", Duration::from_secs(15));
+    let seen = events
+        .wait_for(Duration::from_secs(10), |s| observers(s, "failed", "n3").len() == 4)
+        .unwrap_or_else(|seen| seen);
     assert_eq!(
         observers(&seen, "failed", "n3"),
         vec!["n1", "n2", "n4", "n5"],
         "every survivor emits `failed`"
     );
-    let failed = seen.iter().find(|s| is(s, "failed", "n3")).unwrap();
+    let failed = seen.iter().find(|s| s.is("failed", "n3")).unwrap();
     for key in ["time_ms", "addr", "incarnation", "suspected_by", "confirmations", "declared_by"] {
         assert!(failed.event.get(key).is_some(), "`{key}` missing in {}", failed.event);
     }
@@ -104,28 +70,35 @@ fn five_agents_converge_a_killed_one_fails_everywhere_and_rejoins_from_its_snaps
     // Restart without --join: it rejoins the members in its snapshot.
     let saved: Value = serde_json::from_slice(&std::fs::read(&snapshot).unwrap()).unwrap();
     assert_eq!(saved["members"].as_array().unwrap().len(), 4, "{saved}");
-    c.start(2, None).unwrap();
-    wait_state(&c, "n3", "alive", Duration::from_secs(15));
-    assert!(c.wait_converged(Duration::from_secs(15)).is_some(), "n3 sees everyone again");
+    c.spec_mut(2).join.clear();
+    c.start(2).unwrap();
+    wait_state(&mut c, 2, "alive", Duration::from_secs(15));
+    assert!(c.wait_converged(Duration::from_secs(15)).is_ok(), "n3 sees everyone again");
 }
 
 #[test]
 fn a_terminated_agent_leaves_and_is_never_failed() {
-    let (_dir, mut c) = cluster(3);
-    while c.events.try_recv().is_ok() {}
-    let pid = c.agents[2].pid().unwrap();
-    kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGTERM).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cluster(dir.path(), 3);
+    let mut events = c.events().cursor();
+    c.signal(2, Signal::SIGTERM).unwrap();
     let status = c.wait_exit(2, Duration::from_secs(10)).expect("SIGTERM: exits within the leave timeout");
     assert!(status.success(), "SIGTERM exits 0, got {status}");
-    wait_state(&c, "n3", "left", Duration::from_secs(10));
-    // Watch a little longer (several suspicion timeouts of the local preset).
-    let seen = collect_events(&c, Duration::from_secs(2), |_| false);
+    wait_state(&mut c, 2, "left", Duration::from_secs(10));
+    // Watch a little longer, on the survivors' own clock: ten more probe
+    // rounds each (several suspicion timeouts plus the pause tolerance of
+    // the local preset), by which any suspicion of n3 would have ended.
+    let start = [probes(&c, 0), probes(&c, 1)];
+    wait_until("both survivors probe ten more rounds", Duration::from_secs(20), || {
+        probes(&c, 0) >= start[0] + 10.0 && probes(&c, 1) >= start[1] + 10.0
+    });
+    let seen = events.drain();
     assert!(observers(&seen, "failed", "n3").is_empty(), "left, never failed: {seen:?}");
     let log = std::fs::read_to_string(c.log_path(2)).unwrap();
     assert!(log.contains("left"), "the agent logs its leave: {log}");
 
     // A bad API request to a live agent gets a 400 that says what was wrong.
-    let base = c.agents[0].url();
+    let base = c.url(0);
     let err = vigil_agent::client::send("POST", &base, "/v1/join", &serde_json::json!({"adrs": ["x:1"]}))
         .unwrap_err();
     assert!(err.0.contains("400") && err.0.contains("adrs"), "{err}");

@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use vigil::{State, Vigil};
-use vigil_agent::api::{AppState, app};
 use vigil_agent::events::{EventJson, EventLog, HealthJson};
+use vigil_agent::server::{AppState, app};
 
 struct Fixture {
     a: Arc<Vigil>,

@@ -7,15 +7,15 @@
 //! `scripts/test.sh` install them). Without them the test says so and skips,
 //! except under CI (`CI` set), where it fails.
 
-use std::net::TcpListener;
+mod support;
+
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use vigil_agent::cluster::LocalCluster;
-
-const EXE: &str = env!("CARGO_BIN_EXE_vigil");
+use support::wait_until;
 
 struct Driver {
     child: Child,
@@ -35,25 +35,42 @@ impl Drop for Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver on a port it picks itself (`--port=0`) and reads
+    /// the port from the line it prints: no port is chosen here and reused.
     fn start(chromedriver: &str) -> Driver {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        let mut child = Command::new(chromedriver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
+        // Read its output in a thread (so that it never blocks on a full
+        // pipe); the port arrives on a channel, waited for with a bound.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel::<u16>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let port = line.split("started successfully on port ").nth(1);
+                if let Some(p) = port.and_then(|p| p.trim().trim_end_matches('.').parse().ok()) {
+                    let _ = tx.send(p);
+                }
+            }
+        });
+        let port = rx.recv_timeout(Duration::from_secs(20)).ok();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
+        let Some(port): Option<u16> = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromedriver did not say which port it listens on");
+        };
         let d = Driver { child, base: format!("http://127.0.0.1:{port}"), session: None, agent };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while d.agent.get(&format!("{}/status", d.base)).call().is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until("chromedriver answers", Duration::from_secs(20), || {
+            d.agent.get(&format!("{}/status", d.base)).call().is_ok()
+        });
         d
     }
 
@@ -123,14 +140,6 @@ fn which(cmd: &str) -> Option<String> {
         .find(|p| std::path::Path::new(p).exists())
 }
 
-fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < end, "the page did not show {what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn dashboard_shows_members_live_and_a_failure_without_reload() {
     let (Some(driver), Some(_)) = (which("chromedriver"), which("chromium")) else {
@@ -141,24 +150,23 @@ fn dashboard_shows_members_live_and_a_failure_without_reload() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::new(EXE, dir.path(), "local");
-    let first = cluster.add("web-1", None).unwrap();
-    let seed = Some(cluster.agents[first].gossip);
-    cluster.add("web-2", seed).unwrap();
-    let victim = cluster.add("db-1", seed).unwrap();
+    let mut cluster = support::cluster(dir.path());
+    let first = cluster.add_agent("web-1", &[]).unwrap();
+    cluster.add_agent("web-2", &[first]).unwrap();
+    let victim = cluster.add_agent("db-1", &[first]).unwrap();
     cluster.wait_converged(Duration::from_secs(30)).expect("3 agents converge");
 
     let mut d = Driver::start(&driver);
     d.open(&dir.path().join("chrome-profile"));
-    d.goto(&cluster.agents[first].url());
-    wait("3 members alive", Duration::from_secs(20), || {
+    d.goto(&cluster.url(first));
+    wait_until("the page shows 3 members alive", Duration::from_secs(20), || {
         let rows = d.rows();
         rows.len() == 3 && rows.iter().all(|(_, s)| s == "alive")
     });
     let before = d.eval("return performance.timeOrigin;");
 
     cluster.kill(victim);
-    wait("db-1 failed", Duration::from_secs(30), || {
+    wait_until("the page shows db-1 failed", Duration::from_secs(30), || {
         d.rows().iter().any(|(n, s)| n == "db-1" && s == "failed")
     });
     assert_eq!(d.eval("return performance.timeOrigin;"), before, "the page was not reloaded");

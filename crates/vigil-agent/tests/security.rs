@@ -11,8 +11,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use vigil::{Key, Keyring, State, Vigil};
-use vigil_agent::api::{AppState, app};
 use vigil_agent::events::EventLog;
+use vigil_agent::server::{AppState, app};
 
 const EXE: &str = env!("CARGO_BIN_EXE_vigil");
 

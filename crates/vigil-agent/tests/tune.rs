@@ -1,22 +1,12 @@
 //! `vigil tune ... > t.toml` prints a file that `vigil agent --config t.toml`
-//! loads as printed (and `vigil sim --scenario t.toml` too). Real processes on
-//! 127.0.0.1 with free ports; the agent is killed on every exit path (a
-//! guard), and exits by itself if this process dies (its stdin closes).
+//! loads as printed (and `vigil sim --scenario t.toml` too). A real process
+//! on 127.0.0.1, started by the process harness.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const EXE: &str = env!("CARGO_BIN_EXE_vigil");
+use std::process::Command;
 
-/// Kills the child when dropped (a failed assertion included).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::EXE;
 
 #[test]
 fn vigil_tune_prints_a_configuration_the_agent_starts_with_as_printed() {
@@ -37,38 +27,15 @@ fn vigil_tune_prints_a_configuration_the_agent_starts_with_as_printed() {
     let file = dir.path().join("t.toml");
     std::fs::write(&file, &stdout).unwrap();
 
-    let (gossip, http) = vigil_agent::cluster::free_addrs().unwrap();
-    let agent = Command::new(EXE)
-        .arg("agent")
-        .arg("--config")
-        .arg(&file)
-        .args(["--name", "tuned", "--bind", &gossip.to_string(), "--http", &http.to_string()])
-        .arg("--insecure-plaintext")
-        .env("VIGIL_EXIT_ON_STDIN_EOF", "true")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut agent = Killed(agent);
-    let base = format!("http://{http}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let me = loop {
-        if let Ok(me) = vigil_agent::client::get(&base, "/v1/self") {
-            break me;
-        }
-        if let Ok(Some(status)) = agent.0.try_wait() {
-            let mut log = String::new();
-            use std::io::Read;
-            let _ = agent.0.stderr.take().unwrap().read_to_string(&mut log);
-            panic!("the agent refused the tuned file ({status}): {log}\n{stdout}");
-        }
-        assert!(Instant::now() < deadline, "the agent did not answer within 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // The agent loads it as printed (on the process harness: it binds port 0
+    // and is killed on every exit path).
+    let mut c = support::cluster(dir.path());
+    let mut spec = c.new_spec("tuned").unwrap();
+    spec.args = vec!["--config".into(), file.clone().into()];
+    let i = c.add(spec).unwrap_or_else(|e| panic!("the agent refused the tuned file: {e}\n{stdout}"));
+    let me = c.get(i, "/v1/self").unwrap();
     assert_eq!(me["name"], "tuned", "{me}");
-    drop(agent);
+    drop(c);
 
     // The same file is a scenario: the simulator runs the tuned settings.
     let sim = Command::new(EXE)

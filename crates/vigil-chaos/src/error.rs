@@ -46,6 +46,19 @@ pub enum Error {
 /// The harness's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<vigil_agent::harness::Error> for Error {
+    fn from(e: vigil_agent::harness::Error) -> Self {
+        use vigil_agent::harness::Error as H;
+        match e {
+            H::Io { context, source } => Error::Io { context, source },
+            H::Timeout { what, after } => Error::Timeout { what, after },
+            H::Interrupted => Error::Interrupted,
+            H::Start(m) => Error::Environment(m),
+            other => Error::Assertion(other.to_string()),
+        }
+    }
+}
+
 pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
     move |source| Error::Io { context, source }

@@ -10,10 +10,11 @@
 //!   [`Lab`] removes them all on drop; [`net::remove_stale`] removes what a
 //!   killed run left.
 //! - [`nft`]: packet-drop rules inside a namespace (loss, one-way, partitions).
-//! - [`agent`]: agent processes (killed on drop) and CPU hogs.
+//! - [`cluster`]: N agents in a lab: the agent crate's process harness
+//!   ([`vigil_agent::harness`]: agent processes killed on drop, their
+//!   events, waits on what their APIs show) with the lab as its place.
 //! - [`events`]: the agents' `--events-json` lines, captured from stdout.
-//! - [`http`]: a tiny HTTP/1.0 client for `GET /v1/members`.
-//! - [`cluster`]: N agents in a lab, and waits on what their APIs show.
+//! - [`hog`]: CPU hogs beside an agent.
 //! - [`scenarios`]: the eight scenarios; each returns a [`Report`].
 //! - [`report`]: the table and docs/RELIABILITY.md.
 //! - [`signal`]: Ctrl-C/SIGTERM/SIGHUP become an error every wait returns,
@@ -32,11 +33,10 @@
 //! # Ok::<(), vigil_chaos::Error>(())
 //! ```
 
-pub mod agent;
 pub mod cluster;
 mod error;
 pub mod events;
-pub mod http;
+pub mod hog;
 pub mod net;
 pub mod nft;
 pub mod report;

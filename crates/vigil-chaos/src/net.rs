@@ -2,7 +2,8 @@
 //! per member joined to it by a veth pair. Nothing touches the host's own
 //! namespace: veth ends are created inside the hub and the member namespaces,
 //! and the harness reaches the members' HTTP APIs from a thread that entered
-//! the hub namespace (see [`Lab::connect`]).
+//! the hub namespace (see [`Lab::in_hub`]). A [`Lab`] is the
+//! [`vigil_agent::harness::Place`] of a chaos cluster.
 //!
 //! Addresses come from 198.18.0.0/15 (RFC 2544, benchmarking): the hub's
 //! bridge is 198.18.0.1/16 and member `i` is 198.18.1.(i+1)/16.
@@ -18,6 +19,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sched::CloneFlags;
+use serde_json::Value;
+use vigil_agent::harness::Place;
 
 use crate::error::{Error, Result, io};
 
@@ -61,7 +64,7 @@ pub struct Lab {
     hub: Option<String>,
     slots: Vec<Slot>,
     dir: PathBuf,
-    connector: Option<Connector>,
+    hub_thread: Option<HubThread>,
     keep_dir: bool,
 }
 
@@ -87,7 +90,7 @@ impl Lab {
             hub: None,
             slots: Vec::new(),
             dir,
-            connector: None,
+            hub_thread: None,
             keep_dir: std::env::var_os("VIGIL_CHAOS_KEEP").is_some(),
         };
         let hub = format!("{tag}-hub");
@@ -136,7 +139,7 @@ impl Lab {
         if members > STATIC_NEIGHBOURS_ABOVE {
             lab.install_static_neighbours()?;
         }
-        lab.connector = Some(Connector::start(&hub)?);
+        lab.hub_thread = Some(HubThread::start(&hub)?);
         Ok(lab)
     }
 
@@ -155,12 +158,24 @@ impl Lab {
         &self.dir
     }
 
+    /// Runs `job` on the thread that entered the hub namespace (sockets it
+    /// opens are the hub's) and returns its result; waits at most `timeout`
+    /// for the thread to take it and finish.
+    pub fn in_hub<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        match &self.hub_thread {
+            Some(h) => h.run(timeout, job),
+            None => Err(Error::Environment("lab has no hub thread".into())),
+        }
+    }
+
     /// Opens a TCP connection from inside the hub namespace.
     pub fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
-        match &self.connector {
-            Some(c) => c.connect(addr, timeout),
-            None => Err(Error::Environment("lab has no connector".into())),
-        }
+        self.in_hub(timeout + Duration::from_secs(1), move || TcpStream::connect_timeout(&addr, timeout))?
+            .map_err(io(format!("connecting to {addr}")))
     }
 
     fn install_static_neighbours(&self) -> Result<()> {
@@ -184,8 +199,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // The connector's thread holds the hub namespace: end it first.
-        self.connector.take();
+        // The hub thread holds the hub namespace: end it first.
+        self.hub_thread.take();
         for s in self.slots.drain(..).rev() {
             if let Err(e) = ip(&["netns", "del", &s.ns]) {
                 eprintln!("vigil-chaos: could not remove namespace {}: {e}", s.ns);
@@ -310,21 +325,35 @@ pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-type ConnectRequest = (SocketAddr, Duration, mpsc::Sender<std::io::Result<TcpStream>>);
+/// The agents' APIs are reached from the hub, with the agent's own HTTP
+/// client ([`vigil_agent::client`]) run on the hub thread.
+impl Place for Lab {
+    fn get(&self, http: SocketAddr, path: &str, timeout: Duration) -> std::result::Result<Value, String> {
+        let base = format!("http://{http}");
+        let path = path.to_string();
+        self.in_hub(timeout + Duration::from_secs(1), move || {
+            vigil_agent::client::get_within(&base, &path, timeout).map_err(|e| e.0)
+        })
+        .map_err(|e| e.to_string())?
+    }
+}
 
-/// A thread that entered the hub namespace and opens TCP connections there;
-/// a socket keeps its namespace, so the stream works from any thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread that entered the hub namespace and runs jobs there, one at a
+/// time; a socket keeps its namespace, so a stream it opens works from any
+/// thread.
 #[derive(Debug)]
-struct Connector {
-    tx: Option<mpsc::Sender<ConnectRequest>>,
+struct HubThread {
+    tx: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Connector {
-    fn start(hub: &str) -> Result<Connector> {
+impl HubThread {
+    fn start(hub: &str) -> Result<HubThread> {
         let path = format!("/var/run/netns/{hub}");
         let file = File::open(&path).map_err(io(format!("opening {path}")))?;
-        let (tx, rx) = mpsc::channel::<ConnectRequest>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("vigil-chaos-hub".into())
@@ -336,30 +365,37 @@ impl Connector {
                 if !ok {
                     return;
                 }
-                while let Ok((addr, timeout, reply)) = rx.recv() {
-                    let _ = reply.send(TcpStream::connect_timeout(&addr, timeout));
+                while let Ok(job) = rx.recv() {
+                    job();
                 }
             })
             .map_err(io("spawning the hub thread"))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Connector { tx: Some(tx), thread: Some(thread) }),
+            Ok(Ok(())) => Ok(HubThread { tx: Some(tx), thread: Some(thread) }),
             Ok(Err(e)) => Err(Error::Environment(format!("setns into {hub}: {e}"))),
             Err(_) => Err(Error::Environment("hub thread ended".into())),
         }
     }
 
-    fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    fn run<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let gone = || Error::Environment("hub thread gone".into());
         let (reply_tx, reply_rx) = mpsc::channel();
-        let tx = self.tx.as_ref().ok_or_else(|| Error::Environment("hub thread gone".into()))?;
-        tx.send((addr, timeout, reply_tx)).map_err(|_| Error::Environment("hub thread gone".into()))?;
-        match reply_rx.recv_timeout(timeout + Duration::from_secs(1)) {
-            Ok(r) => r.map_err(io(format!("connecting to {addr}"))),
-            Err(_) => Err(Error::Timeout { what: format!("connection to {addr}"), after: timeout }),
-        }
+        let tx = self.tx.as_ref().ok_or_else(gone)?;
+        tx.send(Box::new(move || {
+            let _ = reply_tx.send(job());
+        }))
+        .map_err(|_| gone())?;
+        reply_rx
+            .recv_timeout(timeout)
+            .map_err(|_| Error::Timeout { what: "a job on the hub thread".into(), after: timeout })
     }
 }
 
-impl Drop for Connector {
+impl Drop for HubThread {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(t) = self.thread.take() {

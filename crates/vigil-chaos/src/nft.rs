@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use crate::error::Result;
-use crate::net::{self, MEMBERS_CIDR};
+use crate::net::{self, Lab, MEMBERS_CIDR};
 
 const TABLE: &str = "vigil_chaos";
 
@@ -84,6 +84,16 @@ pub fn set(ns: &str, rules: &[Rule]) -> Result<()> {
 /// Removes the rules in namespace `ns`.
 pub fn clear(ns: &str) -> Result<()> {
     set(ns, &[])
+}
+
+/// Replaces the rules of member `i` of `lab`.
+pub fn set_member(lab: &Lab, i: usize, rules: &[Rule]) -> Result<()> {
+    set(&lab.slots()[i].ns, rules)
+}
+
+/// Removes the rules of every member of `lab`.
+pub fn clear_all(lab: &Lab) -> Result<()> {
+    lab.slots().iter().try_for_each(|s| clear(&s.ns))
 }
 
 #[cfg(test)]

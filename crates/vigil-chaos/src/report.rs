@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::agent::Preset;
+use crate::cluster::Preset;
 
 /// What one scenario measured and whether its expectations held.
 #[derive(Clone, Debug)]

@@ -14,6 +14,16 @@ static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 /// Installs the handlers (once per process). Harmless to call again.
 pub fn install() {
+    shared();
+}
+
+/// The flag the handlers set (installing them if needed), for harness
+/// waits to check ([`vigil_agent::harness::Cluster::interrupt_on`]).
+pub fn flag() -> Arc<AtomicBool> {
+    Arc::clone(shared())
+}
+
+fn shared() -> &'static Arc<AtomicBool> {
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
@@ -23,7 +33,7 @@ pub fn install() {
             let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
         }
         flag
-    });
+    })
 }
 
 /// True once a signal arrived.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::{Options, cluster, false_failures, progress, settle};
 use crate::error::Result;
 use crate::events::now_ms;
-use crate::nft::Rule;
+use crate::nft::{self, Rule};
 use crate::report::Report;
 
 const LOSS_PERCENT: u8 = 10;
@@ -19,11 +19,11 @@ pub(super) fn everywhere(opts: &Options) -> Result<Report> {
     r.bound = "zero false failures".into();
     let start_ms = now_ms();
     for i in 0..n {
-        c.set_rules(i, &[Rule::loss(LOSS_PERCENT)])?;
+        nft::set_member(c.place(), i, &[Rule::loss(LOSS_PERCENT)])?;
     }
     progress(opts, format!("{LOSS_PERCENT}% loss for {} s", hold.as_secs()));
     crate::signal::sleep(hold)?;
-    c.clear_rules()?;
+    nft::clear_all(c.place())?;
     settle()?;
     let ev = c.events();
     let suspected = ev.of_kind_since("suspected", start_ms).len();

@@ -12,8 +12,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::agent::Preset;
-use crate::cluster::Cluster;
+use crate::cluster::{self, Cluster, Preset};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventLog};
 use crate::report::Report;
@@ -73,8 +72,11 @@ fn progress(opts: &Options, msg: impl AsRef<str>) {
 
 /// Starts a converged cluster of `opts.members` agents; `customize` may
 /// adjust member specs before anything starts (CPU pinning, faults).
-fn cluster(opts: &Options, customize: impl Fn(&mut crate::agent::AgentSpec)) -> Result<(Cluster, Duration)> {
-    let mut c = Cluster::start_with(opts.members, PRESET, &opts.bin, customize)?;
+fn cluster(
+    opts: &Options,
+    customize: impl Fn(&mut vigil_agent::harness::AgentSpec),
+) -> Result<(Cluster, Duration)> {
+    let mut c = cluster::start_with(opts.members, PRESET, &opts.bin, customize)?;
     let t = c.wait_converged(CONVERGE).inspect_err(|_| {
         eprintln!("vigil-chaos: cluster did not converge; m0's log:\n{}", c.log_tail(0, 30));
     })?;
@@ -88,7 +90,7 @@ fn false_failures(events: &EventLog, since_ms: u64, allowed: impl Fn(&Event) -> 
         .of_kind_since("failed", since_ms)
         .into_iter()
         .filter(|e| !allowed(e))
-        .map(|e| format!("{} declared {} failed at {} ({})", e.observer, e.member, e.time_ms, e.raw))
+        .map(|e| format!("{} declared {} failed at {} ({})", e.by, e.member, e.time_ms, e.event))
         .collect()
 }
 

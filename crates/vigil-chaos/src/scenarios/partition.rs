@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{Options, cluster, count, false_failures, progress, settle};
 use crate::error::Result;
 use crate::events::now_ms;
-use crate::nft::Rule;
+use crate::nft::{self, Rule};
 use crate::report::{Report, secs};
 
 const PARTITION: Duration = Duration::from_secs(60);
@@ -28,16 +28,16 @@ pub(super) fn halves(opts: &Options) -> Result<Report> {
     );
     let a: Vec<usize> = (0..n / 2).collect();
     let b: Vec<usize> = (n / 2..n).collect();
-    let ips = |side: &[usize]| -> Vec<Ipv4Addr> { side.iter().map(|&i| c.lab().slots()[i].ip).collect() };
+    let ips = |side: &[usize]| -> Vec<Ipv4Addr> { side.iter().map(|&i| c.place().slots()[i].ip).collect() };
     let (a_ips, b_ips) = (ips(&a), ips(&b));
     let side_of = |name: &str| -> bool { a.iter().any(|&i| c.name(i) == name) };
     let start_ms = now_ms();
     let cut = Instant::now();
     for &i in &a {
-        c.set_rules(i, &[Rule::all_from(b_ips.clone())])?;
+        nft::set_member(c.place(), i, &[Rule::all_from(b_ips.clone())])?;
     }
     for &i in &b {
-        c.set_rules(i, &[Rule::all_from(a_ips.clone())])?;
+        nft::set_member(c.place(), i, &[Rule::all_from(a_ips.clone())])?;
     }
     progress(opts, "partitioned");
     let split_a = c.wait_state(&a, &b, "dead", PARTITION);
@@ -49,7 +49,7 @@ pub(super) fn halves(opts: &Options) -> Result<Report> {
         r.figure("both sides split after", secs(cut.elapsed()));
     }
     crate::signal::sleep(PARTITION.saturating_sub(cut.elapsed()))?;
-    c.clear_rules()?;
+    nft::clear_all(c.place())?;
     let healed_at = now_ms();
     progress(opts, "healed");
     let all: Vec<usize> = (0..n).collect();
@@ -61,7 +61,7 @@ pub(super) fn halves(opts: &Options) -> Result<Report> {
     settle()?;
     // Failures across the cut during the partition are expected; any other is false.
     r.false_failures = false_failures(c.events(), start_ms, |e| {
-        side_of(&e.observer) != side_of(&e.member) && e.time_ms <= healed_at
+        side_of(&e.by) != side_of(&e.member) && e.time_ms <= healed_at
     });
     r.expect(r.false_failures.is_empty(), "a member was declared failed by its own side, or after healing");
     Ok(r)
@@ -78,9 +78,9 @@ pub(super) fn one_way(opts: &Options) -> Result<Report> {
     r.fault = format!("all of {name_a}'s packets to {name_b} dropped, {} s", hold.as_secs());
     r.bound = "no third member declared failed".into();
     let start_ms = now_ms();
-    c.set_rules(ib, &[Rule::all_from(vec![c.lab().slots()[ia].ip])])?;
+    nft::set_member(c.place(), ib, &[Rule::all_from(vec![c.place().slots()[ia].ip])])?;
     crate::signal::sleep(hold)?;
-    c.clear_rules()?;
+    nft::clear_all(c.place())?;
     settle()?;
     let pair = BTreeSet::from([name_a.clone(), name_b.clone()]);
     let bystanders: BTreeSet<String> = c.names().into_iter().filter(|m| !pair.contains(m)).collect();

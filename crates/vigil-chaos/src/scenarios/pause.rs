@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::{Options, cluster, count, false_failures, full_detection, progress, settle};
-use crate::agent::{Hog, HogPriority};
 use crate::error::Result;
 use crate::events::now_ms;
+use crate::hog::{Hog, HogPriority};
 use crate::report::{Report, secs, secs_ms};
 
 /// A stop this short ends before any suspicion can expire: the LAN preset's

@@ -51,7 +51,7 @@ pub(super) fn rolling(opts: &Options) -> Result<Report> {
             Err(e) => late_left.push(format!("{}: {e}", c.name(i))),
         }
         windows.push((c.name(i), down_from, now_ms()));
-        c.start_member(i)?;
+        c.start(i)?;
         let all: Vec<usize> = (0..n).collect();
         match c.wait_state(&all, &[i], "alive", REJOIN_BOUND) {
             Ok(d) => rejoins.push(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -70,7 +70,7 @@ pub(super) fn rolling(opts: &Options) -> Result<Report> {
         .of_kind_since("failed", start_ms)
         .into_iter()
         .filter(|e| while_down(e))
-        .map(|e| format!("{} declared {} failed after its graceful leave ({})", e.observer, e.member, e.raw))
+        .map(|e| format!("{} declared {} failed after its graceful leave ({})", e.by, e.member, e.event))
         .collect();
     r.figure("leaves reported as `failed`", left_as_failed.len().to_string());
     for l in left_as_failed {
@@ -112,12 +112,12 @@ pub(super) fn mass(opts: &Options) -> Result<Report> {
             // Let the snapshots catch up with the re-formed cluster first.
             crate::signal::sleep(Duration::from_secs(5))?;
             for i in 0..n {
-                c.kill(i)?;
+                c.kill(i);
             }
         }
         crate::signal::sleep(Duration::from_secs(1))?;
         for i in 0..n {
-            c.start_member(i)?;
+            c.start(i)?;
         }
         progress(opts, format!("restarted all {label}"));
         match c.wait_state(&all, &all, "alive", REFORM_BOUND) {

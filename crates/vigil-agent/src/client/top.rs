@@ -15,7 +15,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, List, ListItem, Paragraph, Row, Table};
 use serde_json::Value;
 
-use crate::client::{ClientError, base_url, describe, get};
+use super::events::describe;
+use super::http::{ClientError, base_url, get};
 
 const SORTS: [&str; 5] = ["name", "state", "health", "phi", "rtt_ms"];
 

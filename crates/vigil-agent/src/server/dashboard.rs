@@ -5,17 +5,17 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-const INDEX: &str = include_str!("../assets/dashboard/index.html");
-const CSS: &str = include_str!("../assets/dashboard/app.css");
-const JS: &str = include_str!("../assets/dashboard/app.js");
+const INDEX: &str = include_str!("../../assets/dashboard/index.html");
+const CSS: &str = include_str!("../../assets/dashboard/app.css");
+const JS: &str = include_str!("../../assets/dashboard/app.js");
 
 /// `GET /`.
-pub async fn index() -> Html<&'static str> {
+pub(crate) async fn index() -> Html<&'static str> {
     Html(INDEX)
 }
 
 /// `GET /assets/{file}`.
-pub async fn asset(Path(file): Path<String>) -> Response {
+pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "app.css" => (CSS, "text/css; charset=utf-8"),
         "app.js" => (JS, "text/javascript; charset=utf-8"),

@@ -12,9 +12,51 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde_json::{Value, json};
 
-use crate::client::{ClientError, base_url, get};
+use super::http::{ClientArgs, ClientError, base_url, get};
+
+/// `vigil watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The agent.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only members with this metadata, KEY=VALUE (repeatable, all must hold).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Template file (minijinja/Jinja2 syntax) rendered with `members`.
+    #[arg(long, value_name = "FILE")]
+    pub template: PathBuf,
+    /// Output file, replaced atomically when the rendering changes.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Command run through `sh -c` after each change (e.g. `nginx -s reload`).
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Quiet time the set must hold before the file is rewritten.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = vigil_sim::units::parse_duration)]
+    pub debounce: Duration,
+    /// Render once and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+impl WatchArgs {
+    /// The options of [`run`].
+    pub fn options(&self) -> WatchOptions {
+        WatchOptions {
+            http: self.client.http.clone(),
+            filters: self.filter.clone(),
+            template: self.template.clone(),
+            out: self.out.clone(),
+            exec: self.exec.clone(),
+            debounce: self.debounce,
+            once: self.once,
+        }
+    }
+}
 
 /// What `vigil watch` needs.
 #[derive(Debug, Clone)]
@@ -36,7 +78,7 @@ pub struct WatchOptions {
 }
 
 /// The query for the healthy set.
-pub fn query(filters: &[String]) -> Result<String, ClientError> {
+pub(crate) fn query(filters: &[String]) -> Result<String, ClientError> {
     let mut q = String::from("/v1/members?state=alive&health=ok");
     for f in filters {
         let (k, v) = f
@@ -61,7 +103,7 @@ fn encode(s: &str) -> String {
 }
 
 /// The template context for a member list from the API.
-pub fn context(members: &[Value]) -> Value {
+pub(crate) fn context(members: &[Value]) -> Value {
     let mut ms: Vec<Value> = members
         .iter()
         .map(|m| {
@@ -84,7 +126,7 @@ pub fn context(members: &[Value]) -> Value {
 }
 
 /// Renders `template` with the members.
-pub fn render(template: &str, members: &[Value]) -> Result<String, ClientError> {
+pub(crate) fn render(template: &str, members: &[Value]) -> Result<String, ClientError> {
     let mut env = minijinja::Environment::new();
     env.set_trim_blocks(true);
     env.set_keep_trailing_newline(true);

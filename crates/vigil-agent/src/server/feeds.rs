@@ -15,12 +15,16 @@ use std::collections::BTreeMap;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, MemberJson};
+use super::error::ApiError;
+use super::json::MemberJson;
 
 /// Takes `format` out of the query; true when plain text is wanted
 /// (`format=text`, or no `format` and an `Accept` header that puts
 /// `text/plain` first).
-pub fn wants_text(query: &mut BTreeMap<String, String>, headers: &HeaderMap) -> Result<bool, ApiError> {
+pub(crate) fn wants_text(
+    query: &mut BTreeMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<bool, ApiError> {
     match query.remove("format").as_deref() {
         Some("text") => Ok(true),
         Some("json") => Ok(false),
@@ -34,14 +38,14 @@ pub fn wants_text(query: &mut BTreeMap<String, String>, headers: &HeaderMap) -> 
 }
 
 /// `host:port` of a member for a load balancer.
-pub fn host_port(m: &MemberJson) -> String {
+pub(crate) fn host_port(m: &MemberJson) -> String {
     let (host, gossip_port) = m.addr.rsplit_once(':').unwrap_or((m.addr.as_str(), ""));
     let port = m.meta.get("port").map(|p| p.trim()).filter(|p| !p.is_empty()).unwrap_or(gossip_port);
     format!("{host}:{port}")
 }
 
 /// The plain-text answer: one `host:port` line per member, sorted by member name.
-pub fn text(members: &[MemberJson]) -> Response {
+pub(crate) fn text(members: &[MemberJson]) -> Response {
     let mut sorted: Vec<&MemberJson> = members.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let body: String = sorted.iter().map(|m| host_port(m) + "\n").collect();

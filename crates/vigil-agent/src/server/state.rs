@@ -1,0 +1,133 @@
+//! What every handler shares: [`AppState`], one per agent lifetime.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use vigil::{CommandError, Member, Vigil};
+
+use super::json::MemberJson;
+use crate::act::ActShared;
+use crate::events::EventLog;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    vigil: Arc<Vigil>,
+    log: Arc<EventLog>,
+    origin_ms: u64,
+    leave_timeout: Duration,
+    left: AtomicBool,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+    /// Bearer token required for mutating calls, if any.
+    token: Option<String>,
+    /// Traffic is not encrypted (shown as a warning).
+    plaintext: bool,
+    /// Checks, handlers and failover ([`crate::act`]), if started.
+    act: Option<Arc<ActShared>>,
+}
+
+impl AppState {
+    /// State over a running member. `origin_ms` is the Unix time (ms) at which
+    /// the member started: its `Member::since` instants count from there.
+    pub fn new(vigil: Arc<Vigil>, log: Arc<EventLog>, origin_ms: u64, leave_timeout: Duration) -> Self {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        AppState {
+            inner: Arc::new(Inner {
+                vigil,
+                log,
+                origin_ms,
+                leave_timeout,
+                left: AtomicBool::new(false),
+                stop_tx,
+                stop_rx,
+                token: None,
+                plaintext: false,
+                act: None,
+            }),
+        }
+    }
+
+    /// Sets the API token and whether traffic is plaintext; call before sharing.
+    pub fn with_security(mut self, token: Option<String>, plaintext: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.token = token;
+            inner.plaintext = plaintext;
+        }
+        self
+    }
+
+    /// Attaches the running checks, handlers and failover; call before sharing.
+    pub fn with_act(mut self, act: Arc<ActShared>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.act = Some(act);
+        }
+        self
+    }
+
+    /// The running checks, handlers and failover, if attached.
+    pub fn act(&self) -> Option<Arc<ActShared>> {
+        self.inner.act.clone()
+    }
+
+    /// The bearer token mutating calls need, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    /// Whether traffic is sent unencrypted (`--insecure-plaintext`).
+    pub fn plaintext(&self) -> bool {
+        self.inner.plaintext
+    }
+
+    /// The member.
+    pub fn vigil(&self) -> &Arc<Vigil> {
+        &self.inner.vigil
+    }
+
+    /// The event history and live feed.
+    pub fn log(&self) -> &EventLog {
+        &self.inner.log
+    }
+
+    /// Unix time (ms) at which the member started.
+    pub fn origin_ms(&self) -> u64 {
+        self.inner.origin_ms
+    }
+
+    /// Turns true when the agent should stop (after `POST /v1/leave`, or
+    /// when [`AppState::stop`] was called).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.stop_rx.clone()
+    }
+
+    /// Asks the agent to stop; ends the SSE streams.
+    pub fn stop(&self) {
+        self.inner.stop_tx.send_replace(true);
+    }
+
+    /// Whether the member has already left (through the API).
+    pub fn has_left(&self) -> bool {
+        self.inner.left.load(Ordering::SeqCst)
+    }
+
+    /// A member as the API shows it.
+    pub fn member_json(&self, m: &Member) -> MemberJson {
+        MemberJson::new(m, self.inner.origin_ms)
+    }
+
+    /// Leaves once; later calls return at once.
+    pub async fn leave(&self) -> Result<bool, CommandError> {
+        if self.inner.left.swap(true, Ordering::SeqCst) {
+            return Ok(true);
+        }
+        self.inner.vigil.leave(self.inner.leave_timeout).await
+    }
+}
