@@ -148,7 +148,8 @@ impl Prober {
         if cx.config.tcp_fallback {
             // Another path, in case only datagrams are lost between us: the
             // runtime sends this ping over a stream and hands back the ack.
-            cx.send_stream(addr, Message::Ping { seq, target: target.hash32() });
+            let buddy = (cx.table.entry(ti).state == State::Suspect).then(|| buddy(cx, ti));
+            cx.stream_ping(ti, seq, buddy);
             cx.stats.stream_probes_sent += 1;
         }
     }
@@ -222,10 +223,19 @@ impl Prober {
         refutation.is_some()
     }
 
-    /// A ping over a stream (another member's fallback probe) is answered on it.
-    pub(crate) fn on_stream_ping(cx: &mut Ctx, from: SocketAddr, seq: u32, target: u32) {
+    /// A ping over a stream (another member's fallback probe) is answered on
+    /// it; the ack carries this member's refutation if the ping carried a
+    /// claim against it.
+    pub(crate) fn on_stream_ping(
+        cx: &mut Ctx,
+        refute: &Refutations,
+        from: SocketAddr,
+        seq: u32,
+        target: u32,
+    ) {
         if target == cx.local.name().hash32() {
-            cx.send_stream(from, Message::Ack { seq });
+            let refutation = refute.source.then(|| cx.local.alive());
+            cx.out.stream(from, Message::Ack { seq }, refutation.into_iter().collect());
         } else {
             cx.stats.misdirected_pings += 1;
         }
@@ -340,7 +350,7 @@ impl Prober {
 }
 
 /// The suspicion of member `i` as the buddy system sends it to the suspect.
-fn buddy(cx: &Ctx, i: usize) -> Update {
+pub(crate) fn buddy(cx: &Ctx, i: usize) -> Update {
     let e = cx.table.entry(i);
     let from = cx.suspicions.originator(&e.name).unwrap_or(cx.local.name()).clone();
     Update::Suspect { name: e.name.clone(), incarnation: e.incarnation, from }

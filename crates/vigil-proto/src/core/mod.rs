@@ -261,6 +261,9 @@ impl Core {
             && !about_sender
         {
             self.returns.check(cx, now, from, name);
+            if let Some(i) = cx.table.get(name) {
+                merge::remind(cx, now, i, from);
+            }
         }
         let mut source_told = false;
         match packet.message {
@@ -372,9 +375,25 @@ impl Core {
                 }
                 refute.send(cx);
             }
-            // The fallback probe path: a ping over a stream is answered on it.
-            Message::Ping { seq, target } => Prober::on_stream_ping(cx, from, seq, target),
+            // The fallback probe path: a ping over a stream is answered on it,
+            // and a claim against this member it carries is refuted there.
+            Message::Ping { seq, target } => {
+                let mut refute = Refutations::default();
+                for update in packet.updates {
+                    merge::apply_update(cx, &mut refute, now, update);
+                }
+                Prober::on_stream_ping(cx, &refute, from, seq, target);
+                // The stream's peer address is no member's: the ack told it.
+                refute.told(from);
+                refute.send(cx);
+            }
             Message::Ack { seq } => {
+                // A refutation riding the ack first: it clears the suspicion.
+                let mut refute = Refutations::default();
+                for update in packet.updates {
+                    merge::apply_update(cx, &mut refute, now, update);
+                }
+                refute.send(cx);
                 self.prober.on_ack(cx, now, from, seq);
                 let sender = cx.table.by_addr(&from).map(|i| cx.table.entry(i).name.clone());
                 self.verifier.refute(cx, Some(seq), sender.as_ref());
@@ -473,6 +492,7 @@ impl Core {
                 }
             }
             Timer::Suspicion { name, token } => merge::on_suspicion_timeout(cx, now, &name, token),
+            Timer::LastChance { name, token } => merge::on_last_chance(cx, now, &name, token),
             Timer::RelayNack { seq } => self.prober.on_relay_nack(cx, seq),
             Timer::RelayExpire { seq } => self.prober.on_relay_expire(seq),
             Timer::Verify { seq } => {

@@ -85,9 +85,10 @@ impl Outbox {
         count
     }
 
-    /// Queues one message, without piggybacked updates, for a stream.
-    pub(crate) fn stream(&mut self, dst: SocketAddr, message: Message) {
-        let payload = codec::encode(&codec::Packet { message, updates: vec![] });
+    /// Queues one message for a stream, with `updates` (at most a few: a
+    /// stream ping's suspicion, a stream ack's refutation).
+    pub(crate) fn stream(&mut self, dst: SocketAddr, message: Message, updates: Vec<Update>) {
+        let payload = codec::encode(&codec::Packet { message, updates });
         self.transmits.push_back(Transmit { dst, channel: Channel::Stream, payload });
     }
 

@@ -24,6 +24,11 @@ pub(crate) enum Timer {
         name: Name,
         token: u64,
     },
+    /// One protocol period before a suspicion's deadline: ask the suspect.
+    LastChance {
+        name: Name,
+        token: u64,
+    },
     RelayNack {
         seq: u32,
     },
