@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::codec::{Message, Update};
 use crate::core::ctx::Ctx;
-use crate::core::timers::Timer;
+use crate::core::timers::{Timer, TimerKey};
 use crate::event::ProbeEvidence;
 use crate::kernel::Unreachable;
 use crate::member::{Name, State};
@@ -37,6 +37,8 @@ struct Probe {
     nacks: Vec<Name>,
     /// This member stalled while the probe was out: its round trip says nothing.
     stalled: bool,
+    /// The direct probe's timeout, cancelled by the ack.
+    timeout_timer: Option<TimerKey>,
 }
 
 /// A ping this member sends on behalf of another member's indirect probe
@@ -118,8 +120,12 @@ impl Prober {
             indirect: Vec::new(),
             nacks: Vec::new(),
             stalled: false,
+            timeout_timer: None,
         });
-        cx.schedule(now + timeout, Timer::ProbeTimeout { seq });
+        let key = cx.schedule(now + timeout, Timer::ProbeTimeout { seq });
+        if let Some(p) = self.probe.as_mut() {
+            p.timeout_timer = Some(key);
+        }
     }
 
     /// The direct probe timed out: ask intermediaries (and try a stream).
@@ -164,6 +170,9 @@ impl Prober {
         let from_probed =
             |p: &Probe| p.seq == seq && sender.is_some_and(|n| *n == p.target || p.indirect.contains(n));
         if let Some(p) = self.probe.take_if(|p| from_probed(p)) {
+            if let Some(key) = p.timeout_timer {
+                cx.timers.cancel(key);
+            }
             if let Some(i) = cx.table.get(&p.target)
                 && cx.table.entry(i).addr() == from
                 && !p.stalled

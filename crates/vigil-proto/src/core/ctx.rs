@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use crate::codec::{Message, Update};
 use crate::config::Config;
 use crate::core::outbox::Outbox;
-use crate::core::timers::{Timer, Timers};
+use crate::core::timers::{Timer, TimerKey, Timers};
 use crate::detector::{MAX_PEERS, Peers};
 use crate::event::{Event, EventKind, Evidence};
 use crate::hash::splitmix;
@@ -69,8 +69,8 @@ impl Ctx {
         }
     }
 
-    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) {
-        self.timers.schedule(at, timer);
+    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
+        self.timers.schedule(at, timer)
     }
 
     pub(crate) fn next_seq(&mut self) -> u32 {
