@@ -43,10 +43,20 @@ pub struct Config {
     /// by default; only with the cargo feature `testing`.
     #[cfg(feature = "testing")]
     pub faults: Option<Faults>,
-    /// Keys that encrypt and authenticate all traffic (XChaCha20-Poly1305),
-    /// with the cluster name bound in. `None` sends plaintext: only for
-    /// trusted networks and tests (a warning is logged at start).
+    /// Keys that encrypt and authenticate all traffic (AES-256-GCM-SIV, in
+    /// the version-2 envelope), with the cluster name bound in. `None` sends
+    /// plaintext: only for trusted networks and tests (a warning is logged
+    /// at start).
     pub keyring: Option<Keyring>,
+    /// Read the version-1 envelope of the previous release (and answer a
+    /// member that reads nothing else in it), so that a cluster can be
+    /// upgraded one member at a time. Default true for this release; turn
+    /// it off once every member runs this release: version-1 envelopes
+    /// carry no replay protection.
+    pub legacy_envelope: bool,
+    /// Replace a live member of the same name (its process is gone but not
+    /// yet declared failed) instead of being refused. Default false.
+    pub takeover: bool,
     /// Seed for the protocol's randomness. Default: from the clock and process id.
     pub seed: Option<u64>,
 }
@@ -68,6 +78,8 @@ impl Config {
             #[cfg(feature = "testing")]
             faults: None,
             keyring: None,
+            legacy_envelope: true,
+            takeover: false,
             seed: None,
         }
     }

@@ -67,8 +67,12 @@ impl Vigil {
         let incarnation = config.incarnation.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
         });
-        let core = Core::new(config.protocol.clone(), identity, incarnation, seed, Instant::ZERO)
+        let mut core = Core::new(config.protocol.clone(), identity, incarnation, seed, Instant::ZERO)
             .map_err(|e| StartError::Config { field: e.field, reason: e.reason })?;
+        if config.takeover {
+            tracing::warn!(name = %config.name, "takeover: this member replaces a live member of its name");
+            core.take_over();
+        }
         if config.keyring.is_none() {
             tracing::warn!(
                 "traffic is NOT encrypted or authenticated: anyone on the network can join or lie"
@@ -109,14 +113,30 @@ impl Vigil {
     /// seed answers; this waits at most `timeout` for that, and the attempts go
     /// on in the background if it returns early. Returns the number of members
     /// known once joined.
+    ///
+    /// Fails early with [`CommandError::Rejected`] when every seed tried
+    /// rejected the join (another key or cluster name; attempts go on), and
+    /// with [`CommandError::NameConflict`] when a live member already has
+    /// this member's name (this member then stops; see
+    /// [`Config::takeover`]).
     pub async fn join(&self, seeds: &[String], timeout: Duration) -> Result<usize, CommandError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Join { seeds: seeds.to_vec(), reply: Some(tx) }).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(CommandError::Stopped),
+            Ok(Err(_)) => Err(match self.name_taken() {
+                Some(live_at) => CommandError::NameConflict { name: self.name.clone(), live_at },
+                None => CommandError::Stopped,
+            }),
             Err(_) => Err(CommandError::Join(format!("no seed of {seeds:?} answered within {timeout:?}"))),
         }
+    }
+
+    /// Where the live member that has this member's name is, once this member
+    /// stopped for it (its join was refused, or, both running, it yielded):
+    /// the member no longer runs, and a service should exit with that reason.
+    pub fn name_taken(&self) -> Option<SocketAddr> {
+        self.shared.name_taken()
     }
 
     /// Starts joining through `seeds` in the background, retrying until one answers.

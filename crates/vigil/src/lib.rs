@@ -83,10 +83,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admit;
 mod command;
 mod config;
 pub mod crypto;
 mod driver;
+mod envelope;
 mod error;
 #[cfg(feature = "testing")]
 mod fault;
@@ -99,6 +101,7 @@ mod limit;
 mod link;
 mod metrics;
 mod publish;
+mod replay;
 mod stream;
 mod transport;
 mod watch;
