@@ -57,7 +57,10 @@ pub struct Config {
     /// Replace a live member of the same name (its process is gone but not
     /// yet declared failed) instead of being refused. Default false.
     pub takeover: bool,
-    /// Seed for the protocol's randomness. Default: from the clock and process id.
+    /// Seed for the protocol's randomness (and its first probe sequence
+    /// number: a fixed seed makes acks recorded from an earlier run match
+    /// again, so set one only in tests). Default: from the operating
+    /// system's generator.
     pub seed: Option<u64>,
 }
 

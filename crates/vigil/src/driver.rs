@@ -383,6 +383,8 @@ impl Driver {
                 let Some(bytes) = self.open_frame(from, &wire) else { return };
                 self.publisher.shared().traffic().count_in(&bytes, wire.len() + 4);
                 match self.core.handle_stream(now, from, &bytes) {
+                    // A member that stopped for a name conflict joined nothing.
+                    Ok(()) if self.core.yielded().is_some() => {}
                     Ok(()) => self.join.on_reply(from, &bytes, &self.core),
                     Err(e) => {
                         self.counters.reject(e.reason());

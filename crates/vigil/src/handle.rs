@@ -37,6 +37,7 @@ pub struct Vigil {
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     name: String,
     encrypted: bool,
+    bound: SocketAddr,
 }
 
 impl Vigil {
@@ -60,10 +61,9 @@ impl Vigil {
             None => bound,
         };
         let identity = Identity { name, addr: advertise, meta, health: config.health.clone() };
-        let seed = config.seed.unwrap_or_else(|| {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
-        });
+        // From the operating system's generator: the core derives its first
+        // probe sequence number from it, which an attacker must not guess.
+        let seed = config.seed.unwrap_or_else(<u64 as aes_gcm_siv::aead::Generate>::generate);
         let incarnation = config.incarnation.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
         });
@@ -95,6 +95,7 @@ impl Vigil {
             task: std::sync::Mutex::new(Some(task)),
             name: config.name,
             encrypted: config.keyring.is_some(),
+            bound,
         })
     }
 
@@ -106,6 +107,12 @@ impl Vigil {
     /// The address other members reach this one at.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr()
+    }
+
+    /// The address the sockets are bound to (UDP and TCP, the same port):
+    /// [`Vigil::local_addr`] unless another address is advertised.
+    pub fn bound_addr(&self) -> SocketAddr {
+        self.bound
     }
 
     /// Joins through `seeds` (`IP:PORT` or `HOST:PORT`, resolved again at each

@@ -92,6 +92,9 @@ mod envelope;
 mod error;
 #[cfg(feature = "testing")]
 mod fault;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 #[cfg(target_os = "linux")]
 mod icmp;

@@ -20,7 +20,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -279,7 +279,7 @@ async fn accept_loop(
 
 /// Why an inbound connection's first frame was not taken.
 #[derive(Debug)]
-enum NotTaken {
+pub(crate) enum NotTaken {
     /// Closed before a frame.
     Closed,
     Refused(Refusal),
@@ -364,58 +364,67 @@ impl Connection {
     async fn failed(&self, error: String) {
         let _ = self.tx.send(FromStream::Failed { peer: self.peer, error, refused: false }).await;
     }
-
-    /// Reads and opens the first frame: its length checked before any
-    /// buffer grows, its bytes charged to the unauthenticated budget until
-    /// it opened. Returns the plaintext, its envelope and its size on the wire.
     async fn first_frame(&mut self) -> Result<(Vec<u8>, Version, usize), NotTaken> {
-        let Some(len) = read_len(&mut self.stream).await? else { return Err(NotTaken::Closed) };
-        let mut version = [0u8; 1];
-        if len > 0 {
-            self.stream.read_exact(&mut version).await?;
-        }
-        // A member of the previous release (or one without encryption)
-        // never announces a large frame: from a member's IP, it may send one.
-        let cap = if version[0] == ENVELOPE_VERSION || !self.admission.is_known(&self.peer.ip()) {
-            FIRST_FRAME_MAX
-        } else {
-            self.settings.max_frame
-        };
-        if len > cap {
-            self.admission.refused(Refusal::TooLarge);
-            return Err(NotTaken::Refused(Refusal::TooLarge));
-        }
-        let Some(_budget) = self.admission.reserve(len) else {
-            return Err(NotTaken::Refused(Refusal::Budget));
-        };
-        let mut frame = version[..len.min(1)].to_vec();
-        let rest = len - frame.len();
-        read_body(&mut self.stream, &mut frame, rest).await?;
-        let opened = self
-            .envelope
-            .open(Lane::Stream, None, &frame, self.settings.max_frame)
-            .map_err(NotTaken::Rejected)?;
-        Ok((opened.plain.into_owned(), opened.version, len + 4))
+        let known = self.admission.is_known(&self.peer.ip());
+        read_first(&mut self.stream, known, &self.envelope, &self.admission, self.settings.max_frame).await
     }
 
-    /// After an announcement that authenticated: reads the large frame it
-    /// announced and opens it.
     async fn large(&mut self, announce: &[u8]) -> Result<(Vec<u8>, usize), NotTaken> {
-        let announced = match announce {
-            [LARGE, a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]) as usize,
-            _ => return Err(NotTaken::Rejected(OpenError::Truncated)),
-        };
-        let max = announced.min(self.settings.max_frame);
-        let Some(len) = read_len(&mut self.stream).await? else { return Err(NotTaken::Closed) };
-        if len > max {
-            return Err(NotTaken::Io(too_long(len, max)));
-        }
-        let mut frame = Vec::new();
-        read_body(&mut self.stream, &mut frame, len).await?;
-        let opened = self
-            .envelope
-            .open(Lane::Stream, None, &frame, self.settings.max_frame)
-            .map_err(NotTaken::Rejected)?;
-        Ok((opened.plain.into_owned(), len + 4))
+        read_large(&mut self.stream, announce, &self.envelope, self.settings.max_frame).await
     }
+}
+
+/// Reads and opens the first frame of an inbound connection: its length
+/// checked before any buffer grows (at most [`FIRST_FRAME_MAX`], unless the
+/// peer is at a `known` member's IP and the frame is not version 2), its
+/// bytes charged to the unauthenticated budget until it opened. Returns the
+/// plaintext, its envelope and its size on the wire.
+pub(crate) async fn read_first<R: AsyncRead + Unpin>(
+    r: &mut R,
+    known: bool,
+    envelope: &Envelope,
+    admission: &Admission,
+    max_frame: usize,
+) -> Result<(Vec<u8>, Version, usize), NotTaken> {
+    let Some(len) = read_len(r).await? else { return Err(NotTaken::Closed) };
+    let mut version = [0u8; 1];
+    if len > 0 {
+        r.read_exact(&mut version).await?;
+    }
+    // A member of the previous release (or one without encryption) never
+    // announces a large frame: from a member's IP, it may send one.
+    let cap = if version[0] == ENVELOPE_VERSION || !known { FIRST_FRAME_MAX } else { max_frame };
+    if len > cap {
+        admission.refused(Refusal::TooLarge);
+        return Err(NotTaken::Refused(Refusal::TooLarge));
+    }
+    let Some(_budget) = admission.reserve(len) else { return Err(NotTaken::Refused(Refusal::Budget)) };
+    let mut frame = version[..len.min(1)].to_vec();
+    let rest = len - frame.len();
+    read_body(r, &mut frame, rest).await?;
+    let opened = envelope.open(Lane::Stream, None, &frame, max_frame).map_err(NotTaken::Rejected)?;
+    Ok((opened.plain.into_owned(), opened.version, len + 4))
+}
+
+/// After an announcement that authenticated: reads the large frame it
+/// announced (at most `max_frame` bytes) and opens it.
+pub(crate) async fn read_large<R: AsyncRead + Unpin>(
+    r: &mut R,
+    announce: &[u8],
+    envelope: &Envelope,
+    max_frame: usize,
+) -> Result<(Vec<u8>, usize), NotTaken> {
+    let announced = match announce {
+        [LARGE, a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]) as usize,
+        _ => return Err(NotTaken::Rejected(OpenError::Truncated)),
+    };
+    let max = announced.min(max_frame);
+    let Some(len) = read_len(r).await? else { return Err(NotTaken::Closed) };
+    if len > max {
+        return Err(NotTaken::Io(too_long(len, max)));
+    }
+    let mut frame = Vec::new();
+    read_body(r, &mut frame, len).await?;
+    let opened = envelope.open(Lane::Stream, None, &frame, max_frame).map_err(NotTaken::Rejected)?;
+    Ok((opened.plain.into_owned(), len + 4))
 }
