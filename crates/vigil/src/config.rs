@@ -54,6 +54,11 @@ pub struct Config {
     /// it off once every member runs this release: version-1 envelopes
     /// carry no replay protection.
     pub legacy_envelope: bool,
+    /// Tests of the rolling upgrade (cargo feature `testing` only): seal and
+    /// read only the version-1 envelope, without the mark, as a member of
+    /// the previous release does. Default false.
+    #[cfg(feature = "testing")]
+    pub previous_envelope: bool,
     /// Replace a live member of the same name (its process is gone but not
     /// yet declared failed) instead of being refused. Default false.
     pub takeover: bool,
@@ -82,6 +87,8 @@ impl Config {
             faults: None,
             keyring: None,
             legacy_envelope: true,
+            #[cfg(feature = "testing")]
+            previous_envelope: false,
             takeover: false,
             seed: None,
         }

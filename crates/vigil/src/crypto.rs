@@ -425,7 +425,7 @@ impl Keyring {
 
     /// Seals a version-1 envelope without [`LEGACY_MARK`], as a member of
     /// the previous release does (tests of the rolling upgrade).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn seal_unmarked(&self, lane: Lane, plain: &[u8]) -> Vec<u8> {
         loop {
             let sealed = self.seal_legacy_with(lane, plain, XNonce::generate());

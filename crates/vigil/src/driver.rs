@@ -74,6 +74,10 @@ impl Driver {
         #[cfg(feature = "testing")]
         link.set_faults(config.faults.clone());
         let envelope = Envelope::new(config.keyring.clone(), config.legacy_envelope);
+        #[cfg(feature = "testing")]
+        if config.previous_envelope {
+            envelope.set_previous();
+        }
         let max_frame = config.protocol.max_stream_size;
         // Outbound streams come from the bound IP, when it is a specific one.
         let source = Some(config.bind.ip()).filter(|ip| !ip.is_unspecified());

@@ -76,6 +76,10 @@ struct Inner {
     peers: Mutex<Peers>,
     /// Packets opened, by envelope: version 1, version 2.
     opened: [AtomicU64; 2],
+    /// Tests of the rolling upgrade: behave as a member of the previous
+    /// release (seal unmarked version 1, read nothing else).
+    #[cfg(feature = "testing")]
+    previous: std::sync::atomic::AtomicBool,
 }
 
 /// The shared envelope: cheap to clone, every clone the same.
@@ -96,7 +100,23 @@ impl Envelope {
             windows: Mutex::new(ReplayWindow::default()),
             peers: Mutex::new(Peers::default()),
             opened: [AtomicU64::new(0), AtomicU64::new(0)],
+            #[cfg(feature = "testing")]
+            previous: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Behave as a member of the previous release: seal version 1 without
+    /// the mark, refuse version 2 as not encrypted (tests of the upgrade).
+    #[cfg(feature = "testing")]
+    pub(crate) fn set_previous(&self) {
+        self.0.previous.store(true, Ordering::Relaxed);
+    }
+
+    fn previous(&self) -> bool {
+        #[cfg(feature = "testing")]
+        return self.0.previous.load(Ordering::Relaxed);
+        #[cfg(not(feature = "testing"))]
+        false
     }
 
     /// The keyring now (`None` when traffic is not encrypted).
@@ -118,6 +138,9 @@ impl Envelope {
 
     /// What `addr` is known to read.
     pub(crate) fn speaks(&self, addr: &SocketAddr) -> Speaks {
+        if self.previous() {
+            return Speaks::LegacyOnly;
+        }
         if !self.0.legacy {
             return Speaks::Current;
         }
@@ -150,6 +173,9 @@ impl Envelope {
             return Err(OpenError::Oversized);
         }
         let header = Header::parse(lane, wire)?;
+        if self.previous() && matches!(header, Header::Current(_)) {
+            return Err(OpenError::NotEncrypted);
+        }
         let version = match header {
             Header::Current(sender) => {
                 if wire.len() > max_plain.saturating_add(OVERHEAD) {
@@ -185,6 +211,8 @@ impl Envelope {
     pub(crate) fn seal_as(&self, lane: Lane, legacy: bool, plain: &[u8]) -> Vec<u8> {
         match self.keyring() {
             None => plain.to_vec(),
+            #[cfg(feature = "testing")]
+            Some(ring) if self.previous() => ring.seal_unmarked(lane, plain),
             Some(ring) if legacy && self.0.legacy => ring.seal_legacy(lane, plain),
             Some(ring) => ring.seal(lane, plain),
         }
