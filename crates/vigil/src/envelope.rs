@@ -280,6 +280,25 @@ mod tests {
     }
 
     #[test]
+    fn two_members_of_this_release_leave_version_1_whoever_speaks_first() {
+        // `a` heard version 1 from `b`'s address (an old member there, since
+        // restarted upgraded): it speaks version 1 to `b` first, and `b`
+        // must not take `a` for an old member in turn.
+        let ring = Keyring::new(Key::generate(), "c");
+        let (a, b) = (Envelope::new(Some(ring.clone()), true), Envelope::new(Some(ring), true));
+        let (a_at, b_at) = (addr(1), addr(2));
+        a.assume_legacy(b_at);
+        let first = a.seal(Lane::Datagram, Some(&b_at), b"ping");
+        assert_eq!(first[0], crate::crypto::LEGACY_VERSION);
+        b.open(Lane::Datagram, Some(a_at), &first, 1400).unwrap();
+        assert_eq!(b.speaks(&a_at), Speaks::Current, "the mark says that `a` reads version 2");
+        let answer = b.seal(Lane::Datagram, Some(&a_at), b"ack");
+        assert_eq!(answer[0], crate::crypto::ENVELOPE_VERSION);
+        a.open(Lane::Datagram, Some(b_at), &answer, 1400).unwrap();
+        assert_eq!(a.speaks(&b_at), Speaks::Current);
+    }
+
+    #[test]
     fn without_legacy_version_1_is_neither_read_nor_sealed() {
         let ring = Keyring::new(Key::generate(), "c");
         let env = Envelope::new(Some(ring.clone()), false);
