@@ -404,11 +404,9 @@ impl Driver {
                 let frames = stream::frames_for(&self.envelope, true, &plain);
                 self.streams.send(peer, frames, Duration::ZERO, None);
             }
-            FromStream::Unanswered { peer, retry: None } => {
-                self.counters.stream_error();
-                tracing::debug!(%peer, "stream closed without an answer");
-                self.join.on_unanswered(peer);
-            }
+            // No answer may be due (a push-pull that answers a digest): only
+            // a seed's silence means something, to the join.
+            FromStream::Unanswered { peer, retry: None } => self.join.on_unanswered(peer),
             FromStream::Failed { peer, error, refused } => {
                 self.counters.stream_error();
                 tracing::debug!(%peer, "stream failed: {error}");

@@ -61,10 +61,11 @@ pub(crate) enum FromStream {
     /// A frame that came back on a connection this member opened to `from`.
     Response { from: SocketAddr, bytes: Vec<u8> },
     /// The peer at `peer` read what this member sent and closed without a
-    /// word: it could not authenticate it (another key, another cluster
-    /// name, or a member of the previous release that reads only version-1
-    /// envelopes). `retry` is the plaintext, when it went in version 2 to a
-    /// peer not heard from yet: worth sending again in version 1.
+    /// word: no answer was due, or it could not authenticate it (another
+    /// key, another cluster name, or a member of the previous release that
+    /// reads only version-1 envelopes). `retry` is the plaintext, when it
+    /// went in version 2 to a peer not heard from yet: worth sending again
+    /// in version 1.
     Unanswered { peer: SocketAddr, retry: Option<Vec<u8>> },
     /// A stream exchange failed; `refused` when the connection to `peer`
     /// was refused (kernel evidence that nothing listens there).
