@@ -35,14 +35,13 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-pub use crate::replay::{Replay, ReplayWindow, SESSIONS, Sender};
+use crate::replay::COUNTER_SPAN;
+pub use crate::replay::{Lane, Replay, ReplayWindow, SESSION_LEN, SESSIONS, Sender};
 
 /// First byte of the envelope this release seals (version 2).
 pub const ENVELOPE_VERSION: u8 = 0x82;
 /// First byte of the version-1 envelope, read for one release.
 pub const LEGACY_VERSION: u8 = 0x81;
-/// Length of a version-2 sender session.
-pub const SESSION_LEN: usize = 8;
 /// Length of a version-2 header: version, session, counter.
 pub const HEADER_LEN: usize = 1 + SESSION_LEN + 4;
 /// Tag length (GCM-SIV and Poly1305 alike).
@@ -58,8 +57,6 @@ pub const LEGACY_OVERHEAD: usize = 1 + LEGACY_NONCE_LEN + TAG_LEN;
 pub const LEGACY_MARK: [u8; 4] = *b"vgl2";
 /// Most keys installed at once.
 pub const MAX_KEYS: usize = 16;
-/// Messages sealed per lane and session; then a new session is drawn.
-const COUNTER_SPAN: u32 = 1 << 31;
 
 /// A 32-byte cluster key. Its bytes are wiped when dropped and never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -180,27 +177,6 @@ impl OpenError {
             OpenError::Replayed => "replayed",
             OpenError::Legacy => "legacy_refused",
             OpenError::Auth => "auth",
-        }
-    }
-}
-
-/// Whether a packet travels as a datagram or on a stream: bound into the
-/// associated data (and, in version 2, the counter's top bit) so that one
-/// cannot be replayed as the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Lane {
-    /// A UDP datagram.
-    Datagram = 1,
-    /// A frame on a TCP stream.
-    Stream = 2,
-}
-
-impl Lane {
-    /// The counter's top bit for this lane.
-    fn bit(self) -> u32 {
-        match self {
-            Lane::Datagram => 0,
-            Lane::Stream => COUNTER_SPAN,
         }
     }
 }

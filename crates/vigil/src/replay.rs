@@ -13,7 +13,31 @@
 
 use std::collections::HashMap;
 
-use crate::crypto::{Lane, SESSION_LEN};
+/// Length of a version-2 sender session.
+pub const SESSION_LEN: usize = 8;
+/// Messages sealed per lane and session; then a new session is drawn.
+pub(crate) const COUNTER_SPAN: u32 = 1 << 31;
+
+/// Whether a packet travels as a datagram or on a stream: bound into the
+/// associated data (and, in version 2, the counter's top bit) so that one
+/// cannot be replayed as the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lane {
+    /// A UDP datagram.
+    Datagram = 1,
+    /// A frame on a TCP stream.
+    Stream = 2,
+}
+
+impl Lane {
+    /// The counter's top bit for this lane.
+    pub(crate) fn bit(self) -> u32 {
+        match self {
+            Lane::Datagram => 0,
+            Lane::Stream => COUNTER_SPAN,
+        }
+    }
+}
 
 /// Sender sessions remembered at once.
 pub const SESSIONS: usize = 4096;
