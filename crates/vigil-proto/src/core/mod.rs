@@ -15,9 +15,10 @@
 
 pub(crate) mod ctx;
 pub(crate) mod outbox;
+mod query;
+mod tick;
 pub(crate) mod timers;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use rand::rngs::ChaCha8Rng;
@@ -28,15 +29,14 @@ use crate::codec::{self, MemberState, Message, Update};
 use crate::config::Config;
 use crate::error::{ConfigError, DecodeError, MemberError};
 use crate::event::{Event, EventKind, NameConflict};
-use crate::hash::{claim_digest, name_hash, unit_from_seed};
+use crate::hash::unit_from_seed;
 use crate::kernel::Unreachable;
 use crate::local::Local;
-use crate::member::{Health, Identity, Member, Meta, Name, State};
+use crate::member::{Health, Identity, Meta};
 use crate::merge;
-use crate::probe::{self, Failure, PingReq, Prober};
+use crate::probe::{Failure, PingReq, Prober};
 use crate::refute::Refutations;
 use crate::snapshot::{self, Snapshot};
-use crate::stats::Stats;
 use crate::time::Instant;
 use crate::verify::{Verdict, Verifier};
 use ctx::Ctx;
@@ -442,23 +442,6 @@ impl Core {
         self.finish(now);
     }
 
-    /// Notices a stall (see [`Core::handle_timeout`]) at the first input after it.
-    fn check_stall(&mut self, now: Instant) {
-        let cx = &mut self.cx;
-        let Some(due) = cx.timers.next() else { return };
-        if now <= due + cx.config.stall_threshold() {
-            return;
-        }
-        let by = now - due;
-        cx.timers.postpone_overdue(now, by);
-        cx.suspicions.postpone(by);
-        self.prober.postpone(by);
-        self.verifier.postpone(by);
-        cx.local.stalled(now, by, cx.config.probe_interval);
-        cx.stats.stalls += 1;
-        cx.stats.stalled_for += by;
-    }
-
     /// After every input and command: the watch list follows the
     /// membership, and the periodic gossip timer runs while something waits.
     fn finish(&mut self, now: Instant) {
@@ -467,76 +450,6 @@ impl Core {
         if let Some(at) = cx.out.start_gossip_ticks(now, cx.config.gossip_interval) {
             cx.schedule(at, Timer::Gossip);
         }
-    }
-
-    fn on_timer(&mut self, now: Instant, timer: Timer) {
-        let cx = &mut self.cx;
-        match timer {
-            Timer::Probe => self.on_probe_tick(now),
-            Timer::ProbeTimeout { seq } => self.prober.on_timeout(cx, now, seq),
-            // The periodic round runs only while something waits to be
-            // gossiped: an idle member is not woken for nothing.
-            Timer::Gossip => {
-                if cx.out.continue_gossip_ticks() {
-                    cx.schedule(now + cx.config.gossip_interval, Timer::Gossip);
-                    cx.gossip_round();
-                }
-            }
-            Timer::GossipNow => {
-                cx.out.gossip_now_done();
-                cx.gossip_round();
-            }
-            Timer::PushPull => {
-                let next = cx.config.push_pull_interval_for(cx.num_members());
-                let jitter = 0.75 + 0.5 * cx.rng.random::<f64>();
-                cx.schedule(now + next.mul_f64(jitter), Timer::PushPull);
-                if !cx.local.leaving()
-                    && let Some(&i) = cx.sample(1, |e| e.state.is_active()).first()
-                {
-                    let dst = cx.table.entry(i).addr();
-                    anti_entropy::send_digest(cx, dst);
-                }
-            }
-            Timer::Reconnect => {
-                cx.schedule(now + cx.config.reconnect_interval, Timer::Reconnect);
-                let (_, dead) = cx.table.dead(0);
-                if !cx.local.leaving() && dead > 0 {
-                    let k = cx.rng.random_range(0..dead);
-                    if let (Some(i), _) = cx.table.dead(k) {
-                        let dst = cx.table.entry(i).addr();
-                        anti_entropy::send_digest(cx, dst);
-                    }
-                }
-            }
-            Timer::Suspicion { name, token } => merge::on_suspicion_timeout(cx, now, &name, token),
-            Timer::LastChance { name, token } => merge::on_last_chance(cx, now, &name, token),
-            Timer::RelayNack { seq } => self.prober.on_relay_nack(cx, seq),
-            Timer::RelayExpire { seq } => self.prober.on_relay_expire(seq),
-            Timer::Verify { seq } => {
-                if let Some(v) = self.verifier.on_timeout(cx, now, seq) {
-                    apply(cx, now, v);
-                }
-            }
-            Timer::Reap { name, since } => reap(cx, &name, since),
-        }
-    }
-
-    /// Start of a protocol period: conclude the last probe, start the next.
-    fn on_probe_tick(&mut self, now: Instant) {
-        let cx = &mut self.cx;
-        if let Some(failure) = self.prober.conclude(cx) {
-            suspect(cx, now, failure);
-        }
-        if cx.local.leaving() {
-            return;
-        }
-        let period = cx.config.probe_interval * cx.local.health_multiplier();
-        cx.schedule(now + period, Timer::Probe);
-        for (i, incarnation) in probe::late_by_phi(cx, now) {
-            let me = cx.local.name().clone();
-            merge::suspect(cx, now, i, incarnation, me, BTreeSet::new(), None, now);
-        }
-        self.prober.start(cx, now, period);
     }
 
     // ------------------------------------------------------------ outputs
@@ -574,97 +487,6 @@ impl Core {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.cx.timers.next()
     }
-
-    // ------------------------------------------------------------ queries
-
-    /// This member's name.
-    pub fn name(&self) -> &Name {
-        self.cx.local.name()
-    }
-
-    /// This member's current incarnation.
-    pub fn incarnation(&self) -> u64 {
-        self.cx.local.incarnation()
-    }
-
-    /// Lifeguard local health score: 0 is healthy; each point stretches this
-    /// member's probe interval and timeout by one more multiple.
-    pub fn local_health(&self) -> u32 {
-        self.cx.local.health()
-    }
-
-    /// When this member last noticed it had not been running, and for how
-    /// long (see [`Core::handle_timeout`]).
-    pub fn last_stall(&self) -> Option<(Instant, std::time::Duration)> {
-        self.cx.local.last_stall()
-    }
-
-    /// The members this member watches (the addresses to hold a silent
-    /// stream open to; see [`Config::watch_count`]). It follows the
-    /// membership: compare it after every input.
-    pub fn watched(&self) -> &[SocketAddr] {
-        self.cx.watches.addrs()
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.cx.stats
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.cx.config
-    }
-
-    /// Alive and suspect members, this one included.
-    pub fn num_members(&self) -> usize {
-        self.cx.num_members()
-    }
-
-    /// Changes waiting to be gossiped.
-    pub fn pending_updates(&self) -> usize {
-        self.cx.out.pending()
-    }
-
-    /// Snapshot of this member. Its `since` is when it started or last
-    /// changed what it says of itself (metadata, health, a refutation).
-    pub fn local_member(&self, _now: Instant) -> Member {
-        self.cx.local.member()
-    }
-
-    /// Snapshot of one member (this one included), if known.
-    pub fn member(&self, name: &str, now: Instant) -> Option<Member> {
-        if name == self.cx.local.name().as_str() {
-            return Some(self.local_member(now));
-        }
-        let i = self.cx.table.get(name)?;
-        Some(self.cx.snapshot(i, now))
-    }
-
-    /// Snapshots of every known member, this one first, then by name.
-    pub fn members(&self, now: Instant) -> Vec<Member> {
-        let mut out = Vec::with_capacity(self.cx.table.len() + 1);
-        out.push(self.local_member(now));
-        out.extend(self.cx.table.by_name().map(|(i, _)| self.cx.snapshot(i, now)));
-        out
-    }
-
-    /// A 64-bit digest of this member's view: every member it holds alive or
-    /// suspect (itself included, unless leaving), with its incarnation and
-    /// state. Two members with equal digests hold the same view; compare it
-    /// across members (in metrics, or in the simulator) to see that views
-    /// converged, and with [`view_digest`](crate::view_digest) of the members
-    /// known to be up.
-    pub fn membership_digest(&self) -> u64 {
-        let local = &self.cx.local;
-        let own = if local.leaving() {
-            0
-        } else {
-            claim_digest(name_hash(local.name().as_str()), local.incarnation(), State::Alive)
-        };
-        // Kept up to date by the table at every change: O(1), not O(n).
-        own.wrapping_add(self.cx.table.digest())
-    }
 }
 
 /// This member's own probe failed: suspect its target.
@@ -685,15 +507,4 @@ fn apply(cx: &mut Ctx, now: Instant, verdict: Verdict) {
             merge::suspect(cx, now, index, incarnation, me, confirmers, Some(probe), since);
         }
     }
-}
-
-/// Forgets a dead or left member that has stayed so since `since`.
-fn reap(cx: &mut Ctx, name: &Name, since: Instant) {
-    let Some(i) = cx.table.get(name) else { return };
-    let e = cx.table.entry(i);
-    if e.since != since || e.state.is_active() {
-        return;
-    }
-    cx.table.remove(i);
-    cx.peers.forget(name.as_str());
 }
