@@ -656,6 +656,35 @@ mod tests {
     }
 
     #[test]
+    fn api_limits_allowed_hosts_and_takeover_come_from_flags_or_the_file() {
+        let file = parse_file(
+            "http_allowed_hosts = [\"Vigil.Internal\"]\nhttp_max_connections = 100\nhttp_idle_timeout = \"5s\"\ntakeover = true\n",
+        )
+        .unwrap();
+        let c = AgentConfig::merge(
+            &args(&["--name", "a", "--insecure-plaintext", "--http-max-subscribers", "7"]),
+            file,
+        )
+        .unwrap();
+        assert_eq!(c.api.allowed_hosts, vec!["vigil.internal".to_string()]);
+        assert_eq!((c.api.max_connections, c.api.max_subscribers), (100, 7));
+        assert_eq!(c.api.idle_timeout, Duration::from_secs(5));
+        assert!(c.takeover);
+        let d = AgentConfig::merge(&args(&["--name", "a", "--insecure-plaintext"]), FileConfig::default())
+            .unwrap();
+        assert_eq!(d.api, ApiOptions::default());
+        assert!(!d.takeover);
+        let bad =
+            |extra: &[&str]| AgentConfig::merge(&args(extra), FileConfig::default()).unwrap_err().to_string();
+        let base = ["--name", "a", "--insecure-plaintext"];
+        let with = |more: &[&'static str]| [&base[..], more].concat();
+        assert!(bad(&with(&["--http-allowed-hosts", "http://x:1"])).contains("`http_allowed_hosts`"));
+        assert!(bad(&with(&["--http-max-connections", "0"])).contains("`http_max_connections`"));
+        assert!(bad(&with(&["--http-max-subscribers", "600"])).contains("`http_max_subscribers`"));
+        assert!(bad(&with(&["--http-idle-timeout", "1ms"])).contains("`http_idle_timeout`"));
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let bad =
             |extra: &[&str]| AgentConfig::merge(&args(extra), FileConfig::default()).unwrap_err().to_string();
