@@ -362,6 +362,22 @@ pub(crate) fn on_suspicion_timeout(cx: &mut Ctx, now: Instant, name: &Name, toke
         cx.schedule(now + wait, Timer::Suspicion { name: name.clone(), token });
         return;
     }
+    // A member that heard from no one but the suspect since the suspicion
+    // started is more likely the one cut off (its link, its firewall, its
+    // host's network) than the suspect: it declares no one, and waits. Its
+    // claims would otherwise reach the others the moment its link healed,
+    // and they would fail a healthy member on the word of the one member
+    // that could not hear anybody. Not in a pair (no one else to hear).
+    if let Some(s) = cx.suspicions.get(name)
+        && cx.table.active() >= 2
+        && !cx.heard_other_since(i, s.started)
+    {
+        cx.stats.deaf_holds += 1;
+        let token = s.token;
+        let wait = cx.config.probe_interval * cx.local.health_multiplier();
+        cx.schedule(now + wait, Timer::Suspicion { name: name.clone(), token });
+        return;
+    }
     cx.stats.failures_declared += 1;
     let me = cx.local.name().clone();
     declare(cx, now, i, incarnation, State::Dead, Some(me));

@@ -22,6 +22,9 @@ pub struct Stats {
     pub refutations: u64,
     /// Members this member declared dead (its suspicion timed out).
     pub failures_declared: u64,
+    /// Suspicion deadlines passed while this member heard from no one but
+    /// the suspect: it held the declaration (it is likelier the one cut off).
+    pub deaf_holds: u64,
     /// Piggybacked updates sent.
     pub updates_sent: u64,
     /// Push-pull exchanges started.

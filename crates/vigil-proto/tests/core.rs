@@ -108,6 +108,53 @@ fn an_idle_member_wakes_only_for_its_probes_not_for_empty_gossip_rounds() {
     assert!(next <= now + ms(200), "the change waits at most one round: {next:?} after {now:?}");
 }
 
+fn failed_after(
+    core: &mut Core,
+    secs: u64,
+    answer: impl FnMut(&mut Core, Instant, &Transmit),
+) -> Vec<String> {
+    run_until(core, Instant::from_millis(secs * 1000), answer);
+    events(core)
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Failed)
+        .map(|e| e.member.name.to_string())
+        .collect()
+}
+
+#[test]
+fn a_member_that_hears_no_one_declares_no_one_failed() {
+    // Cut off alone (its link down, its firewall): every probe fails, no
+    // indirect prober answers. Declaring the others failed would spread the
+    // moment its link healed, on the word of the one member that heard no
+    // one; it holds its suspicions instead.
+    let mut core = me();
+    with_peers(&mut core, &[2, 3, 4]);
+    assert_eq!(failed_after(&mut core, 60, silent), Vec::<String>::new());
+    assert!(core.stats().deaf_holds > 0);
+    assert_eq!(core.member(&peer(2), Instant::from_millis(60_000)).unwrap().state, State::Suspect);
+}
+
+#[test]
+fn a_member_that_hears_others_declares_the_silent_ones_and_a_pair_declares_its_peer() {
+    // One peer answers: the network around this member works, so the
+    // silence of the other two is theirs.
+    let mut core = me();
+    with_peers(&mut core, &[2, 3, 4]);
+    let only_four = |core: &mut Core, now: Instant, t: &Transmit| {
+        if host_of(t.dst) == 4 {
+            acking(core, now, t);
+        }
+    };
+    let mut failed = failed_after(&mut core, 60, only_four);
+    failed.sort();
+    assert_eq!(failed, vec![peer(2), peer(3)]);
+
+    // Two members: no one else to hear from; a silent peer is failed.
+    let mut pair = me();
+    with_peers(&mut pair, &[2]);
+    assert_eq!(failed_after(&mut pair, 60, silent), vec![peer(2)]);
+}
+
 // ---------------------------------------------------------------- refutation
 
 #[test]

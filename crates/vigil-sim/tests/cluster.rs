@@ -113,12 +113,13 @@ fn member_whose_direct_path_drops_packets_is_saved_by_indirect_probes() {
 fn partitioned_member_comes_back_and_merges() {
     let mut c = converged_cluster(10, 6);
     c.partition(&[7]);
-    // Cut off, node 7 blames itself (Lifeguard) and probes ever more slowly.
+    // Cut off, node 7 blames itself (Lifeguard) and probes ever more slowly;
+    // hearing no one, it declares no one failed: it holds them suspect.
     c.run_for(secs(120));
     for o in c.up() {
         if o != 7 {
             assert_eq!(c.view(o, 7), Some(State::Dead), "member {o} declares the cut-off member failed");
-            assert_eq!(c.view(7, o), Some(State::Dead), "the cut-off member declares member {o} failed");
+            assert_eq!(c.view(7, o), Some(State::Suspect), "the cut-off member holds member {o} suspect");
         }
     }
     c.heal();
@@ -127,6 +128,14 @@ fn partitioned_member_comes_back_and_merges() {
         "the partition must heal by itself"
     );
     assert!(c.core(7).incarnation() > 1, "node 7 refuted its death");
+    // Its suspicions, heard by the others once healed, were refuted: no
+    // member but the cut-off one was failed anywhere.
+    let failed: Vec<_> = c
+        .events()
+        .iter()
+        .filter(|s| s.event.kind == EventKind::Failed && s.event.member.name != c.core(7).name().clone())
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
     clean(&c);
 }
 

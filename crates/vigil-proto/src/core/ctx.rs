@@ -45,6 +45,8 @@ pub(crate) struct Ctx {
     pub(crate) stats: Stats,
     /// Last sequence number used for a ping (probes, relays, last chances).
     seq: u32,
+    /// The two members heard from most recently (distinct slots), and when.
+    heard: [Option<(usize, Instant)>; 2],
 }
 
 impl Ctx {
@@ -66,6 +68,7 @@ impl Ctx {
             watches: Watches::default(),
             stats: Stats::default(),
             seq: (splitmix(seed ^ 0x0005_E90F_5EED) >> 32) as u32,
+            heard: [None, None],
         }
     }
 
@@ -193,8 +196,18 @@ impl Ctx {
 
     /// Liveness evidence from whoever sent a datagram from `from`; returns the
     /// name of the member known at that address.
+    /// Whether any member other than slot `except` was heard from at or
+    /// after `since`.
+    pub(crate) fn heard_other_since(&self, except: usize, since: Instant) -> bool {
+        self.heard.iter().flatten().any(|&(i, at)| i != except && at >= since)
+    }
+
     pub(crate) fn heard_from(&mut self, now: Instant, from: SocketAddr) -> Option<Name> {
         let i = self.table.by_addr(&from)?;
+        match self.heard[0] {
+            Some((last, _)) if last == i => self.heard[0] = Some((i, now)),
+            _ => self.heard = [Some((i, now)), self.heard[0]],
+        }
         let e = self.table.entry(i);
         let name = e.name.clone();
         // Beyond MAX_PEERS members, arrivals start no new measurements (acks
