@@ -29,6 +29,7 @@
 
 mod members;
 mod packet;
+mod slot;
 mod views;
 mod watch;
 
@@ -41,10 +42,9 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use vigil_proto::{Channel, Config, Core, Health, Identity, Meta, Name, Unreachable};
 
-pub(crate) use self::members::Starve;
 pub use self::packet::{Captured, Seen};
 pub(crate) use self::packet::{Packet, Wire};
-use self::watch::Watch;
+pub(crate) use self::slot::{Slot, Status};
 use crate::ids::{addr_id, member_addr, member_name};
 use crate::invariants::{
     IncarnationsNeverGoBack, LeftNeverFailed, LiveAliveAfterQuiet, MAX_KEPT, PausesBelowToleranceNeverFailed,
@@ -61,33 +61,6 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    /// Not started yet (joins later).
-    Idle,
-    Up,
-    /// Paused: nothing processed, everything queues.
-    Frozen,
-    /// Its process exited; the host is up and its kernel answers (may restart).
-    Exited,
-    /// Its host is down: silence (may restart).
-    Down,
-    /// Left gracefully and stopped (its kernel answers, as for `Exited`).
-    Left,
-}
-
-impl Status {
-    /// The process runs (or is paused): it holds its sockets.
-    pub(crate) fn running(self) -> bool {
-        matches!(self, Status::Up | Status::Frozen)
-    }
-
-    /// The process is gone but its host's kernel answers for its port.
-    pub(crate) fn kernel_answers(self) -> bool {
-        matches!(self, Status::Exited | Status::Left)
-    }
 }
 
 #[derive(Debug)]
@@ -140,35 +113,6 @@ impl Ord for Item {
     fn cmp(&self, o: &Self) -> Ordering {
         (o.at, o.seq).cmp(&(self.at, self.seq))
     }
-}
-
-#[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) name: Name,
-    pub(crate) addr: SocketAddr,
-    pub(crate) core: Option<Box<Core>>,
-    pub(crate) status: Status,
-    pub(crate) life: u32,
-    wake: Option<u64>,
-    backlog: Vec<Packet>,
-    backlog_datagrams: usize,
-    pub(crate) slow: u64,
-    /// Highest incarnation any life of this member used.
-    pub(crate) max_incarnation: u64,
-    /// Highest incarnation of earlier lives: failures at or below it are late
-    /// detections of an old crash, not false failures.
-    pub(crate) prev_life_max: u64,
-    /// Last instant it was frozen or slow (for classifying failures).
-    pub(crate) paused_until: Option<u64>,
-    freeze_token: u64,
-    pub(crate) leaving: bool,
-    /// Added to the delivery time of everything it sends (a slow link out of
-    /// it, not a slow process: its timers and inputs are on time).
-    pub(crate) send_delay: u64,
-    /// The watch streams it holds, in step with its core's `watched()`.
-    watching: Vec<Watch>,
-    /// While CPU-starved.
-    pub(crate) starve: Option<Starve>,
 }
 
 /// The simulator state.
