@@ -18,6 +18,9 @@ impl Engine {
         s.core = Some(core);
         s.status = Status::Up;
         s.wake = None;
+        // A new core: its watch list is empty at version 0, as the streams held.
+        s.watch_version = 0;
+        s.reported_incarnation = None;
         s.leaving = false;
         s.starve = None;
         s.max_incarnation = s.max_incarnation.max(incarnation);

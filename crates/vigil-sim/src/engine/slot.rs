@@ -61,6 +61,10 @@ pub(crate) struct Slot {
     pub(crate) send_delay: u64,
     /// The watch streams it holds, in step with its core's `watched()`.
     pub(super) watching: Vec<Watch>,
+    /// The core's `watched_version()` when `watching` was last compared with its list.
+    pub(super) watch_version: u64,
+    /// The own incarnation last reported to the invariant in this life.
+    pub(super) reported_incarnation: Option<u64>,
     /// While CPU-starved.
     pub(crate) starve: Option<Starve>,
 }

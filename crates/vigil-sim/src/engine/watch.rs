@@ -1,9 +1,10 @@
 //! Watch streams and what a host's kernel says for a process that exited.
 //!
 //! Each member holds a silent stream to each member its core lists in
-//! `watched()`; the engine compares that list after every call into the
-//! core (a slice comparison of `watch_count` addresses, no allocation) and
-//! opens streams to members newly listed. What is modelled:
+//! `watched()`; after every call into the core the engine compares the
+//! core's `watched_version()` with the one it last took (a list compared
+//! only when that changed) and opens streams to members newly listed. What
+//! is modelled:
 //! - a stream to a running (or paused) process is open: a paused process's
 //!   kernel keeps it open, so a pause gives no evidence;
 //! - a stream to an exited process is refused: `Refused` after a round trip;
