@@ -84,18 +84,25 @@ impl Core {
         let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
         let first_push_pull = now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>());
         let local = Local::new(me, incarnation, config.max_local_health, now);
-        let (gossip, reconnect) = (config.gossip_interval, config.reconnect_interval);
+        let reconnect = config.reconnect_interval;
         let mut cx = Ctx::new(config, rng, local, seed);
         cx.schedule(first_probe, Timer::Probe);
-        cx.schedule(now + gossip, Timer::Gossip);
         cx.schedule(first_push_pull, Timer::PushPull);
         // Spread over one interval, so that members started together do not all
         // contact the same dead member at once. Derived from the seed without
         // drawing from the RNG, so the rest of the run is unchanged.
         let spread = unit_from_seed(seed);
         cx.schedule(now + reconnect.mul_f64(0.5 + spread), Timer::Reconnect);
+        cx.out.set_gossip_epoch(now);
         cx.broadcast_self();
-        Ok(Core { cx, prober: Prober::default(), verifier: Verifier::default(), returns: Returns::default() })
+        let mut core = Core {
+            cx,
+            prober: Prober::default(),
+            verifier: Verifier::default(),
+            returns: Returns::default(),
+        };
+        core.finish(now);
+        Ok(core)
     }
 
     // ------------------------------------------------------------ commands
@@ -136,7 +143,7 @@ impl Core {
         cx.enqueue(&update);
         cx.emit_self(EventKind::Left);
         cx.gossip_round();
-        self.finish();
+        self.finish(now);
     }
 
     /// While leaving: the packet to write on every watch stream this member
@@ -163,6 +170,7 @@ impl Core {
     pub fn set_metadata(&mut self, now: Instant, meta: impl Into<Vec<u8>>) -> Result<(), MemberError> {
         self.cx.local.identity_mut().meta = Meta::new(meta)?;
         self.bump_self(now);
+        self.finish(now);
         Ok(())
     }
 
@@ -171,6 +179,7 @@ impl Core {
     pub fn set_health(&mut self, now: Instant, health: Health) {
         self.cx.local.identity_mut().health = health;
         self.bump_self(now);
+        self.finish(now);
     }
 
     fn bump_self(&mut self, now: Instant) {
@@ -202,7 +211,7 @@ impl Core {
             cx.table.push(snapshot::entry(s, now));
         }
         cx.watches.invalidate();
-        self.finish();
+        self.finish(now);
         added
     }
 
@@ -215,7 +224,7 @@ impl Core {
         if self.cx.table.slots() == 0 {
             self.cx.table = snapshot.table_for(self.cx.local.name().as_str());
             self.cx.watches.invalidate();
-            self.finish();
+            self.finish(now);
             return self.cx.table.len();
         }
         self.preload(now, snapshot.states())
@@ -261,6 +270,9 @@ impl Core {
             && !about_sender
         {
             self.returns.check(cx, now, from, name);
+            if let Some(i) = cx.table.get(name) {
+                merge::remind(cx, now, i, from);
+            }
         }
         let mut source_told = false;
         match packet.message {
@@ -295,7 +307,7 @@ impl Core {
             refute.told(from);
         }
         refute.send(cx);
-        self.finish();
+        self.finish(now);
         Ok(())
     }
 
@@ -344,7 +356,7 @@ impl Core {
         if let Some(v) = self.verifier.evidence(cx, now, i, me, how) {
             apply(cx, now, v);
         }
-        self.finish();
+        self.finish(now);
     }
 
     /// A whole push-pull stream arrived from `from`. The reply, if one is due,
@@ -372,9 +384,25 @@ impl Core {
                 }
                 refute.send(cx);
             }
-            // The fallback probe path: a ping over a stream is answered on it.
-            Message::Ping { seq, target } => Prober::on_stream_ping(cx, from, seq, target),
+            // The fallback probe path: a ping over a stream is answered on it,
+            // and a claim against this member it carries is refuted there.
+            Message::Ping { seq, target } => {
+                let mut refute = Refutations::default();
+                for update in packet.updates {
+                    merge::apply_update(cx, &mut refute, now, update);
+                }
+                Prober::on_stream_ping(cx, &refute, from, seq, target);
+                // The stream's peer address is no member's: the ack told it.
+                refute.told(from);
+                refute.send(cx);
+            }
             Message::Ack { seq } => {
+                // A refutation riding the ack first: it clears the suspicion.
+                let mut refute = Refutations::default();
+                for update in packet.updates {
+                    merge::apply_update(cx, &mut refute, now, update);
+                }
+                refute.send(cx);
                 self.prober.on_ack(cx, now, from, seq);
                 let sender = cx.table.by_addr(&from).map(|i| cx.table.entry(i).name.clone());
                 self.verifier.refute(cx, Some(seq), sender.as_ref());
@@ -389,7 +417,7 @@ impl Core {
                 });
             }
         }
-        self.finish();
+        self.finish(now);
         Ok(())
     }
 
@@ -411,7 +439,7 @@ impl Core {
         while let Some(timer) = self.cx.timers.pop_due(now) {
             self.on_timer(now, timer);
         }
-        self.finish();
+        self.finish(now);
     }
 
     /// Notices a stall (see [`Core::handle_timeout`]) at the first input after it.
@@ -431,10 +459,14 @@ impl Core {
         cx.stats.stalled_for += by;
     }
 
-    /// After every input: the watch list follows the membership.
-    fn finish(&mut self) {
+    /// After every input and command: the watch list follows the
+    /// membership, and the periodic gossip timer runs while something waits.
+    fn finish(&mut self, now: Instant) {
         let cx = &mut self.cx;
         cx.watches.refresh(&cx.table, cx.local.hash(), cx.config.watch_count, cx.local.leaving());
+        if let Some(at) = cx.out.start_gossip_ticks(now, cx.config.gossip_interval) {
+            cx.schedule(at, Timer::Gossip);
+        }
     }
 
     fn on_timer(&mut self, now: Instant, timer: Timer) {
@@ -442,9 +474,13 @@ impl Core {
         match timer {
             Timer::Probe => self.on_probe_tick(now),
             Timer::ProbeTimeout { seq } => self.prober.on_timeout(cx, now, seq),
+            // The periodic round runs only while something waits to be
+            // gossiped: an idle member is not woken for nothing.
             Timer::Gossip => {
-                cx.schedule(now + cx.config.gossip_interval, Timer::Gossip);
-                cx.gossip_round();
+                if cx.out.continue_gossip_ticks() {
+                    cx.schedule(now + cx.config.gossip_interval, Timer::Gossip);
+                    cx.gossip_round();
+                }
             }
             Timer::GossipNow => {
                 cx.out.gossip_now_done();
@@ -473,6 +509,7 @@ impl Core {
                 }
             }
             Timer::Suspicion { name, token } => merge::on_suspicion_timeout(cx, now, &name, token),
+            Timer::LastChance { name, token } => merge::on_last_chance(cx, now, &name, token),
             Timer::RelayNack { seq } => self.prober.on_relay_nack(cx, seq),
             Timer::RelayExpire { seq } => self.prober.on_relay_expire(seq),
             Timer::Verify { seq } => {
