@@ -34,10 +34,12 @@ fn bucket_count(n: usize) -> usize {
 
 /// This member's table (itself included, dead and left members too)
 /// summed into `buckets` buckets.
-/// The table keeps its sums up to date (an exchange costs O(buckets), not
-/// O(members)); only a count it does not keep is summed entry by entry.
+/// From [`SUM_BUCKETS`] entries on, the sums the table keeps up to date are
+/// folded (O(`SUM_BUCKETS`), not O(members)); a smaller table is summed
+/// entry by entry, which is then cheaper.
 fn bucket_sums(cx: &Ctx, buckets: usize) -> Vec<u32> {
-    let mut sums = if buckets.is_power_of_two() && buckets <= SUM_BUCKETS {
+    let kept = buckets.is_power_of_two() && buckets <= SUM_BUCKETS && cx.table.len() >= SUM_BUCKETS;
+    let mut sums = if kept {
         cx.table.bucket_sums(buckets)
     } else {
         let mut sums = vec![0u32; buckets];

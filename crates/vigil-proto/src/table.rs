@@ -161,8 +161,11 @@ impl BucketSums {
     /// The sums in `buckets` buckets (a power of two, at most [`SUM_BUCKETS`]).
     fn fold(&self, buckets: usize) -> Vec<u32> {
         let mut out = vec![0u32; buckets];
-        for (b, &v) in self.base.iter().enumerate() {
-            out[b & (buckets - 1)] = out[b & (buckets - 1)].wrapping_add(v);
+        // Bucket b of the base folds into b mod `buckets`: add it `buckets` at a time.
+        for chunk in self.base.chunks_exact(buckets) {
+            for (o, &v) in out.iter_mut().zip(chunk) {
+                *o = o.wrapping_add(v);
+            }
         }
         for (&b, &v) in &self.delta {
             let b = usize::from(b) & (buckets - 1);
