@@ -17,10 +17,11 @@ use std::net::SocketAddr;
 use crate::codec::{self, MemberState, Message, Update};
 use crate::core::ctx::Ctx;
 use crate::event::NameConflict;
-use crate::hash::{claim_digest, name_hash, splitmix};
+use crate::hash::{claim_digest, name_hash};
 use crate::member::Name;
 use crate::merge::{apply_update, merge_states};
 use crate::refute::Refutations;
+use crate::table::{SUM_BUCKETS, bucket_of};
 use crate::time::Instant;
 
 /// Members per digest bucket the initiator aims for.
@@ -31,29 +32,34 @@ fn bucket_count(n: usize) -> usize {
     (n / MEMBERS_PER_BUCKET).max(1).next_power_of_two().min(1 << codec::MAX_DIGEST_BUCKETS_LOG2)
 }
 
-fn bucket_of(name_hash: u64, buckets: usize) -> usize {
-    // `buckets` is a power of two; the low bits of FNV-1a are well mixed by splitmix.
-    (splitmix(name_hash) as usize) & (buckets - 1)
-}
-
 /// This member's table (itself included, dead and left members too)
 /// summed into `buckets` buckets.
+/// From [`SUM_BUCKETS`] entries on, the sums the table keeps up to date are
+/// folded (O(`SUM_BUCKETS`), not O(members)); a smaller table is summed
+/// entry by entry, which is then cheaper.
 fn bucket_sums(cx: &Ctx, buckets: usize) -> Vec<u32> {
-    let mut sums = vec![0u32; buckets];
-    let mut add = |hash: u64, claim: u64| {
-        let b = bucket_of(hash, buckets);
-        // Truncation intended: 32 bits per bucket is enough to tell tables apart.
-        #[allow(clippy::cast_possible_truncation)]
-        let d = claim as u32;
-        sums[b] = sums[b].wrapping_add(d);
+    let kept = buckets.is_power_of_two() && buckets <= SUM_BUCKETS && cx.table.len() >= SUM_BUCKETS;
+    let mut sums = if kept {
+        cx.table.bucket_sums(buckets)
+    } else {
+        let mut sums = vec![0u32; buckets];
+        for (_, e) in cx.table.iter() {
+            add_claim(&mut sums, e.hash, e.claim);
+        }
+        sums
     };
     let own = cx.local.wire_state();
     let own_hash = name_hash(own.name.as_str());
-    add(own_hash, claim_digest(own_hash, own.incarnation, own.state));
-    for (_, e) in cx.table.iter() {
-        add(e.hash, e.claim);
-    }
+    add_claim(&mut sums, own_hash, claim_digest(own_hash, own.incarnation, own.state));
     sums
+}
+
+fn add_claim(sums: &mut [u32], hash: u64, claim: u64) {
+    let b = bucket_of(hash, sums.len());
+    // Truncation intended: 32 bits per bucket is enough to tell tables apart.
+    #[allow(clippy::cast_possible_truncation)]
+    let d = claim as u32;
+    sums[b] = sums[b].wrapping_add(d);
 }
 
 /// This member's own state, then its states in the buckets where `sums`
@@ -63,6 +69,10 @@ fn states_differing(cx: &Ctx, sums: &[u32]) -> Vec<MemberState> {
     let mine = bucket_sums(cx, buckets);
     let differ: Vec<bool> = mine.iter().zip(sums).map(|(a, b)| a != b).collect();
     let mut states = vec![cx.local.wire_state()];
+    // The common case: the tables agree, and no entry need be looked at.
+    if !differ.contains(&true) {
+        return states;
+    }
     // Slot order: deterministic, and cheaper than name order in a shared table.
     states.extend(
         cx.table.iter().filter(|(_, e)| differ[bucket_of(e.hash, buckets)]).map(|(_, e)| e.wire_state()),

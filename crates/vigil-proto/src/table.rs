@@ -102,6 +102,77 @@ pub(crate) struct Table {
     digest: u64,
     /// Slots of the entries held dead (the reconnect timer picks among them).
     dead: BTreeSet<u32>,
+    /// The anti-entropy bucket sums of the visible entries, kept up to date
+    /// so that a digest exchange does not sum the whole table.
+    sums: BucketSums,
+}
+
+/// Buckets in which [`BucketSums`] keeps its sums: the most a digest
+/// carries, so that any smaller power of two is a fold of them.
+pub(crate) const SUM_BUCKETS: usize = 1 << crate::codec::MAX_DIGEST_BUCKETS_LOG2;
+
+/// The bucket, among `buckets` (a power of two), of a member whose name
+/// hashes to `name_hash`.
+pub(crate) fn bucket_of(name_hash: u64, buckets: usize) -> usize {
+    // `buckets` is a power of two; the low bits of FNV-1a are well mixed by splitmix.
+    (splitmix(name_hash) as usize) & (buckets - 1)
+}
+
+/// Wrapping sums of the claim digests (truncated to 32 bits) of a table's
+/// visible entries in [`SUM_BUCKETS`] buckets: a base that copies of a
+/// snapshot share, and each copy's changes on top (a few per member in a
+/// simulation, folded into a private base when there are many).
+#[derive(Debug, Clone, Default)]
+struct BucketSums {
+    /// Empty (all zero) or [`SUM_BUCKETS`] sums.
+    base: Arc<Vec<u32>>,
+    /// Changes since the base was shared, by bucket.
+    delta: BTreeMap<u16, u32>,
+}
+
+impl BucketSums {
+    /// Changes beyond which a copy takes its own base.
+    const MAX_DELTA: usize = 256;
+
+    // Truncation intended: 32 bits per bucket is enough to tell tables apart.
+    #[allow(clippy::cast_possible_truncation)]
+    fn add(&mut self, hash: u64, claim: u64, negate: bool) {
+        let d = if negate { (claim as u32).wrapping_neg() } else { claim as u32 };
+        let b = u16::try_from(bucket_of(hash, SUM_BUCKETS)).expect("at most 2^16 buckets");
+        let v = self.delta.entry(b).or_insert(0);
+        *v = v.wrapping_add(d);
+        if self.delta.len() > Self::MAX_DELTA {
+            self.freeze();
+        }
+    }
+
+    /// Folds the changes into the base.
+    fn freeze(&mut self) {
+        if self.delta.is_empty() {
+            return;
+        }
+        let base = Arc::make_mut(&mut self.base);
+        base.resize(SUM_BUCKETS, 0);
+        for (b, d) in std::mem::take(&mut self.delta) {
+            base[usize::from(b)] = base[usize::from(b)].wrapping_add(d);
+        }
+    }
+
+    /// The sums in `buckets` buckets (a power of two, at most [`SUM_BUCKETS`]).
+    fn fold(&self, buckets: usize) -> Vec<u32> {
+        let mut out = vec![0u32; buckets];
+        // Bucket b of the base folds into b mod `buckets`: add it `buckets` at a time.
+        for chunk in self.base.chunks_exact(buckets) {
+            for (o, &v) in out.iter_mut().zip(chunk) {
+                *o = o.wrapping_add(v);
+            }
+        }
+        for (&b, &v) in &self.delta {
+            let b = usize::from(b) & (buckets - 1);
+            out[b] = out[b].wrapping_add(v);
+        }
+        out
+    }
 }
 
 /// A member's place on the watch ring: its name hash, then a second hash of
@@ -136,6 +207,17 @@ impl Table {
 
     pub(crate) fn digest(&self) -> u64 {
         self.digest
+    }
+
+    /// The visible entries' claim digests summed into `buckets` buckets (a
+    /// power of two, at most [`SUM_BUCKETS`]) by [`bucket_of`]; what summing
+    /// [`Table::iter`] gives, in O(buckets).
+    pub(crate) fn bucket_sums(&self, buckets: usize) -> Vec<u32> {
+        assert!(
+            buckets.is_power_of_two() && buckets <= SUM_BUCKETS,
+            "buckets: a power of two up to {SUM_BUCKETS}"
+        );
+        self.sums.fold(buckets)
     }
 
     /// True unless `i` is the hidden slot.
@@ -195,6 +277,7 @@ impl Table {
             self.active += 1;
         }
         self.digest = self.digest.wrapping_add(e.digest());
+        self.sums.add(e.hash, e.claim, false);
         if e.state == State::Dead {
             self.dead.insert(slot(i));
         }
@@ -214,16 +297,20 @@ impl Table {
     pub(crate) fn set_claim(&mut self, i: usize, incarnation: u64, state: State, now: Instant) {
         let hidden = !self.visible(i);
         let e = self.entry_mut(i);
-        let (old_digest, was_active) = (e.digest(), e.state.is_active());
+        let (old_digest, old_claim, was_active) = (e.digest(), e.claim, e.state.is_active());
         if e.state != state {
             e.since = now;
         }
         e.state = state;
         e.incarnation = incarnation;
         e.claim = claim_digest(e.hash, incarnation, state);
-        let new_digest = e.digest();
+        let (new_digest, hash, new_claim) = (e.digest(), e.hash, e.claim);
         if hidden {
             return;
+        }
+        if new_claim != old_claim {
+            self.sums.add(hash, old_claim, true);
+            self.sums.add(hash, new_claim, false);
         }
         if state == State::Dead {
             self.dead.insert(slot(i));
@@ -255,6 +342,9 @@ impl Table {
     pub(crate) fn remove(&mut self, i: usize) {
         let last = self.len - 1;
         let gone = self.entry(i).clone();
+        if self.visible(i) {
+            self.sums.add(gone.hash, gone.claim, true);
+        }
         if gone.state.is_active() && self.visible(i) {
             self.active -= 1;
             self.digest = self.digest.wrapping_sub(gone.digest());
@@ -297,6 +387,7 @@ impl Table {
         self.index.freeze();
         self.by_addr.freeze();
         self.ring.freeze();
+        self.sums.freeze();
     }
 
     /// A copy of this table sharing its memory, with `name`'s entry hidden:
@@ -310,6 +401,7 @@ impl Table {
                 t.active -= 1;
                 t.digest = t.digest.wrapping_sub(e.digest());
             }
+            t.sums.add(e.hash, e.claim, true);
             t.hidden = Some(i);
         }
         t
@@ -515,6 +607,50 @@ mod tests {
         fresh.set_claim(j, 4, State::Left, Instant::ZERO);
         assert_eq!(a.digest(), fresh.digest());
         assert_eq!(a.active(), 8);
+    }
+
+    /// The bucket sums as anti-entropy summed them before the table kept them.
+    fn scanned_sums(t: &Table, buckets: usize) -> Vec<u32> {
+        let mut sums = vec![0u32; buckets];
+        for (_, e) in t.iter() {
+            let b = bucket_of(e.hash, buckets);
+            sums[b] = sums[b].wrapping_add(e.claim as u32);
+        }
+        sums
+    }
+
+    #[test]
+    fn bucket_sums_follow_every_change_of_shared_copies() {
+        let base = table(300, false);
+        let mut a = base.shared_for("m007");
+        let mut b = base.shared_for("m100");
+        // Enough changes in `a` that it takes its own base (more than MAX_DELTA buckets).
+        for k in (0..300u16).step_by(2).filter(|&k| k != 7) {
+            let i = a.get(&format!("m{k:03}")).unwrap();
+            a.set_claim(
+                i,
+                2 + u64::from(k),
+                if k % 3 == 0 { State::Dead } else { State::Suspect },
+                Instant::ZERO,
+            );
+        }
+        let i = b.get("m042").unwrap();
+        b.set_claim(i, 9, State::Left, Instant::ZERO);
+        b.push(entry("new", 2000));
+        let gone = b.get("m000").unwrap();
+        b.remove(gone);
+        // Removing the slot before the hidden one moves the hidden entry.
+        let last = b.slots() - 1;
+        let gone = b.get(&b.entry(last).name.clone()).unwrap_or(last);
+        b.remove(gone);
+        // The hidden entry changes without counting.
+        let h = base.get("m100").unwrap();
+        b.set_claim(h, 5, State::Dead, Instant::ZERO);
+        for buckets in [1, 2, 16, 64, 1024, SUM_BUCKETS] {
+            assert_eq!(a.bucket_sums(buckets), scanned_sums(&a, buckets), "a, {buckets} buckets");
+            assert_eq!(b.bucket_sums(buckets), scanned_sums(&b, buckets), "b, {buckets} buckets");
+            assert_eq!(base.bucket_sums(buckets), scanned_sums(&base, buckets), "base, {buckets} buckets");
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub(crate) struct Watches {
     addrs: Vec<SocketAddr>,
     /// The membership changed since the list was computed.
     stale: bool,
+    /// Bumped each time the list changes.
+    version: u64,
 }
 
 impl Watches {
@@ -27,15 +29,23 @@ impl Watches {
         if !std::mem::take(&mut self.stale) {
             return;
         }
-        self.addrs.clear();
-        if leaving {
-            return;
+        let old = self.addrs.len();
+        if !leaving {
+            let next = table.ring_after(hash).filter(|(_, e)| e.state.is_active()).map(|(_, e)| e.addr());
+            self.addrs.extend(next.take(k));
         }
-        let next = table.ring_after(hash).filter(|(_, e)| e.state.is_active()).map(|(_, e)| e.addr());
-        self.addrs.extend(next.take(k));
+        if self.addrs[..old] != self.addrs[old..] {
+            self.version += 1;
+        }
+        self.addrs.drain(..old);
     }
 
     pub(crate) fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Changes whenever [`Watches::addrs`] does (and only then).
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 }

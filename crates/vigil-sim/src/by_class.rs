@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::observe::{Observer, PauseRec, Stop};
-use crate::report::Quantiles;
+use crate::quantiles::Quantiles;
 
 /// Detection of one class of stopped members (process exits, or hosts down).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

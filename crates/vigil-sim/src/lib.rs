@@ -30,6 +30,7 @@
 //! | `faults` | the fault schedule |
 //! | [`invariants`] | one invariant per module, fed observations |
 //! | [`Report`] (`report`) | the figures, JSON and table |
+//! | [`Quantiles`] (`quantiles`) | median, p99 and maximum of a set of durations |
 //! | [`ByClass`] (`by_class`) | detection by failure class: exits, hosts down, pauses, starvation |
 //! | [`plot`] | SVG and PNG charts |
 //! | [`tune`](mod@tune) | search for the cheapest configuration meeting a target |
@@ -70,6 +71,7 @@ pub mod invariants;
 mod net;
 mod observe;
 pub mod plot;
+mod quantiles;
 mod report;
 mod run;
 mod scenario;
@@ -85,9 +87,8 @@ pub use error::ScenarioError;
 pub use ids::{member_addr, member_name};
 pub use net::{Latency, MAX_LATENCY};
 pub use observe::{ENCRYPTION_OVERHEAD, FalseClass, STREAM_FRAME};
-pub use report::{
-    Detection, Dissemination, FalseFailures, Joins, KindTraffic, Memory, Quantiles, Report, Traffic,
-};
+pub use quantiles::Quantiles;
+pub use report::{Detection, Dissemination, FalseFailures, Joins, KindTraffic, Memory, Report, Traffic};
 pub use run::{
     BYTES_PER_CONVERGED_MEMBER, BYTES_PER_ENTRY_ESTIMATE, BarProgress, NoProgress, Progress, repro_command,
     rss_bytes, run,

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use vigil_proto::codec::MESSAGE_KINDS;
 
 /// Bytes the agent adds to every datagram and every stream message when it
-/// encrypts: 1 version byte + 24-byte XChaCha20 nonce + 16-byte Poly1305 tag.
-pub const ENCRYPTION_OVERHEAD: usize = 1 + 24 + 16;
+/// encrypts (envelope version 2, docs/PROTOCOL.md "Encryption"): 1 version
+/// byte + 8-byte sender session + 4-byte counter + 16-byte AES-256-GCM-SIV
+/// tag. (Version 1, still read but no longer sealed, added 41.)
+pub const ENCRYPTION_OVERHEAD: usize = 1 + 8 + 4 + 16;
 
 /// Bytes of stream framing per stream message (a u32 length prefix).
 pub const STREAM_FRAME: usize = 4;

@@ -40,6 +40,12 @@ impl Core {
         self.cx.watches.addrs()
     }
 
+    /// A number that changes whenever [`Core::watched`] does, and only then:
+    /// comparing it after every input is cheaper than comparing the list.
+    pub fn watched_version(&self) -> u64 {
+        self.cx.watches.version()
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.cx.stats

@@ -7,16 +7,8 @@ use std::net::SocketAddr;
 use vigil_proto::codec::MemberState;
 use vigil_proto::{Health, Meta, State};
 
-use super::{Engine, Ev, Status};
-
-/// CPU starvation in force: the member runs `run` out of every `every`
-/// microseconds until `until`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Starve {
-    pub(crate) run: u64,
-    pub(crate) every: u64,
-    pub(crate) until: u64,
-}
+use super::slot::{Starve, Status};
+use super::{Engine, Ev};
 
 impl Engine {
     /// Starts member `id` (a new process) at `incarnation`.
@@ -26,6 +18,9 @@ impl Engine {
         s.core = Some(core);
         s.status = Status::Up;
         s.wake = None;
+        // A new core: its watch list is empty at version 0, as the streams held.
+        s.watch_version = 0;
+        s.reported_incarnation = None;
         s.leaving = false;
         s.starve = None;
         s.max_incarnation = s.max_incarnation.max(incarnation);

@@ -1,9 +1,9 @@
-//! The discrete-event engine: one heap of events keyed by (time, sequence),
+//! The discrete-event engine: one queue of events keyed by (time, sequence),
 //! the members (real `vigil_proto::Core`s), packet routing through the
 //! modelled network, and member faults.
 //!
 //! Time is virtual (microseconds). Each member is woken at its own
-//! `poll_timeout`; a member has at most one useful wake-up in the heap (a
+//! `poll_timeout`; a member has at most one useful wake-up queued (a
 //! later one is superseded by an earlier one, and stale ones are skipped).
 //! Everything random comes from the scenario's seed: the network, the fault
 //! schedule and each core have their own stream derived from it, and nothing
@@ -21,19 +21,20 @@
 //! queued, then its timers, as the runtime does. Evidence reaches a core as
 //! `handle_unreachable`, like any other input.
 //!
-//! Here: the heap, the member slots, delivery, wake-ups and routing;
-//! `members`: what happens to a member process (start, exit, host down,
-//! restart, freeze, starve, leave, ...); `watch`: the watch streams and the
+//! Here: the member slots, delivery, wake-ups and routing; `queue`: the
+//! event queue; `slot`: a member's state besides its core; `members`: what
+//! happens to a member process (start, exit, host down, restart, freeze,
+//! starve, leave, ...); `watch`: the watch streams and the
 //! kernel's answers for exited processes; `views`: events judged and views
 //! compared; `packet`: packets in flight, recorded packets and logged events.
 
 mod members;
 mod packet;
+mod queue;
+mod slot;
 mod views;
 mod watch;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
@@ -41,10 +42,10 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use vigil_proto::{Channel, Config, Core, Health, Identity, Meta, Name, Unreachable};
 
-pub(crate) use self::members::Starve;
 pub use self::packet::{Captured, Seen};
 pub(crate) use self::packet::{Packet, Wire};
-use self::watch::Watch;
+use self::queue::{Popped, Queue};
+pub(crate) use self::slot::{Slot, Status};
 use crate::ids::{addr_id, member_addr, member_name};
 use crate::invariants::{
     IncarnationsNeverGoBack, LeftNeverFailed, LiveAliveAfterQuiet, MAX_KEPT, PausesBelowToleranceNeverFailed,
@@ -63,42 +64,12 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    /// Not started yet (joins later).
-    Idle,
-    Up,
-    /// Paused: nothing processed, everything queues.
-    Frozen,
-    /// Its process exited; the host is up and its kernel answers (may restart).
-    Exited,
-    /// Its host is down: silence (may restart).
-    Down,
-    /// Left gracefully and stopped (its kernel answers, as for `Exited`).
-    Left,
-}
-
-impl Status {
-    /// The process runs (or is paused): it holds its sockets.
-    pub(crate) fn running(self) -> bool {
-        matches!(self, Status::Up | Status::Frozen)
-    }
-
-    /// The process is gone but its host's kernel answers for its port.
-    pub(crate) fn kernel_answers(self) -> bool {
-        matches!(self, Status::Exited | Status::Left)
-    }
-}
-
 #[derive(Debug)]
 pub(crate) enum Ev {
     Deliver {
         to: u32,
         packet: Packet,
         delayed: bool,
-    },
-    Wake {
-        member: u32,
     },
     Action(u32),
     Resume {
@@ -117,60 +88,6 @@ pub(crate) enum Ev {
     Check,
 }
 
-#[derive(Debug)]
-struct Item {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Item {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Item {
-    /// Reversed: the heap pops the earliest (time, sequence) first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) name: Name,
-    pub(crate) addr: SocketAddr,
-    pub(crate) core: Option<Box<Core>>,
-    pub(crate) status: Status,
-    pub(crate) life: u32,
-    wake: Option<u64>,
-    backlog: Vec<Packet>,
-    backlog_datagrams: usize,
-    pub(crate) slow: u64,
-    /// Highest incarnation any life of this member used.
-    pub(crate) max_incarnation: u64,
-    /// Highest incarnation of earlier lives: failures at or below it are late
-    /// detections of an old crash, not false failures.
-    pub(crate) prev_life_max: u64,
-    /// Last instant it was frozen or slow (for classifying failures).
-    pub(crate) paused_until: Option<u64>,
-    freeze_token: u64,
-    pub(crate) leaving: bool,
-    /// Added to the delivery time of everything it sends (a slow link out of
-    /// it, not a slow process: its timers and inputs are on time).
-    pub(crate) send_delay: u64,
-    /// The watch streams it holds, in step with its core's `watched()`.
-    watching: Vec<Watch>,
-    /// While CPU-starved.
-    pub(crate) starve: Option<Starve>,
-}
-
 /// The simulator state.
 #[derive(Debug)]
 pub(crate) struct Engine {
@@ -178,8 +95,7 @@ pub(crate) struct Engine {
     pub(crate) config: Config,
     pub(crate) seed: u64,
     pub(crate) slots: Vec<Slot>,
-    heap: BinaryHeap<Item>,
-    seq: u64,
+    queue: Queue<Ev>,
     pub(crate) net: Net,
     pub(crate) fault_rng: ChaCha8Rng,
     pub(crate) obs: Observer,
@@ -219,8 +135,7 @@ impl Engine {
             config,
             seed,
             slots: Vec::new(),
-            heap: BinaryHeap::new(),
-            seq: 0,
+            queue: Queue::default(),
             net,
             fault_rng: ChaCha8Rng::seed_from_u64(mix(seed, 0xFA17, 0)),
             obs: Observer::new(measure_from, tolerance, pause_grace),
@@ -244,8 +159,7 @@ impl Engine {
     }
 
     pub(crate) fn push(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.heap.push(Item { at, seq: self.seq, ev });
+        self.queue.push(at, ev);
     }
 
     /// Hands `packets` over again, now, each to the member it went to.
@@ -312,6 +226,8 @@ impl Engine {
             leaving: false,
             send_delay: 0,
             watching: Vec::new(),
+            watch_version: 0,
+            reported_incarnation: None,
             starve: None,
         });
         self.obs.add_member();
@@ -333,7 +249,7 @@ impl Engine {
     /// Hands one packet to member `to` now.
     fn handle(&mut self, to: usize, p: Packet) {
         let now = vigil_proto::Instant::from_micros(self.now);
-        let from_addr = self.slots[p.from as usize].addr;
+        let from_addr = member_addr(p.from as usize);
         let Some(core) = self.slots[to].core.as_mut() else { return };
         let result = match p.wire {
             Wire::Datagram => core.handle_datagram(now, from_addr, &p.bytes),
@@ -424,14 +340,21 @@ impl Engine {
         }
         let inc = core.incarnation();
         let next = core.poll_timeout().map(|t| t.as_micros() + self.slots[id].slow);
-        let watches_changed = self.slots[id].watch_list_changed(core.watched());
+        // The version first: comparing the lists after every input showed in profiles.
+        let version = core.watched_version();
+        let watches_changed = self.slots[id].watch_version != version && {
+            self.slots[id].watch_version = version;
+            self.slots[id].watch_list_changed(core.watched())
+        };
         self.slots[id].core = Some(core);
         if watches_changed {
             self.follow_watches(id);
         }
         let s = &mut self.slots[id];
         s.max_incarnation = s.max_incarnation.max(inc);
-        if self.check_invariants {
+        // Reporting the same incarnation again in the same life checks nothing.
+        if self.check_invariants && s.reported_incarnation != Some(inc) {
+            s.reported_incarnation = Some(inc);
             let life = s.life;
             let v = self.incarnations.own(self.now, id as u32, life, inc);
             self.violation(v);
@@ -442,7 +365,7 @@ impl Engine {
         {
             let at = at.max(self.now);
             s.wake = Some(at);
-            self.push(at, Ev::Wake { member: id as u32 });
+            self.queue.push_wake(at, id as u32);
         }
     }
 
@@ -496,21 +419,22 @@ impl Engine {
         progress: &mut dyn FnMut(u64),
     ) {
         let mut next_progress = 0u64;
-        while let Some(top) = self.heap.peek() {
-            if top.at > until {
-                break;
-            }
-            let Some(item) = self.heap.pop() else { break };
-            self.now = item.at;
+        while self.queue.peek_at().is_some_and(|at| at <= until) {
+            let Some((at, popped)) = self.queue.pop() else { break };
+            self.now = at;
             self.processed += 1;
-            match item.ev {
-                Ev::Deliver { to, packet, delayed } => self.deliver(to as usize, packet, delayed),
-                Ev::Wake { member } => self.wake(member as usize, item.at),
-                Ev::Action(i) => action(self, i),
-                Ev::Resume { member, token } => self.resume(member as usize, token),
-                Ev::Sleep { member, token } => self.sleep(member as usize, token),
-                Ev::LeaveCheck { member, deadline } => self.leave_check(member as usize, deadline),
-                Ev::Check => check(self),
+            match popped {
+                Popped::Wake(member) => self.wake(member as usize, at),
+                Popped::Event(Ev::Deliver { to, packet, delayed }) => {
+                    self.deliver(to as usize, packet, delayed)
+                }
+                Popped::Event(Ev::Action(i)) => action(self, i),
+                Popped::Event(Ev::Resume { member, token }) => self.resume(member as usize, token),
+                Popped::Event(Ev::Sleep { member, token }) => self.sleep(member as usize, token),
+                Popped::Event(Ev::LeaveCheck { member, deadline }) => {
+                    self.leave_check(member as usize, deadline)
+                }
+                Popped::Event(Ev::Check) => check(self),
             }
             if self.processed & 0xFFFF == 0 && self.now >= next_progress {
                 progress(self.now);

@@ -1,9 +1,10 @@
 //! Watch streams and what a host's kernel says for a process that exited.
 //!
 //! Each member holds a silent stream to each member its core lists in
-//! `watched()`; the engine compares that list after every call into the
-//! core (a slice comparison of `watch_count` addresses, no allocation) and
-//! opens streams to members newly listed. What is modelled:
+//! `watched()`; after every call into the core the engine compares the
+//! core's `watched_version()` with the one it last took (a list compared
+//! only when that changed) and opens streams to members newly listed. What
+//! is modelled:
 //! - a stream to a running (or paused) process is open: a paused process's
 //!   kernel keeps it open, so a pause gives no evidence;
 //! - a stream to an exited process is refused: `Refused` after a round trip;
@@ -21,58 +22,11 @@
 //! any datagram on that link); a new stream draws `Refused` after a round
 //! trip. Kernel rate limits on ICMP errors are not modelled.
 
-use std::net::SocketAddr;
-
 use vigil_proto::Unreachable;
 
-use super::{Engine, Slot, Wire};
-use crate::ids::addr_id;
+use super::slot::WatchState;
+use super::{Engine, Wire};
 use crate::net::Fate;
-
-/// One watch stream a member holds.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Watch {
-    addr: SocketAddr,
-    to: u32,
-    state: WatchState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WatchState {
-    /// Newly listed: to be opened.
-    Opening,
-    /// Connected to the watched member's process.
-    Open,
-    /// Not connected (refused, closed, or its host is down).
-    Closed,
-}
-
-impl Slot {
-    /// Whether `watched` differs from the streams held (and if so, takes it
-    /// as the new list; newly listed members are to be opened).
-    pub(super) fn watch_list_changed(&mut self, watched: &[SocketAddr]) -> bool {
-        let same = self.watching.len() == watched.len()
-            && self.watching.iter().zip(watched).all(|(w, a)| w.addr == *a);
-        if same {
-            return false;
-        }
-        let old = std::mem::take(&mut self.watching);
-        self.watching = watched
-            .iter()
-            .filter_map(|&addr| {
-                let to = addr_id(addr)? as u32;
-                let state = old.iter().find(|w| w.to == to).map_or(WatchState::Opening, |w| w.state);
-                Some(Watch { addr, to, state })
-            })
-            .collect();
-        true
-    }
-
-    /// The member stopped: it holds no streams any more.
-    pub(super) fn drop_watches(&mut self) {
-        self.watching.clear();
-    }
-}
 
 impl Engine {
     /// Opens the streams member `id` newly listed.
@@ -158,41 +112,5 @@ impl Engine {
             let at = self.now + delay + self.slots[from].send_delay;
             self.push_evidence(at, gone, from, Unreachable::Refused);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::member_addr;
-
-    fn slot_watching(ids: &[usize]) -> Vec<SocketAddr> {
-        ids.iter().map(|&i| member_addr(i)).collect()
-    }
-
-    #[test]
-    fn a_watch_list_is_taken_only_when_it_changes_and_keeps_the_state_of_streams_still_listed() {
-        let mut eng = Engine::new(
-            vigil_proto::Config::lan(),
-            1,
-            crate::net::Net::new(
-                crate::net::Latency::Constant(std::time::Duration::from_micros(100)),
-                0.0,
-                200_000,
-                1,
-            ),
-            0,
-            false,
-        );
-        for _ in 0..4 {
-            eng.add_slot();
-        }
-        let s = &mut eng.slots[0];
-        assert!(s.watch_list_changed(&slot_watching(&[1, 2])));
-        assert!(!s.watch_list_changed(&slot_watching(&[1, 2])), "the same list is not taken again");
-        s.watching[0].state = WatchState::Open;
-        assert!(s.watch_list_changed(&slot_watching(&[1, 3])));
-        assert_eq!(s.watching[0].state, WatchState::Open, "the stream to 1 stays open");
-        assert_eq!(s.watching[1].state, WatchState::Opening, "3 is new");
     }
 }

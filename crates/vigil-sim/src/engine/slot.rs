@@ -1,0 +1,161 @@
+//! A member slot and its state: what the engine knows of a member besides
+//! its core (status, life, pauses, the watch streams it holds). A leaf: the
+//! engine's files read and change it; it reaches back to none of them.
+
+use std::net::SocketAddr;
+
+use vigil_proto::{Core, Name};
+
+use super::packet::Packet;
+use crate::ids::addr_id;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Not started yet (joins later).
+    Idle,
+    Up,
+    /// Paused: nothing processed, everything queues.
+    Frozen,
+    /// Its process exited; the host is up and its kernel answers (may restart).
+    Exited,
+    /// Its host is down: silence (may restart).
+    Down,
+    /// Left gracefully and stopped (its kernel answers, as for `Exited`).
+    Left,
+}
+
+impl Status {
+    /// The process runs (or is paused): it holds its sockets.
+    pub(crate) fn running(self) -> bool {
+        matches!(self, Status::Up | Status::Frozen)
+    }
+
+    /// The process is gone but its host's kernel answers for its port.
+    pub(crate) fn kernel_answers(self) -> bool {
+        matches!(self, Status::Exited | Status::Left)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) name: Name,
+    pub(crate) addr: SocketAddr,
+    pub(crate) core: Option<Box<Core>>,
+    pub(crate) status: Status,
+    pub(crate) life: u32,
+    pub(super) wake: Option<u64>,
+    pub(super) backlog: Vec<Packet>,
+    pub(super) backlog_datagrams: usize,
+    pub(crate) slow: u64,
+    /// Highest incarnation any life of this member used.
+    pub(crate) max_incarnation: u64,
+    /// Highest incarnation of earlier lives: failures at or below it are late
+    /// detections of an old crash, not false failures.
+    pub(crate) prev_life_max: u64,
+    /// Last instant it was frozen or slow (for classifying failures).
+    pub(crate) paused_until: Option<u64>,
+    pub(super) freeze_token: u64,
+    pub(crate) leaving: bool,
+    /// Added to the delivery time of everything it sends (a slow link out of
+    /// it, not a slow process: its timers and inputs are on time).
+    pub(crate) send_delay: u64,
+    /// The watch streams it holds, in step with its core's `watched()`.
+    pub(super) watching: Vec<Watch>,
+    /// The core's `watched_version()` when `watching` was last compared with its list.
+    pub(super) watch_version: u64,
+    /// The own incarnation last reported to the invariant in this life.
+    pub(super) reported_incarnation: Option<u64>,
+    /// While CPU-starved.
+    pub(crate) starve: Option<Starve>,
+}
+
+/// CPU starvation in force: the member runs `run` out of every `every`
+/// microseconds until `until`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Starve {
+    pub(crate) run: u64,
+    pub(crate) every: u64,
+    pub(crate) until: u64,
+}
+
+/// One watch stream a member holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watch {
+    addr: SocketAddr,
+    pub(super) to: u32,
+    pub(super) state: WatchState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WatchState {
+    /// Newly listed: to be opened.
+    Opening,
+    /// Connected to the watched member's process.
+    Open,
+    /// Not connected (refused, closed, or its host is down).
+    Closed,
+}
+
+impl Slot {
+    /// Whether `watched` differs from the streams held (and if so, takes it
+    /// as the new list; newly listed members are to be opened).
+    pub(super) fn watch_list_changed(&mut self, watched: &[SocketAddr]) -> bool {
+        let same = self.watching.len() == watched.len()
+            && self.watching.iter().zip(watched).all(|(w, a)| w.addr == *a);
+        if same {
+            return false;
+        }
+        let old = std::mem::take(&mut self.watching);
+        self.watching = watched
+            .iter()
+            .filter_map(|&addr| {
+                let to = addr_id(addr)? as u32;
+                let state = old.iter().find(|w| w.to == to).map_or(WatchState::Opening, |w| w.state);
+                Some(Watch { addr, to, state })
+            })
+            .collect();
+        true
+    }
+
+    /// The member stopped: it holds no streams any more.
+    pub(super) fn drop_watches(&mut self) {
+        self.watching.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use crate::ids::member_addr;
+
+    fn slot_watching(ids: &[usize]) -> Vec<SocketAddr> {
+        ids.iter().map(|&i| member_addr(i)).collect()
+    }
+
+    #[test]
+    fn a_watch_list_is_taken_only_when_it_changes_and_keeps_the_state_of_streams_still_listed() {
+        let mut eng = Engine::new(
+            vigil_proto::Config::lan(),
+            1,
+            crate::net::Net::new(
+                crate::net::Latency::Constant(std::time::Duration::from_micros(100)),
+                0.0,
+                200_000,
+                1,
+            ),
+            0,
+            false,
+        );
+        for _ in 0..4 {
+            eng.add_slot();
+        }
+        let s = &mut eng.slots[0];
+        assert!(s.watch_list_changed(&slot_watching(&[1, 2])));
+        assert!(!s.watch_list_changed(&slot_watching(&[1, 2])), "the same list is not taken again");
+        s.watching[0].state = WatchState::Open;
+        assert!(s.watch_list_changed(&slot_watching(&[1, 3])));
+        assert_eq!(s.watching[0].state, WatchState::Open, "the stream to 1 stays open");
+        assert_eq!(s.watching[1].state, WatchState::Opening, "3 is new");
+    }
+}
