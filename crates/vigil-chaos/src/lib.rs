@@ -15,7 +15,9 @@
 //!   events, waits on what their APIs show) with the lab as its place.
 //! - [`events`]: the agents' `--events-json` lines, captured from stdout.
 //! - [`hog`]: CPU hogs beside an agent.
-//! - [`scenarios`]: the eight scenarios; each returns a [`Report`].
+//! - [`cgroup`]: CPU starvation by a cgroup v1 quota (1 ms per 1 s).
+//! - [`scenarios`]: the eight reliability scenarios, and five benchmarks by
+//!   failure class (9–13, issue 13); each returns a [`Report`].
 //! - [`report`]: the table and docs/RELIABILITY.md.
 //! - [`signal`]: Ctrl-C/SIGTERM/SIGHUP become an error every wait returns,
 //!   so cleanup runs through the guards.
@@ -33,6 +35,7 @@
 //! # Ok::<(), vigil_chaos::Error>(())
 //! ```
 
+pub mod cgroup;
 pub mod cluster;
 mod error;
 pub mod events;

@@ -20,7 +20,7 @@ struct Cli {
 enum Cmd {
     /// Run scenarios and print their figures as a table.
     Run {
-        /// Scenario number (1–8) or `all`.
+        /// Scenario number (1–13), `all` (1–8) or `classes` (9–13: the benchmark by failure class).
         #[arg(long, default_value = "all")]
         scenario: String,
         /// Members per cluster [default: 10; 50 with --long].
@@ -60,10 +60,11 @@ fn main() -> ExitCode {
         Cmd::Run { scenario, members, long, bin, write_doc, quiet } => {
             let ids: Vec<u8> = match scenario.as_str() {
                 "all" => scenarios::ALL.to_vec(),
+                "classes" => scenarios::CLASSES.to_vec(),
                 s => match s.parse::<u8>() {
-                    Ok(n) if (1..=8).contains(&n) => vec![n],
+                    Ok(n) if (1..=scenarios::LAST).contains(&n) => vec![n],
                     _ => {
-                        eprintln!("vigil-chaos: --scenario takes 1–8 or `all`, not `{s}`");
+                        eprintln!("vigil-chaos: --scenario takes 1–13, `all` or `classes`, not `{s}`");
                         return ExitCode::from(2);
                     }
                 },

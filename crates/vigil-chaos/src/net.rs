@@ -262,6 +262,11 @@ pub fn preflight() -> Result<()> {
 /// gone, killing (by PID) any `vigil` agent still inside. Returns how many
 /// namespaces were removed.
 pub fn remove_stale() -> Result<usize> {
+    // CPU-quota groups of killed runs hold no agent once these are gone.
+    let groups = crate::cgroup::remove_stale();
+    if groups > 0 {
+        eprintln!("vigil-chaos: removed {groups} stale cgroup(s) of an earlier run");
+    }
     let out = run(Command::new("ip").args(["netns", "list"]), None)?;
     let mut removed = 0;
     for line in out.lines() {

@@ -1,7 +1,10 @@
-//! The eight scenarios of the fault-injection suite. Each starts its own
-//! cluster, applies one kind of fault, checks outcomes through the agents'
-//! HTTP APIs and event streams, and returns a [`Report`].
+//! The eight scenarios of the fault-injection suite, and the five
+//! benchmarks by failure class of issue 13 (9–13, in [`classes`]). Each
+//! starts its own cluster, applies one kind of fault, checks outcomes
+//! through the agents' HTTP APIs and event streams, and returns a
+//! [`Report`].
 
+mod classes;
 mod crash;
 mod loss;
 mod partition;
@@ -17,8 +20,14 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventLog};
 use crate::report::Report;
 
-/// Every scenario number.
+/// Every reliability scenario (`--scenario all`).
 pub const ALL: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+/// The benchmarks by failure class (`--scenario classes`): process exit,
+/// host silent, pauses, CPU starvation, 30% loss. Long (1–2 minutes each):
+/// not in CI.
+pub const CLASSES: [u8; 5] = [9, 10, 11, 12, 13];
+/// The highest scenario number.
+pub const LAST: u8 = 13;
 /// The scenarios CI runs (with N = 10).
 pub const CI: [u8; 4] = [1, 2, 4, 7];
 
@@ -51,7 +60,12 @@ pub fn run(id: u8, opts: &Options) -> Result<Report> {
         6 => loss::everywhere(opts),
         7 => restart::rolling(opts),
         8 => restart::mass(opts),
-        _ => Err(Error::Environment(format!("no scenario {id} (1–8)"))),
+        9 => classes::exit(opts),
+        10 => classes::silent(opts),
+        11 => classes::pause(opts),
+        12 => classes::starve(opts),
+        13 => classes::loss(opts),
+        _ => Err(Error::Environment(format!("no scenario {id} (1–{LAST})"))),
     }?;
     r.wall = t.elapsed();
     Ok(r)
