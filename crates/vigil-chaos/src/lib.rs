@@ -17,6 +17,8 @@
 //! - [`hog`]: CPU hogs beside an agent.
 //! - [`scenarios`]: the eight scenarios; each returns a [`Report`].
 //! - [`report`]: the table and docs/RELIABILITY.md.
+//! - [`bench`]: the idle footprint of N agents (CPU, RSS, bytes on the
+//!   interface), for docs/BENCHMARKS.md.
 //! - [`signal`]: Ctrl-C/SIGTERM/SIGHUP become an error every wait returns,
 //!   so cleanup runs through the guards.
 //!
@@ -33,6 +35,7 @@
 //! # Ok::<(), vigil_chaos::Error>(())
 //! ```
 
+pub mod bench;
 pub mod cluster;
 mod error;
 pub mod events;
