@@ -87,7 +87,10 @@ pub fn main(args: &AgentArgs) -> ExitCode {
     logging::init(config.log_format);
     let mut config = config;
     descriptor_budget(&mut config);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread: an agent is a few sockets and timers, idle most of the
+    // time, and worker threads would only add wake-ups and memory. The
+    // snapshot's file writes go to the blocking pool, as before.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -19,6 +19,8 @@
 //! - [`scenarios`]: the eight reliability scenarios, and five benchmarks by
 //!   failure class (9–13, issue 13); each returns a [`Report`].
 //! - [`report`]: the table and docs/RELIABILITY.md.
+//! - [`bench`]: the idle footprint of N agents (CPU, RSS, bytes on the
+//!   interface), for docs/BENCHMARKS.md.
 //! - [`signal`]: Ctrl-C/SIGTERM/SIGHUP become an error every wait returns,
 //!   so cleanup runs through the guards.
 //!
@@ -35,6 +37,7 @@
 //! # Ok::<(), vigil_chaos::Error>(())
 //! ```
 
+pub mod bench;
 pub mod cgroup;
 pub mod cluster;
 mod error;

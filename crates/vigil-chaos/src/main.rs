@@ -39,6 +39,25 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
+    /// Idle footprint of N real agents (encrypted, lan preset): CPU, RSS and
+    /// bytes sent on each member's interface over a window, per member.
+    Bench {
+        /// Agents.
+        #[arg(long, default_value_t = 50)]
+        members: usize,
+        /// Length of the measured window, in seconds.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Idle seconds between convergence and the window.
+        #[arg(long, default_value_t = 15)]
+        settle: u64,
+        /// The `vigil` binary [default: $VIGIL_BIN, else target/{release,debug}/vigil].
+        #[arg(long)]
+        bin: Option<PathBuf>,
+        /// Also print one line per member.
+        #[arg(long)]
+        per_member: bool,
+    },
     /// Remove namespaces left by runs that were killed.
     Cleanup,
 }
@@ -57,6 +76,34 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::Bench { members, secs, settle, bin, per_member } => {
+            let bin = match vigil_chaos::find_agent_bin(bin.as_deref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("vigil-chaos: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            eprintln!("vigil-chaos: bench with {} ({members} members)", bin.display());
+            let opts = vigil_chaos::bench::BenchOptions {
+                members,
+                window: std::time::Duration::from_secs(secs),
+                settle: std::time::Duration::from_secs(settle),
+                bin,
+                per_member,
+            };
+            match vigil_chaos::bench::run(&opts) {
+                Ok(r) => {
+                    println!("machine: {}; {}", machine(), today());
+                    print!("{}", r.render(per_member));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil-chaos: bench could not run: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Cmd::Run { scenario, members, long, bin, write_doc, quiet } => {
             let ids: Vec<u8> = match scenario.as_str() {
                 "all" => scenarios::ALL.to_vec(),

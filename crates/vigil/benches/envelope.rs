@@ -2,17 +2,21 @@
 //! and a full 1 400-byte datagram, in version 2 (AES-256-GCM-SIV, 29 bytes)
 //! and version 1 (XChaCha20-Poly1305, 41 bytes, read for one release); and
 //! opening junk that is refused before decryption. Prints the bytes of a
-//! ping and an ack on the wire first.
+//! ping and an ack on the wire first. Then the whole path of a received
+//! ping in a member of 50: open, `Core::handle_datagram`, and the sealed ack
+//! (encode and seal into a reused buffer, as the driver does).
 //!
 //! `cargo bench -p vigil --bench envelope`; `-- --test` runs each once (CI).
 //! Wall time on a shared 2-core machine is noisy: for stable figures count
 //! instructions with `valgrind --tool=callgrind` on the bench binary.
 
 use std::hint::black_box;
+use std::net::SocketAddr;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vigil::crypto::{Key, Keyring, LEGACY_OVERHEAD, Lane, OVERHEAD};
-use vigil_proto::codec::{self, Message, Packet};
+use vigil_proto::codec::{self, MemberState, Message, Packet};
+use vigil_proto::{Config, Core, Health, Identity, Instant, Meta, Name, State};
 
 /// Ethernet (14), IPv4 (20) and UDP (8) headers: what an interface counts
 /// beyond the datagram.
@@ -75,5 +79,64 @@ fn envelope(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, envelope);
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250 + 1) as u8], 7950))
+}
+
+fn name(i: usize) -> Name {
+    Name::new(&format!("node-{i:06}")).unwrap()
+}
+
+/// A received ping, from open to the sealed ack, in member 0 of 50.
+fn handle_datagram(c: &mut Criterion) {
+    let ring = Keyring::new(Key::from_bytes([7; 32]), "prod");
+    let me = Identity { name: name(0), addr: addr(0), meta: Meta::default(), health: Health::ok() };
+    let mut core = Core::new(Config::lan(), me, 1, 7, Instant::ZERO).unwrap();
+    core.preload(
+        Instant::ZERO,
+        (1..50).map(|i| MemberState {
+            name: name(i),
+            incarnation: 3,
+            state: State::Alive,
+            addr: addr(i),
+            meta: Meta::default(),
+            health: Health::ok(),
+        }),
+    );
+    while core.poll_transmit().is_some() {}
+    while core.poll_event().is_some() {}
+    let from = addr(1);
+    let target = core.name().hash32();
+    let mut seq = 0x9E37_79B9u32;
+    let mut out = Vec::with_capacity(1500);
+    let mut now = Instant::ZERO;
+    c.bench_function("core/handle_datagram ping, member of 50", |b| {
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            let ping = codec::encode(&Packet { message: Message::Ping { seq, target }, updates: Vec::new() });
+            let _ = core.handle_datagram(now, from, black_box(&ping));
+            while let Some(t) = core.poll_transmit() {
+                black_box(&t.payload);
+            }
+        })
+    });
+    // What the receiving member does with a ping: open it (a reused
+    // buffer), hand it to the core, seal the ack (a reused buffer).
+    let ping = codec::encode(&Packet { message: Message::Ping { seq, target }, updates: Vec::new() });
+    let wire = ring.seal(Lane::Datagram, &ping);
+    let mut plain = Vec::with_capacity(1500);
+    c.bench_function("open + handle_datagram + seal ack, member of 50", |b| {
+        b.iter(|| {
+            now += std::time::Duration::from_micros(10);
+            ring.open_into(Lane::Datagram, black_box(&wire), &mut plain).unwrap();
+            let _ = core.handle_datagram(now, from, &plain);
+            while let Some(t) = core.poll_transmit() {
+                ring.seal_into(Lane::Datagram, &t.payload, &mut out);
+                black_box(&out);
+            }
+        })
+    });
+}
+
+criterion_group!(benches, envelope, handle_datagram);
 criterion_main!(benches);

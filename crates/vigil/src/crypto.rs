@@ -266,6 +266,39 @@ impl Sealing {
     }
 }
 
+/// Associated data built without allocating when it fits [`Aad::INLINE`] bytes.
+enum Aad {
+    Inline([u8; Aad::INLINE], usize),
+    Heap(Vec<u8>),
+}
+
+impl Aad {
+    /// The prefix (`vigil/2/` and a cluster name of up to 128 bytes), the
+    /// lane and the header fit.
+    const INLINE: usize = 8 + 128 + 1 + HEADER_LEN;
+
+    fn new(parts: &[&[u8]]) -> Aad {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > Aad::INLINE {
+            return Aad::Heap(parts.concat());
+        }
+        let mut buf = [0u8; Aad::INLINE];
+        let mut at = 0;
+        for p in parts {
+            buf[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        Aad::Inline(buf, len)
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Aad::Inline(buf, len) => &buf[..*len],
+            Aad::Heap(v) => v,
+        }
+    }
+}
+
 /// The installed keys: one primary (used to seal), all tried to open.
 ///
 /// Clones share one sender session and its counters: a process never seals
@@ -344,13 +377,10 @@ impl Keyring {
         Ok(())
     }
 
-    /// Version-2 associated data: prefix, lane, the 13 header bytes.
-    fn aad(&self, lane: Lane, header: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(self.aad_current.len() + 1 + HEADER_LEN);
-        aad.extend_from_slice(&self.aad_current);
-        aad.push(lane as u8);
-        aad.extend_from_slice(header);
-        aad
+    /// Version-2 associated data: prefix, lane, the 13 header bytes (on
+    /// the stack for cluster names of up to [`Aad::INLINE`] bytes less).
+    fn aad(&self, lane: Lane, header: &[u8]) -> Aad {
+        Aad::new(&[&self.aad_current, &[lane as u8], header])
     }
 
     fn aad_legacy(&self, lane: Lane) -> Vec<u8> {
@@ -361,11 +391,20 @@ impl Keyring {
 
     /// Seals `plain` under the primary key in a version-2 envelope.
     pub fn seal(&self, lane: Lane, plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(OVERHEAD + plain.len());
+        self.seal_into(lane, plain, &mut out);
+        out
+    }
+
+    /// Seals `plain` under the primary key in a version-2 envelope written
+    /// into `out` (cleared first): no allocation once `out` has the room.
+    pub fn seal_into(&self, lane: Lane, plain: &[u8], out: &mut Vec<u8>) {
         let (session, counter) = match self.sealing.lock() {
             Ok(mut s) => s.next(lane),
             Err(poisoned) => poisoned.into_inner().next(lane),
         };
-        let mut out = Vec::with_capacity(OVERHEAD + plain.len());
+        out.clear();
+        out.reserve(OVERHEAD + plain.len());
         out.push(ENVELOPE_VERSION);
         out.extend_from_slice(&session);
         out.extend_from_slice(&counter.to_be_bytes());
@@ -373,10 +412,13 @@ impl Keyring {
         nonce.copy_from_slice(&out[1..HEADER_LEN]);
         let aad = self.aad(lane, &out[..HEADER_LEN]);
         out.extend_from_slice(plain);
-        let tag = self.keys[0].current.encrypt_inout_detached(&nonce, &aad, (&mut out[HEADER_LEN..]).into());
+        let tag = self.keys[0].current.encrypt_inout_detached(
+            &nonce,
+            aad.as_slice(),
+            (&mut out[HEADER_LEN..]).into(),
+        );
         // Only a plaintext above 2^36 bytes fails; none is ever sealed.
         out.extend_from_slice(tag.as_ref().map(|t| t.as_slice()).unwrap_or(&[0; TAG_LEN]));
-        out
     }
 
     /// Seals `plain` under the primary key in a version-1 envelope, for a
@@ -422,20 +464,45 @@ impl Keyring {
     }
 
     fn open_current(&self, lane: Lane, envelope: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let mut plain = Vec::new();
+        self.open_current_into(lane, envelope, &mut plain)?;
+        Ok(plain)
+    }
+
+    /// Opens a version-2 envelope into `plain` (cleared first; no
+    /// allocation once it has the room).
+    fn open_current_into(&self, lane: Lane, envelope: &[u8], plain: &mut Vec<u8>) -> Result<(), OpenError> {
+        if envelope.len() < OVERHEAD {
+            return Err(OpenError::Truncated);
+        }
         let (header, rest) = envelope.split_at(HEADER_LEN);
         let (sealed, tag) = rest.split_at(rest.len() - TAG_LEN);
         let mut nonce = aes_gcm_siv::Nonce::default();
         nonce.copy_from_slice(&header[1..]);
         let tag = aes_gcm_siv::Tag::try_from(tag).map_err(|_| OpenError::Truncated)?;
         let aad = self.aad(lane, header);
-        let mut plain = vec![0u8; sealed.len()];
+        plain.clear();
+        plain.resize(sealed.len(), 0);
         for k in &self.keys {
-            let buf = InOutBuf::new(sealed, &mut plain).map_err(|_| OpenError::Truncated)?;
-            if k.current.decrypt_inout_detached(&nonce, &aad, buf, &tag).is_ok() {
-                return Ok(plain);
+            let buf = InOutBuf::new(sealed, plain).map_err(|_| OpenError::Truncated)?;
+            if k.current.decrypt_inout_detached(&nonce, aad.as_slice(), buf, &tag).is_ok() {
+                return Ok(());
             }
         }
+        plain.clear();
         Err(OpenError::Auth)
+    }
+
+    /// Opens an envelope of either version into `plain` (cleared first);
+    /// like [`Keyring::open`], without allocating for version 2.
+    pub fn open_into(&self, lane: Lane, envelope: &[u8], plain: &mut Vec<u8>) -> Result<(), OpenError> {
+        match Header::parse(lane, envelope)? {
+            Header::Current(_) => self.open_current_into(lane, envelope, plain),
+            Header::Legacy { .. } => {
+                *plain = self.open_legacy(lane, envelope)?;
+                Ok(())
+            }
+        }
     }
 
     fn open_legacy(&self, lane: Lane, envelope: &[u8]) -> Result<Vec<u8>, OpenError> {

@@ -33,6 +33,10 @@ use crate::watchers::{MAX_HELD, Watchers};
 
 /// Datagrams (and as many stream frames) read at most before the timers run.
 const MAX_DRAIN: usize = 4096;
+/// How long the driver sleeps when no timer is due at all (a member that
+/// left, or one whose core has nothing scheduled): anything that arrives
+/// wakes it sooner.
+const IDLE_SLEEP: Duration = Duration::from_secs(3600);
 
 /// The protocol task: the core and everything it acts through.
 pub(crate) struct Driver {
@@ -57,6 +61,9 @@ pub(crate) struct Driver {
     leaving: Option<(TokioInstant, oneshot::Sender<bool>)>,
     /// The IPs of the members in the table, as the stream admission knows them.
     member_ips: BTreeSet<std::net::IpAddr>,
+    /// Reused for every datagram opened and sealed: none allocates.
+    opened: Vec<u8>,
+    sealed: Vec<u8>,
 }
 
 impl Driver {
@@ -101,6 +108,8 @@ impl Driver {
             max_packet: config.protocol.max_packet_size,
             leaving: None,
             member_ips: BTreeSet::new(),
+            opened: Vec::with_capacity(config.protocol.max_packet_size),
+            sealed: Vec::with_capacity(config.protocol.max_packet_size + crate::crypto::LEGACY_OVERHEAD),
         }
     }
 
@@ -117,6 +126,11 @@ impl Driver {
             if let Some(at) = self.core.yielded() {
                 self.name_taken(at);
                 break;
+            }
+            // Snapshots are refreshed at any wake-up once old enough, so
+            // that they need no wake-up of their own while nobody reads them.
+            if self.publisher.stale(TokioInstant::now()) {
+                self.publish();
             }
             let deadline = self.next_deadline();
             tokio::select! {
@@ -153,7 +167,12 @@ impl Driver {
     fn next_deadline(&self) -> TokioInstant {
         let core = self.core.poll_timeout().map(|t| self.origin + Duration::from_micros(t.as_micros()));
         let leave = self.leaving.as_ref().map(|(deadline, _)| *deadline);
-        [core, self.join.next_at(), leave].into_iter().flatten().fold(self.publisher.due(), TokioInstant::min)
+        [core, self.join.next_at(), leave, self.publisher.due()]
+            .into_iter()
+            .flatten()
+            .min()
+            // Nothing due: sleep until something arrives.
+            .unwrap_or_else(|| TokioInstant::now() + IDLE_SLEEP)
     }
 
     /// Timers are due. Whatever arrived meanwhile is handed in first: after a
@@ -165,7 +184,7 @@ impl Driver {
         self.core.handle_timeout(now);
         let t = TokioInstant::now();
         self.join.tick(t);
-        if t >= self.publisher.due() {
+        if self.publisher.stale(t) {
             self.publish();
         }
     }
@@ -323,19 +342,23 @@ impl Driver {
             self.counters.reject("rate_limited");
             return;
         }
-        let opened = match self.envelope.open(Lane::Datagram, Some(from), wire, self.max_packet) {
-            Ok(opened) => opened,
-            Err(e) => return self.counters.reject(e.reason()),
-        };
-        let bytes = opened.plain;
-        self.publisher.shared().traffic().count_in(&bytes, wire.len());
-        match self.core.handle_datagram(self.now(), from, &bytes) {
-            Ok(()) => self.limiter.refund(from.ip()),
-            Err(e) => {
-                self.counters.reject(e.reason());
-                tracing::debug!(%from, "rejected datagram: {e}");
+        let mut buf = std::mem::take(&mut self.opened);
+        let now = self.now();
+        match self.envelope.open_into(Lane::Datagram, Some(from), wire, self.max_packet, &mut buf) {
+            Ok(opened) => {
+                let bytes = &opened.plain;
+                self.publisher.shared().traffic().count_in(bytes, wire.len());
+                match self.core.handle_datagram(now, from, bytes) {
+                    Ok(()) => self.limiter.refund(from.ip()),
+                    Err(e) => {
+                        self.counters.reject(e.reason());
+                        tracing::debug!(%from, "rejected datagram: {e}");
+                    }
+                }
             }
+            Err(e) => self.counters.reject(e.reason()),
         }
+        self.opened = buf;
     }
 
     /// Opens a stream frame that came on a connection to `from`; `None` (the
@@ -458,9 +481,9 @@ impl Driver {
         let kind = [payload.first().copied().unwrap_or(0), payload.get(1).copied().unwrap_or(0)];
         let traffic = self.publisher.shared().traffic();
         if matches!(channel, Channel::Datagram) {
-            let wire = self.envelope.seal(Lane::Datagram, Some(&dst), &payload);
-            traffic.count_out(&kind, wire.len());
-            if let Err(e) = self.link.send(dst, wire) {
+            self.envelope.seal_into(Lane::Datagram, &dst, &payload, &mut self.sealed);
+            traffic.count_out(&kind, self.sealed.len());
+            if let Err(e) = self.link.send(dst, &self.sealed) {
                 self.counters.send_error();
                 tracing::debug!(%dst, "datagram not sent: {e}");
             }

@@ -166,6 +166,36 @@ impl Envelope {
         wire: &'a [u8],
         max_plain: usize,
     ) -> Result<Opened<'a>, OpenError> {
+        self.open_with(lane, from, wire, max_plain, |ring| ring.open(lane, wire).map(Cow::Owned))
+    }
+
+    /// Like [`Envelope::open`], the plaintext written into `buf` (no
+    /// allocation for version 2 once `buf` has the room).
+    pub(crate) fn open_into<'a>(
+        &self,
+        lane: Lane,
+        from: Option<SocketAddr>,
+        wire: &'a [u8],
+        max_plain: usize,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<Opened<'a>, OpenError> {
+        self.open_with(lane, from, wire, max_plain, move |ring| {
+            ring.open_into(lane, wire, buf)?;
+            let plain: &'a Vec<u8> = buf;
+            Ok(Cow::Borrowed(plain.as_slice()))
+        })
+    }
+
+    /// The checks before decryption, `decrypt`, then the replay window and
+    /// what the peer reads.
+    fn open_with<'a>(
+        &self,
+        lane: Lane,
+        from: Option<SocketAddr>,
+        wire: &'a [u8],
+        max_plain: usize,
+        decrypt: impl FnOnce(&Keyring) -> Result<Cow<'a, [u8]>, OpenError>,
+    ) -> Result<Opened<'a>, OpenError> {
         let Some(ring) = self.keyring() else {
             return Ok(Opened { plain: Cow::Borrowed(wire), version: Version::Plain });
         };
@@ -187,7 +217,7 @@ impl Envelope {
             Header::Legacy { .. } if !self.0.legacy => return Err(OpenError::Legacy),
             Header::Legacy { reads_current } => Version::Legacy { reads_current },
         };
-        let plain = ring.open(lane, wire)?;
+        let plain = decrypt(&ring)?;
         if let Header::Current(sender) = header {
             // Two tasks may open copies of one envelope at once: one wins.
             lock(&self.0.windows).record(&sender).map_err(|_| OpenError::Replayed)?;
@@ -197,7 +227,7 @@ impl Envelope {
         }
         let i = usize::from(version == Version::Current);
         self.0.opened[i].fetch_add(1, Ordering::Relaxed);
-        Ok(Opened { plain: Cow::Owned(plain), version })
+        Ok(Opened { plain, version })
     }
 
     /// Seals `plain` for `to` in the envelope it reads (version 2 when
@@ -205,6 +235,22 @@ impl Envelope {
     pub(crate) fn seal(&self, lane: Lane, to: Option<&SocketAddr>, plain: &[u8]) -> Vec<u8> {
         let speaks = to.map_or(Speaks::Current, |a| self.speaks(a));
         self.seal_as(lane, speaks == Speaks::LegacyOnly, plain)
+    }
+
+    /// Like [`Envelope::seal`], into `out` (cleared first; no allocation
+    /// for version 2 or plaintext once `out` has the room).
+    pub(crate) fn seal_into(&self, lane: Lane, to: &SocketAddr, plain: &[u8], out: &mut Vec<u8>) {
+        let legacy = self.speaks(to) == Speaks::LegacyOnly;
+        match self.keyring() {
+            None => {
+                out.clear();
+                out.extend_from_slice(plain);
+            }
+            Some(_) if self.previous() || (legacy && self.0.legacy) => {
+                *out = self.seal_as(lane, legacy, plain)
+            }
+            Some(ring) => ring.seal_into(lane, plain, out),
+        }
     }
 
     /// Seals `plain` in version 1 (`legacy`, if still read) or version 2.

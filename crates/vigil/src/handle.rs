@@ -152,7 +152,10 @@ impl Vigil {
     }
 
     /// A snapshot of every known member, this one first (refreshed within
-    /// 50 ms of a change, and every 500 ms for phi and round-trip times).
+    /// 50 ms of a change, and every 500 ms for phi and round-trip times
+    /// while snapshots are read; the first read after a quiet spell may see
+    /// one as old as the last protocol period: use
+    /// [`Vigil::members_now`] for an exact one).
     pub fn members(&self) -> Vec<Member> {
         self.shared.members().as_ref().clone()
     }

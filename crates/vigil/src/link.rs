@@ -96,12 +96,13 @@ impl Link {
 
     /// Sends a datagram (in test builds: maybe later, maybe never). An error
     /// is the socket's, for a datagram sent at once.
-    pub(crate) fn send(&mut self, dst: SocketAddr, payload: Vec<u8>) -> io::Result<()> {
+    pub(crate) fn send(&mut self, dst: SocketAddr, payload: &[u8]) -> io::Result<()> {
         #[cfg(feature = "testing")]
         match self.faults.decide(&dst, Path::OutboundDatagram) {
             None => return Ok(()),
             Some(delay) if !delay.is_zero() => {
                 let udp = self.udp.clone();
+                let payload = payload.to_vec();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     let _ = udp.send_to(&payload, dst).await;
@@ -110,12 +111,12 @@ impl Link {
             }
             Some(_) => {}
         }
-        match self.udp.try_send_to(&payload, dst) {
+        match self.udp.try_send_to(payload, dst) {
             Ok(_) => Ok(()),
             // An ICMP error drawn by an earlier datagram (to any address) is
             // the socket's pending error, returned by this send instead of
             // sending it: once cleared by that, the send goes through.
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => self.udp.try_send_to(&payload, dst).map(drop),
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => self.udp.try_send_to(payload, dst).map(drop),
             Err(e) => Err(e),
         }
     }

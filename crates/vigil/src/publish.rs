@@ -1,8 +1,15 @@
 //! Snapshots the handle reads without asking the driver: the member list and
 //! the counters, refreshed within 50 ms of a change and every 500 ms (phi and
 //! round-trip times move all the time), plus live traffic counters.
+//!
+//! The periodic refresh wakes the driver only while someone reads the
+//! snapshots: a reader marks them wanted, and the next refresh is then due
+//! 500 ms after the last. Unread, they are refreshed at the driver's own
+//! wake-ups (its probes, packets received: at least once per protocol
+//! period) once 500 ms old, so an idle member is not woken for them.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -26,6 +33,8 @@ pub(crate) struct Shared {
     /// Set when this member stopped because a live member at that address
     /// has its name.
     name_taken: Mutex<Option<SocketAddr>>,
+    /// The snapshots were read since the last refresh.
+    wanted: AtomicBool,
 }
 
 impl Shared {
@@ -36,6 +45,7 @@ impl Shared {
             traffic: Traffic::default(),
             local_addr,
             name_taken: Mutex::new(None),
+            wanted: AtomicBool::new(false),
         }
     }
 
@@ -64,11 +74,13 @@ impl Shared {
 
     /// The latest member list.
     pub(crate) fn members(&self) -> Arc<Vec<Member>> {
+        self.wanted.store(true, Ordering::Relaxed);
         self.members.read().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// The latest counters, with live traffic.
     pub(crate) fn metrics(&self) -> Metrics {
+        self.wanted.store(true, Ordering::Relaxed);
         let mut m = self.metrics.read().map(|m| m.clone()).unwrap_or_default();
         m.traffic = self.traffic.snapshot();
         m
@@ -79,12 +91,16 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Publisher {
     shared: Arc<Shared>,
-    at: TokioInstant,
+    /// The last refresh.
+    last: TokioInstant,
+    /// A change made by a command: refresh by then.
+    soon: Option<TokioInstant>,
 }
 
 impl Publisher {
     pub(crate) fn new(shared: Arc<Shared>) -> Publisher {
-        Publisher { shared, at: TokioInstant::now() }
+        let now = TokioInstant::now();
+        Publisher { shared, last: now, soon: Some(now) }
     }
 
     /// The shared state it publishes to.
@@ -92,21 +108,30 @@ impl Publisher {
         &self.shared
     }
 
-    /// When the next refresh is due.
-    pub(crate) fn due(&self) -> TokioInstant {
-        self.at
+    /// When the driver must wake for a refresh: after a change, or 500 ms
+    /// after the last while the snapshots are read; `None`: only at its
+    /// own wake-ups ([`Publisher::stale`]).
+    pub(crate) fn due(&self) -> Option<TokioInstant> {
+        let periodic = self.shared.wanted.load(Ordering::Relaxed).then(|| self.last + PUBLISH_EVERY);
+        [self.soon, periodic].into_iter().flatten().min()
+    }
+
+    /// Whether a refresh is due at `now`: a change waits, or the last is 500 ms old.
+    pub(crate) fn stale(&self, now: TokioInstant) -> bool {
+        self.soon.is_some_and(|s| now >= s) || now >= self.last + PUBLISH_EVERY
     }
 
     /// Something changed: publish within [`PUBLISH_MIN_GAP`].
     pub(crate) fn changed(&mut self) {
         let soon = TokioInstant::now() + PUBLISH_MIN_GAP;
-        if self.at > soon {
-            self.at = soon;
+        if self.soon.is_none_or(|s| s > soon) {
+            self.soon = Some(soon);
         }
     }
 
-    /// Publishes a new snapshot; the next is due in [`PUBLISH_EVERY`].
+    /// Publishes a new snapshot.
     pub(crate) fn publish(&mut self, members: Vec<Member>, mut metrics: Metrics) {
+        self.shared.wanted.store(false, Ordering::Relaxed);
         if let Ok(mut m) = self.shared.members.write() {
             *m = Arc::new(members);
         }
@@ -114,6 +139,7 @@ impl Publisher {
         if let Ok(mut m) = self.shared.metrics.write() {
             *m = metrics;
         }
-        self.at = TokioInstant::now() + PUBLISH_EVERY;
+        self.last = TokioInstant::now();
+        self.soon = None;
     }
 }

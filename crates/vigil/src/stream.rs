@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use crate::admit::{Admission, Refusal, Slot};
 use crate::crypto::{ENVELOPE_VERSION, Lane, OpenError, Version};
 use crate::envelope::Envelope;
-use crate::transport::{BUSY, connect, read_body, read_frame, read_len, too_long, write_frame};
+use crate::transport::{BUSY, connect, read_body, read_frame, read_len, too_long, write_frames};
 use crate::watchers::{self, Hold};
 
 /// Answers read on one outbound connection at most.
@@ -224,9 +224,7 @@ pub(crate) async fn exchange(
 ) -> std::io::Result<Vec<Vec<u8>>> {
     let mut s = connect(dst, source).await?;
     s.set_nodelay(true)?;
-    for frame in frames {
-        write_frame(&mut s, frame).await?;
-    }
+    write_frames(&mut s, frames).await?;
     tokio::io::AsyncWriteExt::shutdown(&mut s).await?;
     let mut answers = Vec::new();
     while answers.len() < MAX_ANSWERS {
@@ -334,11 +332,7 @@ impl Connection {
             }
             match reply_rx.await {
                 Ok(Answer::Hold(hold)) => return Ok(Some(hold)),
-                Ok(Answer::Frames(replies)) => {
-                    for r in replies {
-                        write_frame(&mut self.stream, &r).await?;
-                    }
-                }
+                Ok(Answer::Frames(replies)) => write_frames(&mut self.stream, &replies).await?,
                 Err(_) => {}
             }
             tokio::io::AsyncWriteExt::shutdown(&mut self.stream).await?;
