@@ -53,7 +53,7 @@ pub fn main(args: &AgentArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(config.log_format);
+    logging::init(config.log_format, config.log_level.as_deref());
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -133,7 +133,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         .map_err(|source| RunError::Http { addr: config.http, source })?;
     let http_addr = listener.local_addr().map_err(|source| RunError::Http { addr: config.http, source })?;
     let origin_ms = unix_ms();
-    let vigil = Arc::new(Vigil::start(lib).await?);
+    // Subscribed before the member runs: every event reaches the log and
+    // --events-json, those of the join below included.
+    let (vigil, events) = Vigil::start_with_events(lib).await?;
+    let vigil = Arc::new(vigil);
     tracing::info!(
         name = %config.name,
         gossip = %vigil.local_addr(),
@@ -144,7 +147,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
 
     let log = Arc::new(EventLog::default());
     let changed = Arc::new(Notify::new());
-    let pump_task = tokio::spawn(pump(vigil.clone(), log.clone(), config.events_json, changed.clone()));
+    let pump_task = tokio::spawn(pump(events, log.clone(), config.events_json, changed.clone()));
     let act = act::start(&config.act, vigil.clone(), &log, !config.join.is_empty() || snap.is_some());
     #[cfg(feature = "testing")]
     let faults_file = faults::watch_file(vigil.clone());

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
-use vigil::{Event, Vigil};
+use vigil::Event;
+#[cfg(doc)]
+use vigil::Vigil;
 
 use crate::meta;
 
@@ -191,11 +193,11 @@ impl EventLog {
     }
 }
 
-/// Feeds the library's events into the log (and stdout with `--events-json`)
-/// until the member stops; pokes `changed` on each one (snapshot writer).
-pub async fn pump(vigil: Arc<Vigil>, log: Arc<EventLog>, print: bool, changed: Arc<Notify>) {
-    let mut rx = vigil.subscribe();
-    drop(vigil);
+/// Feeds the library's events (`rx`, taken when the member started:
+/// [`Vigil::start_with_events`]) into the log (and stdout with
+/// `--events-json`) until the member stops; pokes `changed` on each one
+/// (snapshot writer).
+pub async fn pump(mut rx: broadcast::Receiver<Event>, log: Arc<EventLog>, print: bool, changed: Arc<Notify>) {
     loop {
         match rx.recv().await {
             Ok(event) => {

@@ -168,3 +168,41 @@ fn bad_config_files_flags_and_variables_are_refused_by_name() {
     );
     assert!(err.contains("readable by other users") && err.contains("chmod 600"), "{err}");
 }
+
+#[test]
+fn a_member_that_joins_a_running_cluster_prints_every_member_joined_fifty_starts_in_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cluster(dir.path(), 6);
+    let base = c.names();
+    let mut spec = c.new_spec("newcomer").unwrap();
+    spec.join = vec![c.gossip(0)];
+    let joined_by_newcomer = |seen: &[vigil_agent::harness::Seen]| {
+        let mut joined: Vec<String> = seen
+            .iter()
+            .filter(|s| s.by == "newcomer" && s.kind == "joined" && base.contains(&s.member))
+            .map(|s| s.member.clone())
+            .collect();
+        joined.sort();
+        joined.dedup();
+        joined
+    };
+    let mut newcomer = None;
+    for start in 1..=50 {
+        // Everything the newcomer prints from its start on.
+        let from = c.events().len();
+        match newcomer {
+            None => newcomer = Some(c.add(spec.clone()).unwrap()),
+            Some(i) => c.start(i).unwrap(),
+        }
+        let i = newcomer.unwrap();
+        let seen = c.events().wait_for(from, Duration::from_secs(15), |s| joined_by_newcomer(s) == base);
+        if let Err(seen) = seen {
+            panic!(
+                "start {start}: the newcomer printed `joined` only for {:?} of {base:?}\n{}",
+                joined_by_newcomer(&seen),
+                c.log_tail(i, 20)
+            );
+        }
+        c.stop(i, Duration::from_secs(10)).unwrap();
+    }
+}

@@ -212,6 +212,13 @@ impl Driver {
             Command::ListKeys { reply } => {
                 let _ = reply.send(self.envelope.keyring().map(Keyring::list));
             }
+            Command::ForceLeave { name, reply } => {
+                let now = self.now();
+                let _ = reply.send(self.core.force_leave(now, &name));
+            }
+            Command::ExportKeys { reply } => {
+                let _ = reply.send(self.envelope.keyring().cloned());
+            }
             Command::Shutdown => {}
         }
         self.publisher.changed();
