@@ -162,8 +162,8 @@ pub async fn apply_keys(vigil: &Vigil, keys: &[Key]) -> Result<(), String> {
         vigil.key_local(KeyOp::Install, k.clone()).await.map_err(|e| e.to_string())?;
     }
     vigil.key_local(KeyOp::Use, first.clone()).await.map_err(|e| e.to_string())?;
-    let running = vigil.keyring().await.map_err(|e| e.to_string())?;
-    for k in running.iter().flat_map(|r| r.keys().cloned().collect::<Vec<_>>()) {
+    let running = vigil.key_material().await.map_err(|e| e.to_string())?;
+    for k in running.into_iter().flatten() {
         if !keys.contains(&k) {
             vigil.key_local(KeyOp::Remove, k).await.map_err(|e| e.to_string())?;
         }
@@ -186,13 +186,12 @@ pub async fn keyring_writer(
         let recorded = key_file.borrow().clone();
         if let Some(list) = current
             && saved.as_ref() != Some(&(list.clone(), recorded.clone()))
-            && let Ok(Some(ring)) = vigil.keyring().await
+            && let Ok(Some(keys)) = vigil.key_material().await
         {
-            let keys: Vec<Key> = ring.keys().cloned().collect();
             match save(&dir, &keys, &recorded) {
                 Ok(()) => {
                     tracing::info!(keys = keys.len(), path = %dir.join(KEYRING_FILE).display(), "keyring saved");
-                    saved = Some((ring.list(), recorded));
+                    saved = Some((keys.iter().map(Key::fingerprint).collect(), recorded));
                 }
                 Err(e) => tracing::error!(dir = %dir.display(), "cannot save the keyring: {e}"),
             }

@@ -279,7 +279,63 @@ fn schedule_suspicion(cx: &mut Ctx, now: Instant, i: usize) {
     let lifeguard = s.started + cx.config.suspicion_timeout(n, s.confirmations());
     let patient = s.silent_since + cx.config.pause_tolerance;
     let deadline = lifeguard.max(patient).max(now);
+    s.deadline = deadline;
+    // The suspect is asked again in the last two periods before the
+    // deadline: if it is alive but its refutations to this member were lost,
+    // an answer on either path carries one, in time.
+    let period = cx.config.probe_interval * cx.local.health_multiplier();
+    let ask = if deadline > now + period * 2 { deadline - period * 2 } else { now };
+    cx.schedule(ask, Timer::LastChance { name: name.clone(), token });
     cx.schedule(deadline, Timer::Suspicion { name, token });
+}
+
+/// In the last two periods before a suspicion's deadline the suspect is
+/// pinged with its suspicion, so that its acks carry its refutation: over a
+/// stream once (reliable, given the time), and over datagrams three times,
+/// two thirds of a period apart (a lossy path loses one round trip in two
+/// at 30% loss, three in eight of them).
+pub(crate) fn on_last_chance(cx: &mut Ctx, now: Instant, name: &Name, token: u64) {
+    let Some(i) = cx.table.get(name) else { return };
+    if cx.table.entry(i).state != State::Suspect {
+        return;
+    }
+    let Some(s) = cx.suspicions.get_mut(name).filter(|s| s.token == token) else { return };
+    let first = !std::mem::replace(&mut s.last_chance, true);
+    let deadline = s.deadline;
+    ask_suspect(cx, i, first);
+    let next = now + (cx.config.probe_interval * cx.local.health_multiplier()).mul_f64(2.0 / 3.0);
+    if next < deadline {
+        cx.schedule(next, Timer::LastChance { name: name.clone(), token });
+    }
+}
+
+/// Pings suspect `i` with its suspicion, over a stream too if `stream`.
+fn ask_suspect(cx: &mut Ctx, i: usize, stream: bool) {
+    let buddy = crate::probe::buddy(cx, i);
+    let (addr, target) = (cx.table.entry(i).addr(), cx.table.entry(i).name.hash32());
+    let seq = cx.next_seq();
+    cx.send(addr, &Message::Ping { seq, target }, Some(&buddy));
+    if stream {
+        cx.stream_ping(i, seq, Some(buddy));
+    }
+}
+
+/// A datagram came from suspect `i` that did not refute: remind it of its
+/// suspicion (at most four times a period), so that it refutes to this member
+/// directly; its earlier refutations may all have been lost.
+pub(crate) fn remind(cx: &mut Ctx, now: Instant, i: usize, from: std::net::SocketAddr) {
+    if cx.table.entry(i).state != State::Suspect {
+        return;
+    }
+    let gap = cx.config.probe_interval / 4;
+    let name = cx.table.entry(i).name.clone();
+    let Some(s) = cx.suspicions.get_mut(&name) else { return };
+    if s.reminded.is_some_and(|at| at + gap > now) {
+        return;
+    }
+    s.reminded = Some(now);
+    let buddy = crate::probe::buddy(cx, i);
+    cx.send(from, &Message::Gossip, Some(&buddy));
 }
 
 /// A suspicion timer fired: a last chance for a suspicion that rests only
@@ -292,22 +348,16 @@ pub(crate) fn on_suspicion_timeout(cx: &mut Ctx, now: Instant, name: &Name, toke
         return;
     }
     let incarnation = e.incarnation;
-    let addr = e.addr();
-    if let Some(s) = suspicion
-        && s.probe.is_none()
-        && s.originator != *cx.local.name()
-        && !s.last_chance
-    {
-        // We have only others' word for it: ask the suspect itself once.
-        // If it is alive, its ack carries its refutation.
-        let buddy = Update::Suspect { name: name.clone(), incarnation, from: s.originator.clone() };
+    if suspicion.is_some_and(|s| !s.last_chance) {
+        // The suspect was not asked before the deadline (it came too soon):
+        // ask it now and wait one more period. If it is alive, its ack
+        // carries its refutation.
         let token = cx.timers.token();
         if let Some(s) = cx.suspicions.get_mut(name) {
             s.last_chance = true;
             s.token = token;
         }
-        let seq = cx.next_seq();
-        cx.send(addr, &Message::Ping { seq, target: name.hash32() }, Some(&buddy));
+        ask_suspect(cx, i, true);
         let wait = cx.config.probe_interval * cx.local.health_multiplier();
         cx.schedule(now + wait, Timer::Suspicion { name: name.clone(), token });
         return;

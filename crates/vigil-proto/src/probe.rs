@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::codec::{Message, Update};
 use crate::core::ctx::Ctx;
-use crate::core::timers::Timer;
+use crate::core::timers::{Timer, TimerKey};
 use crate::event::ProbeEvidence;
 use crate::kernel::Unreachable;
 use crate::member::{Name, State};
@@ -37,6 +37,8 @@ struct Probe {
     nacks: Vec<Name>,
     /// This member stalled while the probe was out: its round trip says nothing.
     stalled: bool,
+    /// The direct probe's timeout, cancelled by the ack.
+    timeout_timer: Option<TimerKey>,
 }
 
 /// A ping this member sends on behalf of another member's indirect probe
@@ -118,8 +120,12 @@ impl Prober {
             indirect: Vec::new(),
             nacks: Vec::new(),
             stalled: false,
+            timeout_timer: None,
         });
-        cx.schedule(now + timeout, Timer::ProbeTimeout { seq });
+        let key = cx.schedule(now + timeout, Timer::ProbeTimeout { seq });
+        if let Some(p) = self.probe.as_mut() {
+            p.timeout_timer = Some(key);
+        }
     }
 
     /// The direct probe timed out: ask intermediaries (and try a stream).
@@ -148,7 +154,8 @@ impl Prober {
         if cx.config.tcp_fallback {
             // Another path, in case only datagrams are lost between us: the
             // runtime sends this ping over a stream and hands back the ack.
-            cx.send_stream(addr, Message::Ping { seq, target: target.hash32() });
+            let buddy = (cx.table.entry(ti).state == State::Suspect).then(|| buddy(cx, ti));
+            cx.stream_ping(ti, seq, buddy);
             cx.stats.stream_probes_sent += 1;
         }
     }
@@ -163,6 +170,9 @@ impl Prober {
         let from_probed =
             |p: &Probe| p.seq == seq && sender.is_some_and(|n| *n == p.target || p.indirect.contains(n));
         if let Some(p) = self.probe.take_if(|p| from_probed(p)) {
+            if let Some(key) = p.timeout_timer {
+                cx.timers.cancel(key);
+            }
             if let Some(i) = cx.table.get(&p.target)
                 && cx.table.entry(i).addr() == from
                 && !p.stalled
@@ -222,10 +232,19 @@ impl Prober {
         refutation.is_some()
     }
 
-    /// A ping over a stream (another member's fallback probe) is answered on it.
-    pub(crate) fn on_stream_ping(cx: &mut Ctx, from: SocketAddr, seq: u32, target: u32) {
+    /// A ping over a stream (another member's fallback probe) is answered on
+    /// it; the ack carries this member's refutation if the ping carried a
+    /// claim against it.
+    pub(crate) fn on_stream_ping(
+        cx: &mut Ctx,
+        refute: &Refutations,
+        from: SocketAddr,
+        seq: u32,
+        target: u32,
+    ) {
         if target == cx.local.name().hash32() {
-            cx.send_stream(from, Message::Ack { seq });
+            let refutation = refute.source.then(|| cx.local.alive());
+            cx.out.stream(from, Message::Ack { seq }, refutation.into_iter().collect());
         } else {
             cx.stats.misdirected_pings += 1;
         }
@@ -340,7 +359,7 @@ impl Prober {
 }
 
 /// The suspicion of member `i` as the buddy system sends it to the suspect.
-fn buddy(cx: &Ctx, i: usize) -> Update {
+pub(crate) fn buddy(cx: &Ctx, i: usize) -> Update {
     let e = cx.table.entry(i);
     let from = cx.suspicions.originator(&e.name).unwrap_or(cx.local.name()).clone();
     Update::Suspect { name: e.name.clone(), incarnation: e.incarnation, from }

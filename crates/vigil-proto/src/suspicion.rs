@@ -21,8 +21,13 @@ pub(crate) struct Suspicion {
     /// Token of the live suspicion timer (older timers are stale).
     pub(crate) token: u64,
     pub(crate) probe: Option<ProbeEvidence>,
-    /// The suspect was pinged once more before being declared dead.
+    /// The suspect was pinged once more, with its suspicion, before its
+    /// deadline.
     pub(crate) last_chance: bool,
+    /// When the suspect, heard from without refuting, was last reminded.
+    pub(crate) reminded: Option<Instant>,
+    /// When the suspicion's timer will end it.
+    pub(crate) deadline: Instant,
 }
 
 impl Suspicion {
@@ -33,7 +38,17 @@ impl Suspicion {
         silent_since: Instant,
         probe: Option<ProbeEvidence>,
     ) -> Suspicion {
-        Suspicion { originator, confirmers, started, silent_since, token: 0, probe, last_chance: false }
+        Suspicion {
+            originator,
+            confirmers,
+            started,
+            silent_since,
+            token: 0,
+            probe,
+            last_chance: false,
+            reminded: None,
+            deadline: started,
+        }
     }
 
     /// Counts `from` and `others` as confirmations (the originator excepted);

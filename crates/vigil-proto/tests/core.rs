@@ -76,6 +76,38 @@ fn the_same_seed_and_inputs_give_the_same_outputs() {
     assert_eq!((sent, events, stats), run());
 }
 
+#[test]
+fn an_idle_member_wakes_only_for_its_probes_not_for_empty_gossip_rounds() {
+    // Peers that ack every ping: once the start-up news is gossiped, nothing
+    // waits, and the 200 ms gossip round must not wake the member (an idle
+    // agent on every host should sleep between its 1 s probes).
+    let mut core = me();
+    with_peers(&mut core, &[2, 3, 4, 5]);
+    run_until(&mut core, Instant::from_millis(10_000), acking);
+    assert_eq!(core.pending_updates(), 0, "the start-up news is out");
+    let mut wakeups = 0;
+    let mut now = Instant::from_millis(10_000);
+    while let Some(due) = core.poll_timeout()
+        && due <= Instant::from_millis(20_000)
+    {
+        wakeups += 1;
+        now = due;
+        core.handle_timeout(now);
+        while let Some(t) = core.poll_transmit() {
+            acking(&mut core, now, &t);
+        }
+    }
+    // 10 probes (one per second) and their timeouts at most, a push-pull or
+    // reconnect: far below the 50 rounds a free-running gossip timer takes.
+    assert!(wakeups <= 25, "{wakeups} wake-ups in 10 s of idleness");
+    assert!(wakeups >= 10, "{wakeups}: the probes still run");
+
+    // News restarts the rounds at once (on the round's grid).
+    core.set_health(now, vigil_proto::Health::new(vigil_proto::HealthStatus::Degraded, "disk").unwrap());
+    let next = core.poll_timeout().unwrap();
+    assert!(next <= now + ms(200), "the change waits at most one round: {next:?} after {now:?}");
+}
+
 // ---------------------------------------------------------------- refutation
 
 #[test]
@@ -351,9 +383,16 @@ fn failed_probes_raise_local_health_acks_lower_it_and_it_stretches_the_probe_int
         }
         let (now, sent) = step(&mut core);
         for t in sent.iter().filter(|t| is_ping(t)) {
-            pings.push((now, core.local_health()));
+            // The suspect is asked again before its deadline (a ping that
+            // carries its own suspicion): not a probe.
+            let to = name(&peer(host_of(t.dst)));
+            let last_chance =
+                decoded(t).updates.iter().any(|u| matches!(u, Update::Suspect { name, .. } if *name == to));
+            if !last_chance {
+                pings.push((now, core.local_health()));
+            }
             if pings.len() > 1 {
-                acking(&mut core, now, t);
+                acking_alive(&mut core, now, t);
                 acked_target.get_or_insert(t.dst);
             }
         }

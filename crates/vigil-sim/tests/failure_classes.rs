@@ -283,14 +283,13 @@ fn a_process_exit_is_detected_by_everyone_within_a_second_at_thirty_percent_loss
 }
 
 #[test]
-#[ignore = "core: 1 false failure in 30 seeds (seed 24): a suspicion's originator misses the refutation, \
-            and the suspect's own late ack does not clear it (see the wt-sim2 report)"]
 fn at_thirty_percent_loss_for_a_minute_nobody_is_falsely_failed() {
-    // Seed 24: node 14's probe of node 12 fails (its ack over the stream
-    // fallback is retransmitted for 3 s); 14 suspects 12 at 48.60 s, 12
-    // refutes at 48.80 s and every member but 14 takes it; the late stream
-    // ack from 12 reaches 14 at 51.50 s; 14 declares 12 failed at 52.60 s
-    // (pause tolerance after its first unanswered probe).
+    // Found by this test (seed 24): node 14's probe of node 12 failed, 14
+    // suspected 12, 12 refuted and every member but 14 took it, 12's late
+    // stream ack carried no refutation, and 14 declared 12 failed. The core
+    // now asks a suspect again in the two periods before the deadline (over
+    // a stream once, and three datagrams), its stream acks carry its
+    // refutation, and a suspect heard from without refuting is reminded.
     let mut bad = Vec::new();
     for seed in 1..=30 {
         let mut c = converged(20, seed);

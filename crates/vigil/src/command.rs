@@ -53,9 +53,9 @@ pub(crate) enum Command {
     ListKeys {
         reply: oneshot::Sender<Option<Vec<String>>>,
     },
-    /// The keyring itself (keys included), to save it.
+    /// The keys themselves, the primary first, to save them.
     ExportKeys {
-        reply: oneshot::Sender<Option<crate::crypto::Keyring>>,
+        reply: oneshot::Sender<Option<Vec<crate::crypto::Key>>>,
     },
     Shutdown,
 }

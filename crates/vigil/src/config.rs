@@ -43,11 +43,29 @@ pub struct Config {
     /// by default; only with the cargo feature `testing`.
     #[cfg(feature = "testing")]
     pub faults: Option<Faults>,
-    /// Keys that encrypt and authenticate all traffic (XChaCha20-Poly1305),
-    /// with the cluster name bound in. `None` sends plaintext: only for
-    /// trusted networks and tests (a warning is logged at start).
+    /// Keys that encrypt and authenticate all traffic (AES-256-GCM-SIV, in
+    /// the version-2 envelope), with the cluster name bound in. `None` sends
+    /// plaintext: only for trusted networks and tests (a warning is logged
+    /// at start).
     pub keyring: Option<Keyring>,
-    /// Seed for the protocol's randomness. Default: from the clock and process id.
+    /// Read the version-1 envelope of the previous release (and answer a
+    /// member that reads nothing else in it), so that a cluster can be
+    /// upgraded one member at a time. Default true for this release; turn
+    /// it off once every member runs this release: version-1 envelopes
+    /// carry no replay protection.
+    pub legacy_envelope: bool,
+    /// Tests of the rolling upgrade (cargo feature `testing` only): seal and
+    /// read only the version-1 envelope, without the mark, as a member of
+    /// the previous release does. Default false.
+    #[cfg(feature = "testing")]
+    pub previous_envelope: bool,
+    /// Replace a live member of the same name (its process is gone but not
+    /// yet declared failed) instead of being refused. Default false.
+    pub takeover: bool,
+    /// Seed for the protocol's randomness (and its first probe sequence
+    /// number: a fixed seed makes acks recorded from an earlier run match
+    /// again, so set one only in tests). Default: from the operating
+    /// system's generator.
     pub seed: Option<u64>,
 }
 
@@ -68,6 +86,10 @@ impl Config {
             #[cfg(feature = "testing")]
             faults: None,
             keyring: None,
+            legacy_envelope: true,
+            #[cfg(feature = "testing")]
+            previous_envelope: false,
+            takeover: false,
             seed: None,
         }
     }

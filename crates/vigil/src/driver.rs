@@ -6,6 +6,7 @@
 //! that watch it), joining (`join.rs`), keys (`keys.rs`), snapshots
 //! (`publish.rs`).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +14,12 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
-use vigil_proto::{Channel, Core, Event, Instant, Unreachable};
+use vigil_proto::{Channel, Core, Event, Instant, NameConflict, Unreachable};
 
 use crate::command::Command;
 use crate::config::Config;
-use crate::crypto::{Envelope, Keyring, Lane};
+use crate::crypto::{Keyring, Lane};
+use crate::envelope::{Envelope, Speaks};
 use crate::error::CommandError;
 use crate::join::{Join, Resolved};
 use crate::keys;
@@ -25,7 +27,7 @@ use crate::limit::RateLimiter;
 use crate::link::{Link, PortErrors};
 use crate::metrics::{Counters, Stall};
 use crate::publish::{Publisher, Shared};
-use crate::stream::{Answer, FromStream, Streams};
+use crate::stream::{self, Answer, FromStream, Settings, Streams};
 use crate::watch::{self, Report, Watches};
 use crate::watchers::{MAX_HELD, Watchers};
 
@@ -49,8 +51,12 @@ pub(crate) struct Driver {
     commands: mpsc::Receiver<Command>,
     /// The instant the core's clock counts from.
     origin: TokioInstant,
-    stream_timeout: Duration,
+    stream: Settings,
+    /// The largest datagram plaintext the protocol sends.
+    max_packet: usize,
     leaving: Option<(TokioInstant, oneshot::Sender<bool>)>,
+    /// The IPs of the members in the table, as the stream admission knows them.
+    member_ips: BTreeSet<std::net::IpAddr>,
 }
 
 impl Driver {
@@ -67,12 +73,18 @@ impl Driver {
         let mut link = Link::new(udp, seed);
         #[cfg(feature = "testing")]
         link.set_faults(config.faults.clone());
-        let envelope = Envelope::new(config.keyring.clone());
+        let envelope = Envelope::new(config.keyring.clone(), config.legacy_envelope);
+        #[cfg(feature = "testing")]
+        if config.previous_envelope {
+            envelope.set_previous();
+        }
         let max_frame = config.protocol.max_stream_size;
-        let hello = envelope.seal(Lane::Stream, vec![watch::HELLO]);
+        // Outbound streams come from the bound IP, when it is a specific one.
+        let source = Some(config.bind.ip()).filter(|ip| !ip.is_unspecified());
+        let settings = Settings { timeout: config.stream_timeout, max_frame, source };
         Driver {
-            streams: Streams::start(listener, config.stream_timeout, max_frame),
-            watches: Watches::new(config.stream_timeout, max_frame, hello),
+            streams: Streams::start(listener, settings.clone(), envelope.clone()),
+            watches: Watches::new(config.stream_timeout, max_frame, envelope.clone(), source),
             watchers: Watchers::default(),
             join: Join::new(config.join_backoff, shared.local_addr()),
             core,
@@ -85,8 +97,10 @@ impl Driver {
             events,
             commands,
             origin: TokioInstant::now(),
-            stream_timeout: config.stream_timeout,
+            stream: settings,
+            max_packet: config.protocol.max_packet_size,
             leaving: None,
+            member_ips: BTreeSet::new(),
         }
     }
 
@@ -100,6 +114,10 @@ impl Driver {
         let mut buf = vec![0u8; 65_536];
         loop {
             self.flush();
+            if let Some(at) = self.core.yielded() {
+                self.name_taken(at);
+                break;
+            }
             let deadline = self.next_deadline();
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
@@ -128,7 +146,7 @@ impl Driver {
                 self.watchers.farewell_written().await;
             }
         };
-        let _ = tokio::time::timeout(self.stream_timeout, written).await;
+        let _ = tokio::time::timeout(self.stream.timeout, written).await;
         tracing::debug!(member = %self.core.name(), "driver stopped");
     }
 
@@ -206,35 +224,56 @@ impl Driver {
                         self.core.members(now).into_iter().filter(|m| m.state.is_active() && m.name != me);
                     active.map(|m| (m.name.to_string(), m.addr)).collect()
                 });
-                keys::command(self.envelope.keyring_mut(), op, key, peers, self.stream_timeout, reply);
-                self.keyring_changed();
+                let settings = (self.stream.timeout, self.stream.source);
+                keys::command(&self.envelope, (op, key), peers, settings, reply);
             }
             Command::ListKeys { reply } => {
-                let _ = reply.send(self.envelope.keyring().map(Keyring::list));
+                let _ = reply.send(self.envelope.keyring().map(|r| Keyring::list(&r)));
             }
             Command::ForceLeave { name, reply } => {
                 let now = self.now();
                 let _ = reply.send(self.core.force_leave(now, &name));
             }
             Command::ExportKeys { reply } => {
-                let _ = reply.send(self.envelope.keyring().cloned());
+                let _ = reply.send(self.envelope.keyring().map(|r| r.keys().cloned().collect()));
             }
             Command::Shutdown => {}
         }
         self.publisher.changed();
     }
 
-    /// Watch streams opened from now on open with the current primary key.
-    fn keyring_changed(&mut self) {
-        self.watches.set_hello(self.envelope.seal(Lane::Stream, vec![watch::HELLO]));
-    }
-
-    /// While leaving: the sealed farewell for watch streams, counted as sent.
+    /// While leaving: the farewell for watch streams (plaintext, each held
+    /// stream seals its own), counted as sent.
     fn farewell(&mut self) -> Option<Vec<u8>> {
         let plain = self.core.farewell()?;
-        let wire = self.envelope.seal(Lane::Stream, plain.clone());
-        self.publisher.shared().traffic().count_out(&plain, wire.len() + 4);
-        Some(wire)
+        let overhead = if self.envelope.keyring().is_some() { crate::crypto::OVERHEAD } else { 0 };
+        self.publisher.shared().traffic().count_out(&plain, plain.len() + overhead + 4);
+        Some(plain)
+    }
+
+    /// The core stopped: a live member at `at` has this member's name.
+    fn name_taken(&mut self, at: SocketAddr) {
+        let name = self.core.name().to_string();
+        tracing::error!(
+            "the name {name:?} is taken: a live member has it at {at}; this member stops \
+             (choose another name, or set takeover if that member is gone)"
+        );
+        self.publisher.shared().set_name_taken(at);
+        self.join.fail(|| CommandError::NameConflict { name: name.clone(), live_at: at });
+        self.publish();
+    }
+
+    /// Logs a name conflict the core saw.
+    fn conflict(&self, c: &NameConflict) {
+        if c.refused == self.publisher.shared().local_addr() {
+            return; // this member's own: said once, by `name_taken`
+        }
+        tracing::warn!(
+            "refused a join of {name} from {refused}: {name} is alive at {kept}",
+            name = c.name,
+            refused = c.refused,
+            kept = c.kept
+        );
     }
 
     /// Kernel evidence that the process behind `addr` is gone.
@@ -250,7 +289,7 @@ impl Driver {
             Report::Ended { addr, evidence: Some(how), .. } => self.unreachable(addr, how),
             Report::Ended { .. } => {}
             Report::Farewell { addr, frame } => {
-                let Some(bytes) = self.open_frame(&frame) else { return };
+                let Some(bytes) = self.open_frame(addr, &frame) else { return };
                 self.publisher.shared().traffic().count_in(&bytes, frame.len() + 4);
                 self.counters.farewell();
                 if let Err(e) = self.core.handle_stream(self.now(), addr, &bytes) {
@@ -262,13 +301,14 @@ impl Driver {
     }
 
     /// A watch stream's hello: hold the stream (a member that is leaving
-    /// answers with its farewell instead).
-    fn admit_watcher(&mut self, from: SocketAddr, reply: oneshot::Sender<Answer>) {
+    /// answers with its farewell instead). `legacy`: the hello came in
+    /// version 1 from a member that reads nothing else.
+    fn admit_watcher(&mut self, from: SocketAddr, legacy: bool, reply: oneshot::Sender<Answer>) {
         if let Some(farewell) = self.farewell() {
-            let _ = reply.send(Answer::Frames(vec![farewell]));
+            let _ = reply.send(Answer::Frames(vec![self.envelope.seal_as(Lane::Stream, legacy, &farewell)]));
             return;
         }
-        match self.watchers.admit() {
+        match self.watchers.admit(&self.envelope, legacy) {
             Some(hold) => {
                 let _ = reply.send(Answer::Hold(hold));
             }
@@ -282,27 +322,34 @@ impl Driver {
         self.join.on_resolved(r, &mut self.core, now);
     }
 
-    /// A datagram the link let in: rate limit, open, count, then the core.
+    /// A datagram the link let in: rate limit (per source IP), checks
+    /// before decryption, open, count, then the core. One that
+    /// authenticated gives its source's token back.
     fn datagram(&mut self, from: SocketAddr, wire: &[u8]) {
-        if !self.limiter.allow(from, TokioInstant::now()) {
+        if !self.limiter.allow(from.ip(), TokioInstant::now()) {
             self.counters.reject("rate_limited");
             return;
         }
-        let bytes = match self.envelope.open(Lane::Datagram, wire) {
-            Ok(plain) => plain,
+        let opened = match self.envelope.open(Lane::Datagram, Some(from), wire, self.max_packet) {
+            Ok(opened) => opened,
             Err(e) => return self.counters.reject(e.reason()),
         };
+        let bytes = opened.plain;
         self.publisher.shared().traffic().count_in(&bytes, wire.len());
-        if let Err(e) = self.core.handle_datagram(self.now(), from, &bytes) {
-            self.counters.reject(e.reason());
-            tracing::debug!(%from, "rejected datagram: {e}");
+        match self.core.handle_datagram(self.now(), from, &bytes) {
+            Ok(()) => self.limiter.refund(from.ip()),
+            Err(e) => {
+                self.counters.reject(e.reason());
+                tracing::debug!(%from, "rejected datagram: {e}");
+            }
         }
     }
 
-    /// Opens a stream frame; `None` (the rejection counted) if it does not authenticate.
-    fn open_frame(&mut self, wire: &[u8]) -> Option<Vec<u8>> {
-        match self.envelope.open(Lane::Stream, wire) {
-            Ok(plain) => Some(plain.into_owned()),
+    /// Opens a stream frame that came on a connection to `from`; `None` (the
+    /// rejection counted) if it does not authenticate.
+    fn open_frame(&mut self, from: SocketAddr, wire: &[u8]) -> Option<Vec<u8>> {
+        match self.envelope.open(Lane::Stream, Some(from), wire, self.stream.max_frame) {
+            Ok(opened) => Some(opened.plain.into_owned()),
             Err(e) => {
                 self.counters.reject(e.reason());
                 None
@@ -313,33 +360,42 @@ impl Driver {
     fn stream(&mut self, s: FromStream) {
         let now = self.now();
         match s {
-            FromStream::Inbound { from, bytes: wire, reply } => {
-                let Some(bytes) = self.open_frame(&wire) else { return };
+            FromStream::Inbound { from, plain: bytes, version, wire, reply } => {
+                // Answer in kind: version 1 only to a member that reads nothing else.
+                let legacy = !version.reads_current();
                 if keys::is_control(&bytes) {
-                    let Some(ring) = self.envelope.keyring_mut() else { return };
-                    let answer = keys::handle(ring, &bytes);
+                    let Some(answer) = keys::handle(&self.envelope, &bytes) else { return };
                     tracing::info!(%from, "cluster key operation applied");
-                    let _ = reply.send(Answer::Frames(vec![self.envelope.seal(Lane::Stream, answer)]));
-                    self.keyring_changed();
+                    let _ = reply.send(Answer::Frames(vec![self.envelope.seal_as(
+                        Lane::Stream,
+                        legacy,
+                        &answer,
+                    )]));
                     return;
                 }
                 if watch::is_hello(&bytes) {
-                    return self.admit_watcher(from, reply);
+                    return self.admit_watcher(from, legacy, reply);
                 }
-                self.publisher.shared().traffic().count_in(&bytes, wire.len() + 4);
+                self.publisher.shared().traffic().count_in(&bytes, wire);
                 if let Err(e) = self.core.handle_stream(now, from, &bytes) {
                     self.counters.reject(e.reason());
                     tracing::debug!(%from, "rejected stream: {e}");
                 }
                 // What the core says to `from` now goes back on this connection.
-                self.streams.begin_answer(from);
+                self.streams.begin_answer(from, legacy);
                 self.flush();
                 let _ = reply.send(Answer::Frames(self.streams.finish_answer()));
             }
+            FromStream::Rejected { from, error } => {
+                self.counters.reject(error.reason());
+                tracing::debug!(%from, "rejected stream: {error}");
+            }
             FromStream::Response { from, bytes: wire } => {
-                let Some(bytes) = self.open_frame(&wire) else { return };
+                let Some(bytes) = self.open_frame(from, &wire) else { return };
                 self.publisher.shared().traffic().count_in(&bytes, wire.len() + 4);
                 match self.core.handle_stream(now, from, &bytes) {
+                    // A member that stopped for a name conflict joined nothing.
+                    Ok(()) if self.core.yielded().is_some() => {}
                     Ok(()) => self.join.on_reply(from, &bytes, &self.core),
                     Err(e) => {
                         self.counters.reject(e.reason());
@@ -347,6 +403,17 @@ impl Driver {
                     }
                 }
             }
+            FromStream::Unanswered { peer, retry: Some(plain) } => {
+                // Not heard from, and version 2 went unanswered: a member of
+                // the previous release, perhaps. Its next packet says.
+                tracing::debug!(%peer, "no answer to version 2: trying version 1");
+                self.envelope.assume_legacy(peer);
+                let frames = stream::frames_for(&self.envelope, true, &plain);
+                self.streams.send(peer, frames, Duration::ZERO, None);
+            }
+            // No answer may be due (a push-pull that answers a digest): only
+            // a seed's silence means something, to the join.
+            FromStream::Unanswered { peer, retry: None } => self.join.on_unanswered(peer),
             FromStream::Failed { peer, error, refused } => {
                 self.counters.stream_error();
                 tracing::debug!(%peer, "stream failed: {error}");
@@ -361,6 +428,9 @@ impl Driver {
     fn flush(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
             self.transmit(t.dst, t.channel, t.payload);
+        }
+        while let Some(c) = self.core.poll_conflict() {
+            self.conflict(&c);
         }
         let mut events = Vec::new();
         while let Some(e) = self.core.poll_event() {
@@ -389,12 +459,13 @@ impl Driver {
     }
 
     /// Seals, counts (by the plaintext's kind, at the size on the wire) and
-    /// sends one packet through the link or the streams.
+    /// sends one packet through the link or the streams, in the envelope
+    /// its destination reads.
     fn transmit(&mut self, dst: SocketAddr, channel: Channel, payload: Vec<u8>) {
         let kind = [payload.first().copied().unwrap_or(0), payload.get(1).copied().unwrap_or(0)];
         let traffic = self.publisher.shared().traffic();
         if matches!(channel, Channel::Datagram) {
-            let wire = self.envelope.seal(Lane::Datagram, payload);
+            let wire = self.envelope.seal(Lane::Datagram, Some(&dst), &payload);
             traffic.count_out(&kind, wire.len());
             if let Err(e) = self.link.send(dst, wire) {
                 self.counters.send_error();
@@ -402,12 +473,21 @@ impl Driver {
             }
             return;
         }
-        // A reply on the connection being answered bypasses the link.
-        let delay = if self.streams.answers(dst) { Some(Duration::ZERO) } else { self.link.stream(dst) };
-        let Some(delay) = delay else { return };
-        let wire = self.envelope.seal(Lane::Stream, payload);
-        traffic.count_out(&kind, wire.len() + 4);
-        self.streams.send(dst, wire, delay);
+        // A reply on the connection being answered bypasses the link, in
+        // the envelope that connection came in.
+        if let Some(legacy) = self.streams.answers(dst) {
+            let wire = self.envelope.seal_as(Lane::Stream, legacy, &payload);
+            traffic.count_out(&kind, wire.len() + 4);
+            return self.streams.send(dst, vec![wire], Duration::ZERO, None);
+        }
+        let Some(delay) = self.link.stream(dst) else { return };
+        let speaks = self.envelope.speaks(&dst);
+        let frames = stream::frames_for(&self.envelope, speaks == Speaks::LegacyOnly, &payload);
+        traffic.count_out(&kind, frames.iter().map(|f| f.len() + 4).sum());
+        // Version 2 to a peer not heard from: if it closes without a word,
+        // the driver tries version 1 (`FromStream::Unanswered`).
+        let retry = (speaks == Speaks::Unknown && self.envelope.keyring().is_some()).then_some(payload);
+        self.streams.send(dst, frames, delay, retry);
     }
 
     fn publish(&mut self) {
@@ -422,7 +502,16 @@ impl Driver {
         {
             metrics.fault_drops = self.link.fault_drops();
         }
+        let opened = self.envelope.opened();
+        metrics.envelopes = vec![("legacy", opened[0]), ("current", opened[1])];
+        metrics.streams_refused = self.streams.admission().refusals();
         let members = self.core.members(self.now());
+        // Streams from these IPs may take the slots reserved for members.
+        let ips: BTreeSet<_> = members.iter().map(|m| m.addr.ip()).collect();
+        if ips != self.member_ips {
+            self.streams.admission().set_known(ips.clone());
+            self.member_ips = ips;
+        }
         self.publisher.publish(members, metrics);
     }
 }

@@ -39,6 +39,25 @@ pub enum CommandError {
     /// None of the seeds could be resolved or reached before the deadline.
     #[error("no seed answered: {0}")]
     Join(String),
+    /// Every seed tried read this member's join and closed without a word:
+    /// it cannot authenticate it. Attempts go on in the background.
+    #[error("seed {seed} rejected us: wrong key or cluster name")]
+    Rejected {
+        /// A seed that did.
+        seed: std::net::SocketAddr,
+    },
+    /// A live member already has this member's name: this one stopped,
+    /// without joining (or, both running, it yielded).
+    #[error(
+        "the name {name:?} is taken: a live member has it at {live_at}; this member stopped \
+         (choose another name, or take over the name if that member is gone)"
+    )]
+    NameConflict {
+        /// The name.
+        name: String,
+        /// Where the live member that keeps it is.
+        live_at: std::net::SocketAddr,
+    },
     /// A key operation was refused (encryption off, unknown key, primary key).
     #[error("key operation refused: {0}")]
     Keys(String),

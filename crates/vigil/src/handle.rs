@@ -37,6 +37,7 @@ pub struct Vigil {
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     name: String,
     encrypted: bool,
+    bound: SocketAddr,
 }
 
 impl Vigil {
@@ -74,15 +75,18 @@ impl Vigil {
             None => bound,
         };
         let identity = Identity { name, addr: advertise, meta, health: config.health.clone() };
-        let seed = config.seed.unwrap_or_else(|| {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
-        });
+        // From the operating system's generator: the core derives its first
+        // probe sequence number from it, which an attacker must not guess.
+        let seed = config.seed.unwrap_or_else(<u64 as aes_gcm_siv::aead::Generate>::generate);
         let incarnation = config.incarnation.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
         });
-        let core = Core::new(config.protocol.clone(), identity, incarnation, seed, Instant::ZERO)
+        let mut core = Core::new(config.protocol.clone(), identity, incarnation, seed, Instant::ZERO)
             .map_err(|e| StartError::Config { field: e.field, reason: e.reason })?;
+        if config.takeover {
+            tracing::warn!(name = %config.name, "takeover: this member replaces a live member of its name");
+            core.take_over();
+        }
         if config.keyring.is_none() {
             tracing::warn!(
                 "traffic is NOT encrypted or authenticated: anyone on the network can join or lie"
@@ -106,6 +110,7 @@ impl Vigil {
             task: std::sync::Mutex::new(Some(task)),
             name: config.name,
             encrypted: config.keyring.is_some(),
+            bound,
         };
         Ok((vigil, first))
     }
@@ -120,19 +125,41 @@ impl Vigil {
         self.shared.local_addr()
     }
 
+    /// The address the sockets are bound to (UDP and TCP, the same port):
+    /// [`Vigil::local_addr`] unless another address is advertised.
+    pub fn bound_addr(&self) -> SocketAddr {
+        self.bound
+    }
+
     /// Joins through `seeds` (`IP:PORT` or `HOST:PORT`, resolved again at each
     /// attempt) with a full-state exchange. Attempts repeat with backoff until a
     /// seed answers; this waits at most `timeout` for that, and the attempts go
     /// on in the background if it returns early. Returns the number of members
     /// known once joined.
+    ///
+    /// Fails early with [`CommandError::Rejected`] when every seed tried
+    /// rejected the join (another key or cluster name; attempts go on), and
+    /// with [`CommandError::NameConflict`] when a live member already has
+    /// this member's name (this member then stops; see
+    /// [`Config::takeover`]).
     pub async fn join(&self, seeds: &[String], timeout: Duration) -> Result<usize, CommandError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Join { seeds: seeds.to_vec(), reply: Some(tx) }).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(CommandError::Stopped),
+            Ok(Err(_)) => Err(match self.name_taken() {
+                Some(live_at) => CommandError::NameConflict { name: self.name.clone(), live_at },
+                None => CommandError::Stopped,
+            }),
             Err(_) => Err(CommandError::Join(format!("no seed of {seeds:?} answered within {timeout:?}"))),
         }
+    }
+
+    /// Where the live member that has this member's name is, once this member
+    /// stopped for it (its join was refused, or, both running, it yielded):
+    /// the member no longer runs, and a service should exit with that reason.
+    pub fn name_taken(&self) -> Option<SocketAddr> {
+        self.shared.name_taken()
     }
 
     /// Starts joining through `seeds` in the background, retrying until one answers.
@@ -224,11 +251,11 @@ impl Vigil {
         rx.await.map_err(|_| CommandError::Stopped)
     }
 
-    /// The keyring in use now, keys included (they change with
+    /// The keys in use now, the primary first (they change with
     /// [`Vigil::key_local`], [`Vigil::key_cluster`] and with operations
     /// other members apply here), so that it can be saved and used again
     /// at the next start; `None` when traffic is not encrypted.
-    pub async fn keyring(&self) -> Result<Option<crate::crypto::Keyring>, CommandError> {
+    pub async fn key_material(&self) -> Result<Option<Vec<crate::crypto::Key>>, CommandError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::ExportKeys { reply: tx }).await?;
         rx.await.map_err(|_| CommandError::Stopped)

@@ -1,8 +1,12 @@
 //! Joining: the seeds (addresses or DNS names, resolved again at each
 //! attempt by a helper task, since DNS may be slow), the attempts with
 //! doubling backoff, and the callers waiting for the answer. A join ends
-//! when a seed answers the full-state exchange; a leave abandons it.
+//! when a seed answers the full-state exchange; a leave abandons it. A seed
+//! that reads the join and closes without a word could not authenticate it
+//! (another key or cluster name): that is logged at once, and when every
+//! seed of an attempt did so the callers are told, while attempts go on.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -35,6 +39,8 @@ struct Joining {
     backoff: Duration,
     waiters: Vec<JoinReply>,
     last_error: String,
+    /// Seeds of this attempt that closed without answering.
+    rejected_by: BTreeSet<SocketAddr>,
 }
 
 /// The join state of a member: idle, or joining through its seeds.
@@ -65,6 +71,7 @@ impl Join {
             backoff: self.backoff.0,
             waiters: Vec::new(),
             last_error: String::new(),
+            rejected_by: BTreeSet::new(),
         });
         for s in seeds {
             if !j.seeds.contains(&s) {
@@ -130,6 +137,7 @@ impl Join {
         }
         j.addrs = r.addrs.into_iter().filter(|a| *a != local).collect();
         j.last_error = r.errors.join("; ");
+        j.rejected_by.clear();
         let sent = core.join(now, &j.addrs);
         if sent == 0 && j.last_error.is_empty() {
             j.last_error = "no seed address other than this member's own".into();
@@ -140,6 +148,33 @@ impl Join {
         j.backoff = (j.backoff * 2).min(self.backoff.1);
         if r.attempt > 1 && !j.last_error.is_empty() {
             tracing::warn!(attempt = r.attempt, "join: {}", j.last_error);
+        }
+    }
+
+    /// Fails every caller waiting (the join stops: this member stopped).
+    pub(crate) fn fail(&mut self, error: impl Fn() -> CommandError) {
+        if let Some(j) = self.joining.take() {
+            for w in j.waiters {
+                let _ = w.send(Err(error()));
+            }
+        }
+    }
+
+    /// `peer` read what this member sent on a stream and closed without a
+    /// word. If it is a seed, it rejected the join: say so, and when every
+    /// seed of this attempt did, tell the callers (attempts go on).
+    pub(crate) fn on_unanswered(&mut self, peer: SocketAddr) {
+        let Some(j) = self.joining.as_mut() else { return };
+        if !j.addrs.contains(&peer) || !j.rejected_by.insert(peer) {
+            return;
+        }
+        let error = CommandError::Rejected { seed: peer };
+        tracing::warn!(attempt = j.attempt, "join: {error}");
+        j.last_error = error.to_string();
+        if j.rejected_by.len() == j.addrs.len() {
+            for w in j.waiters.drain(..) {
+                let _ = w.send(Err(CommandError::Rejected { seed: peer }));
+            }
         }
     }
 

@@ -6,15 +6,15 @@
 //! [`CONTROL`], which no protocol packet starts with:
 //! request `[CONTROL][op][32-byte key]`, answer `[CONTROL][op | 0x80][status][message]`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::crypto::{Key, KeyError, Keyring, Lane};
+use crate::envelope::{Envelope, Speaks};
 use crate::error::CommandError;
-use crate::transport::{read_frame, write_frame};
+use crate::stream::exchange;
 
 /// First byte of a control frame.
 const CONTROL: u8 = 0xC1;
@@ -90,33 +90,36 @@ impl KeyReport {
 /// Where the outcome of a key command goes.
 pub(crate) type KeyReply = oneshot::Sender<Result<KeyReport, CommandError>>;
 
-/// Carries out a key command: applies `op` to `ring` here, then, with
+/// Carries out a key command: applies `op` to the keyring here, then, with
 /// `peers` (name and address of every other active member), on each of them
-/// in a background task, each within `timeout`. The report goes to `reply`.
+/// in a background task, each within `timeout`, connecting from `source`.
+/// The report goes to `reply`.
 pub(crate) fn command(
-    ring: Option<&mut Keyring>,
-    op: KeyOp,
-    key: Key,
+    envelope: &Envelope,
+    (op, key): (KeyOp, Key),
     peers: Option<Vec<(String, SocketAddr)>>,
-    timeout: Duration,
+    (timeout, source): (Duration, Option<IpAddr>),
     reply: KeyReply,
 ) {
-    let Some(ring) = ring else {
-        let _ = reply.send(Err(CommandError::Keys("encryption is off: there is no keyring".into())));
-        return;
-    };
-    if let Err(e) = apply(ring, op, key.clone()) {
-        let _ = reply.send(Err(CommandError::Keys(e.to_string())));
-        return;
+    match envelope.change_keyring(|ring| apply(ring, op, key.clone())) {
+        None => {
+            let _ = reply.send(Err(CommandError::Keys("encryption is off: there is no keyring".into())));
+            return;
+        }
+        Some(Err(e)) => {
+            let _ = reply.send(Err(CommandError::Keys(e.to_string())));
+            return;
+        }
+        Some(Ok(())) => {}
     }
     tracing::info!(op = op.as_str(), key = %key.fingerprint(), cluster = peers.is_some(), "keyring changed");
     let Some(peers) = peers else {
         let _ = reply.send(Ok(KeyReport::default()));
         return;
     };
-    let ring = ring.clone();
+    let envelope = envelope.clone();
     tokio::spawn(async move {
-        let report = broadcast(ring, op, key, peers, timeout).await;
+        let report = broadcast(&envelope, &request(op, &key), peers, (timeout, source)).await;
         let _ = reply.send(Ok(report));
     });
 }
@@ -133,14 +136,18 @@ fn request(op: KeyOp, key: &Key) -> Vec<u8> {
     out
 }
 
-/// Handles a control request received on a stream; returns the answer.
-pub(crate) fn handle(ring: &mut Keyring, frame: &[u8]) -> Vec<u8> {
+/// Handles a control request received on a stream; returns the answer
+/// (plaintext). `None` when encryption is off (no answer is due).
+pub(crate) fn handle(envelope: &Envelope, frame: &[u8]) -> Option<Vec<u8>> {
+    envelope.keyring()?;
     let (op, result) = match frame {
         [CONTROL, code, key @ ..] if key.len() == 32 => match KeyOp::from_code(*code) {
             Some(op) => {
                 let mut bytes = [0u8; 32];
                 bytes.copy_from_slice(key);
-                (op.code(), apply(ring, op, Key::from_bytes(bytes)).map_err(|e| e.to_string()))
+                let key = Key::from_bytes(bytes);
+                let applied = envelope.change_keyring(|ring| apply(ring, op, key));
+                (op.code(), applied.unwrap_or(Ok(())).map_err(|e| e.to_string()))
             }
             None => (*code, Err("unknown key operation".to_string())),
         },
@@ -154,33 +161,47 @@ pub(crate) fn handle(ring: &mut Keyring, frame: &[u8]) -> Vec<u8> {
             out.extend_from_slice(message.as_bytes());
         }
     }
-    out
+    Some(out)
 }
 
-/// Sends `op` to every `(name, addr)` at once and collects the answers.
+/// Sends the control `request` to one member, in the envelope it reads; a
+/// member not heard from that closes without a word is asked again in
+/// version 1 (a member of the previous release). Its answer, opened.
+async fn ask(
+    envelope: &Envelope,
+    addr: SocketAddr,
+    request: &[u8],
+    source: Option<IpAddr>,
+) -> Option<Vec<u8>> {
+    let unknown = envelope.speaks(&addr) == Speaks::Unknown;
+    let mut legacy = envelope.speaks(&addr) == Speaks::LegacyOnly;
+    loop {
+        let frame = envelope.seal_as(Lane::Stream, legacy, request);
+        let answers = exchange(addr, source, &[frame], 4096).await.ok()?;
+        if let Some(sealed) = answers.first() {
+            return envelope.open(Lane::Stream, Some(addr), sealed, 4096).ok().map(|o| o.plain.into_owned());
+        }
+        if legacy || !unknown {
+            return None;
+        }
+        envelope.assume_legacy(addr);
+        legacy = true;
+    }
+}
+
+/// Sends a control request to every `(name, addr)` at once and collects the answers.
 async fn broadcast(
-    ring: Keyring,
-    op: KeyOp,
-    key: Key,
+    envelope: &Envelope,
+    request: &[u8],
     members: Vec<(String, SocketAddr)>,
-    timeout: Duration,
+    (timeout, source): (Duration, Option<IpAddr>),
 ) -> KeyReport {
-    let frame = ring.seal(Lane::Stream, &request(op, &key));
     let mut tasks = tokio::task::JoinSet::new();
     for (name, addr) in members {
-        let (frame, ring) = (frame.clone(), ring.clone());
+        let (envelope, request) = (envelope.clone(), request.to_vec());
         tasks.spawn(async move {
-            let exchange = async {
-                let mut s = TcpStream::connect(addr).await?;
-                write_frame(&mut s, &frame).await?;
-                tokio::io::AsyncWriteExt::shutdown(&mut s).await?;
-                read_frame(&mut s, 4096).await
-            };
-            let answer = match tokio::time::timeout(timeout, exchange).await {
-                Ok(Ok(Some(sealed))) => ring.open(Lane::Stream, &sealed).ok(),
-                _ => None,
-            };
-            (name, answer)
+            let answer = tokio::time::timeout(timeout, ask(&envelope, addr, &request, source)).await;
+            (name, answer.ok().flatten())
         });
     }
     let mut report = KeyReport::default();

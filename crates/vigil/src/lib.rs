@@ -24,7 +24,11 @@
 //!
 //! One task, the driver, owns the protocol core; the handle talks to it
 //! through commands and reads the snapshots it publishes. A datagram goes
-//! socket → rate limit → decrypt → core → events on a broadcast channel.
+//! socket → rate limit (per source IP) → checks before decryption (size,
+//! header, replay window) → decrypt → core → events on a broadcast channel.
+//! A stream connection is admitted (slots, per-IP caps, reserved slots for
+//! members) and its first frame, at most 64 KiB, must authenticate within
+//! 2 s before anything larger is read.
 //! Besides packets, the driver hands the core the kernel's evidence that a
 //! member's process is gone ([`Unreachable`]): a watch stream that ended, a
 //! stream connection refused, a datagram that drew an ICMP port unreachable.
@@ -35,14 +39,18 @@
 //! | `driver.rs` | the event loop: commands, datagrams, stream frames, timers; dispatch to the files below |
 //! | `link.rs` | the UDP socket; in `testing` builds the one place faults apply (`fault.rs`) |
 //! | `icmp.rs` | ICMP port-unreachable errors for sent datagrams (Linux, `IP_RECVERR`) |
-//! | `limit.rs` | per-source rate limit of datagrams, before any decryption |
-//! | `crypto.rs` | the envelope: XChaCha20-Poly1305 under a keyring |
-//! | `stream.rs` | TCP: accept loop, outbound exchanges, replies on inbound connections |
+//! | `limit.rs` | per-source-IP rate limit of datagrams, before any decryption |
+//! | `crypto.rs` | the envelope (version 2: AES-256-GCM-SIV, session and counter; version 1 read for one release) under a keyring |
+//! | `replay.rs` | the replay window: per sender session and lane, a 64-counter sliding window |
+//! | `envelope.rs` | the envelope as the runtime uses it: checks before decryption, which version each peer reads |
+//! | `stream.rs` | TCP: accept loop, the first frame read and authenticated, outbound exchanges, replies on inbound connections |
+//! | `admit.rs` | admission of inbound streams: slots, reserved slots for members, per-IP caps, the unauthenticated byte budget |
 //! | `watch.rs`, `watchers.rs` | watch streams: held open to the members this one watches; held for those that watch it, and the farewell on leaving |
 //! | `transport.rs` | binding the sockets, and stream framing |
 //! | `join.rs` | seeds, DNS resolution, attempts with backoff |
 //! | `keys.rs` | key operations here and across the cluster |
 //! | `publish.rs`, `metrics.rs` | member and counter snapshots the handle reads |
+//! | `fuzzing.rs` | entry points for the fuzz targets (cargo feature `fuzzing`) |
 //!
 //! # Example
 //!
@@ -83,13 +91,18 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admit;
 mod command;
 mod config;
 pub mod crypto;
 mod driver;
+mod envelope;
 mod error;
 #[cfg(feature = "testing")]
 mod fault;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 #[cfg(target_os = "linux")]
 mod icmp;
@@ -99,6 +112,7 @@ mod limit;
 mod link;
 mod metrics;
 mod publish;
+mod replay;
 mod stream;
 mod transport;
 mod watch;

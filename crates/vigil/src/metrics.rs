@@ -70,6 +70,17 @@ pub struct Metrics {
     /// refused), `stream_closed` (a watch stream ended). Every kind is listed,
     /// zero included.
     pub evidence: Vec<(&'static str, u64)>,
+    /// Packets opened, by envelope: `legacy` (version 1, from members of the
+    /// previous release during a rolling upgrade) and `current` (version 2).
+    /// Every version listed, zero included.
+    pub envelopes: Vec<(&'static str, u64)>,
+    /// Inbound stream connections refused or dropped before their first
+    /// frame authenticated, by reason: `busy` (no slot free), `per_ip` (its
+    /// source IP holds its share of slots), `budget` (the bytes of
+    /// unauthenticated first frames being read are at their cap), `too_large`
+    /// (a first frame longer than 64 KiB), `deadline` (no first frame that
+    /// authenticated within 2 s). Every reason listed, zero included.
+    pub streams_refused: Vec<(&'static str, u64)>,
     /// Watch streams open now to the members this one watches.
     pub watching: usize,
     /// Watch streams held now for the members that watch this one.

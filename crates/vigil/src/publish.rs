@@ -3,7 +3,7 @@
 //! round-trip times move all the time), plus live traffic counters.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant as TokioInstant;
@@ -23,6 +23,9 @@ pub(crate) struct Shared {
     metrics: RwLock<Metrics>,
     traffic: Traffic,
     local_addr: SocketAddr,
+    /// Set when this member stopped because a live member at that address
+    /// has its name.
+    name_taken: Mutex<Option<SocketAddr>>,
 }
 
 impl Shared {
@@ -32,12 +35,26 @@ impl Shared {
             metrics: RwLock::new(Metrics::default()),
             traffic: Traffic::default(),
             local_addr,
+            name_taken: Mutex::new(None),
         }
     }
 
     /// The address other members reach this one at.
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the live member that has this member's name is, once this one
+    /// stopped for it.
+    pub(crate) fn name_taken(&self) -> Option<SocketAddr> {
+        self.name_taken.lock().ok().and_then(|n| *n)
+    }
+
+    /// This member stopped: the live member at `at` has its name.
+    pub(crate) fn set_name_taken(&self, at: SocketAddr) {
+        if let Ok(mut n) = self.name_taken.lock() {
+            *n = Some(at);
+        }
     }
 
     /// Traffic counters, updated as packets pass.

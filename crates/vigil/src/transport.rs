@@ -1,13 +1,18 @@
 //! Sockets: the UDP socket with explicit buffer sizes and the TCP listener
-//! on the same port, and the stream framing (a 4-byte big-endian length,
-//! then the packet).
+//! on the same port, outbound stream connections from the same IP, and the
+//! stream framing (a 4-byte big-endian length, then the packet; the length
+//! [`BUSY`] alone says that the other side refused the connection for want
+//! of room).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+
+/// A frame length that is no frame: "refused, no room now; try later".
+pub(crate) const BUSY: u32 = u32::MAX;
 
 use crate::error::StartError;
 
@@ -61,6 +66,18 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Opens a stream connection to `dst`, from `source` when given (the IP the
+/// member is bound to, so that members see its streams come from the
+/// address they know it by) and of the same family.
+pub(crate) async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(ip) = source.filter(|ip| ip.is_ipv4() == dst.is_ipv4()) else {
+        return TcpStream::connect(dst).await;
+    };
+    let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(dst).await
+}
+
 /// Writes one frame.
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("frame too large"))?;
@@ -69,27 +86,49 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]
     w.flush().await
 }
 
+/// Reads a frame's length; `None` at a clean end of stream.
+pub(crate) async fn read_len<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<usize>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => Ok(Some(u32::from_be_bytes(len) as usize)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads `len` more bytes onto `buf`: memory grows only as they arrive.
+pub(crate) async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> io::Result<()> {
+    let want = buf.len() + len;
+    buf.reserve(len.min(64 << 10));
+    r.take(len as u64).read_to_end(buf).await?;
+    if buf.len() != want {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
+    }
+    Ok(())
+}
+
+/// The error for a frame of `len` bytes where at most `max` are allowed
+/// (or for [`BUSY`]).
+pub(crate) fn too_long(len: usize, max: usize) -> io::Error {
+    if len == BUSY as usize {
+        return io::Error::new(io::ErrorKind::ResourceBusy, "the peer has no room for this connection now");
+    }
+    io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds {max}"))
+}
+
 /// Reads one frame of at most `max` bytes; `None` at a clean end of stream.
 /// Memory grows only as bytes arrive, whatever length the peer announces.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes(len) as usize;
+    let Some(len) = read_len(r).await? else { return Ok(None) };
     if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {max}"),
-        ));
+        return Err(too_long(len, max));
     }
-    let mut buf = Vec::with_capacity(len.min(64 << 10));
-    r.take(len as u64).read_to_end(&mut buf).await?;
-    if buf.len() != len {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame"));
-    }
+    let mut buf = Vec::new();
+    read_body(r, &mut buf, len).await?;
     Ok(Some(buf))
 }
 
@@ -107,9 +146,13 @@ mod tests {
         assert_eq!(read_frame(&mut r, 100).await.unwrap(), Some(Vec::new()));
         assert_eq!(read_frame(&mut r, 100).await.unwrap(), None);
 
-        let hostile = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let hostile = [0xff, 0xff, 0xff, 0xfe, 1, 2, 3];
         let err = read_frame(&mut &hostile[..], 1 << 20).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+
+        let busy = BUSY.to_be_bytes();
+        let err = read_frame(&mut &busy[..], 1 << 20).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ResourceBusy);
 
         let short = [0, 0, 0, 10, 1, 2];
         let err = read_frame(&mut &short[..], 100).await.unwrap_err();

@@ -24,13 +24,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use std::net::IpAddr;
+
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use vigil_proto::Unreachable;
 
-use crate::transport::{read_frame, write_frame};
+use crate::crypto::Lane;
+use crate::envelope::Envelope;
+use crate::transport::{connect, read_frame, write_frame};
 
 /// Plaintext of the control frame that opens a watch stream.
 pub(crate) const HELLO: u8 = 0xC2;
@@ -62,34 +65,38 @@ pub(crate) struct Watches {
     /// Addresses whose stream is open now.
     open: BTreeSet<SocketAddr>,
     next_task: u64,
-    /// The sealed hello, sealed again by the driver when the keyring changes.
-    hello: watch::Sender<Vec<u8>>,
+    /// Seals each connection's hello (the current key, a fresh counter, the
+    /// envelope the watched member reads).
+    envelope: Envelope,
     tx: mpsc::Sender<Report>,
     rx: mpsc::Receiver<Report>,
     timeout: Duration,
     max_frame: usize,
+    source: Option<IpAddr>,
 }
 
 impl Watches {
     /// No watch yet. Every connect and write ends within `timeout`; frames
-    /// longer than `max_frame` are refused; `hello` is the sealed hello.
-    pub(crate) fn new(timeout: Duration, max_frame: usize, hello: Vec<u8>) -> Watches {
+    /// longer than `max_frame` are refused; hellos are sealed with
+    /// `envelope`; connections come from `source` when given.
+    pub(crate) fn new(
+        timeout: Duration,
+        max_frame: usize,
+        envelope: Envelope,
+        source: Option<IpAddr>,
+    ) -> Watches {
         let (tx, rx) = mpsc::channel(256);
         Watches {
             running: BTreeMap::new(),
             open: BTreeSet::new(),
             next_task: 0,
-            hello: watch::Sender::new(hello),
+            envelope,
             tx,
             rx,
             timeout,
             max_frame,
+            source,
         }
-    }
-
-    /// The hello to write from now on (the keyring changed).
-    pub(crate) fn set_hello(&self, sealed: Vec<u8>) {
-        self.hello.send_replace(sealed);
     }
 
     /// Watches exactly `watched`: starts a task for each new address and
@@ -115,9 +122,10 @@ impl Watches {
                 addr,
                 id,
                 tx: self.tx.clone(),
-                hello: self.hello.subscribe(),
+                envelope: self.envelope.clone(),
                 timeout: self.timeout,
                 max_frame: self.max_frame,
+                source: self.source,
             };
             let handle = tokio::spawn(task.run()).abort_handle();
             self.running.insert(addr, (id, handle));
@@ -173,9 +181,10 @@ struct Task {
     addr: SocketAddr,
     id: u64,
     tx: mpsc::Sender<Report>,
-    hello: watch::Receiver<Vec<u8>>,
+    envelope: Envelope,
     timeout: Duration,
     max_frame: usize,
+    source: Option<IpAddr>,
 }
 
 impl Task {
@@ -198,7 +207,7 @@ impl Task {
     /// One stream, from connect to its end: whether it was established, and
     /// the evidence its end gave.
     async fn once(&self) -> (bool, Option<Unreachable>) {
-        let mut stream = match tokio::time::timeout(self.timeout, TcpStream::connect(self.addr)).await {
+        let mut stream = match tokio::time::timeout(self.timeout, connect(self.addr, self.source)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 return (false, Some(Unreachable::Refused));
@@ -209,7 +218,8 @@ impl Task {
             }
             Err(_) => return (false, None),
         };
-        let hello = self.hello.borrow().clone();
+        // Sealed afresh for each connection: a replayed hello is refused.
+        let hello = self.envelope.seal(Lane::Stream, Some(&self.addr), &[HELLO]);
         let _ = stream.set_nodelay(true);
         match tokio::time::timeout(self.timeout, write_frame(&mut stream, &hello)).await {
             Ok(Ok(())) => {}
@@ -260,7 +270,7 @@ mod tests {
     async fn a_closed_stream_is_evidence_and_a_refused_reconnect_too() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut w = Watches::new(Duration::from_secs(5), 1 << 16, vec![HELLO]);
+        let mut w = Watches::new(Duration::from_secs(5), 1 << 16, Envelope::new(None, true), None);
         w.sync(&[addr]);
         let (mut accepted, _) = listener.accept().await.unwrap();
         let hello = read_frame(&mut accepted, 16).await.unwrap();
@@ -284,7 +294,7 @@ mod tests {
     async fn a_farewell_is_passed_on_and_the_close_after_it_is_no_evidence() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut w = Watches::new(Duration::from_secs(5), 1 << 16, vec![HELLO]);
+        let mut w = Watches::new(Duration::from_secs(5), 1 << 16, Envelope::new(None, true), None);
         w.sync(&[addr]);
         let (mut accepted, _) = listener.accept().await.unwrap();
         read_frame(&mut accepted, 16).await.unwrap();
@@ -301,7 +311,7 @@ mod tests {
     async fn an_address_no_longer_watched_is_let_go() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut w = Watches::new(Duration::from_secs(5), 1 << 16, vec![HELLO]);
+        let mut w = Watches::new(Duration::from_secs(5), 1 << 16, Envelope::new(None, true), None);
         w.sync(&[addr]);
         let (mut accepted, _) = listener.accept().await.unwrap();
         read_frame(&mut accepted, 16).await.unwrap();

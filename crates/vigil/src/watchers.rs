@@ -4,8 +4,8 @@
 //! once the driver [admitted](Watchers::admit) it: at most [`MAX_HELD`], a
 //! bound of their own, apart from the slots of short exchanges. Nothing is
 //! ever written on one, until this member leaves: then the driver's
-//! farewell (`Core::farewell`, sealed) is written on each and the stream
-//! closed, so that the watchers learn it left rather than take the close for
+//! farewell (`Core::farewell`) is sealed in the envelope the watcher's hello
+//! came in, written on each and the stream closed, so that the watchers learn it left rather than take the close for
 //! a crash. When the driver stops without leaving, every held stream is
 //! closed, as the process's exit would close it.
 
@@ -15,21 +15,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use crate::crypto::Lane;
+use crate::envelope::Envelope;
 use crate::transport::write_frame;
 
 /// Watch streams held for watchers at once; more are closed.
 pub(crate) const MAX_HELD: usize = 64;
 
-/// A held stream's link to the driver: where its farewell comes from.
+/// A held stream's link to the driver: where its farewell comes from, and
+/// how to seal it (version 1 for a watcher of the previous release).
 #[derive(Debug)]
 pub(crate) struct Hold {
     farewell: oneshot::Receiver<Farewell>,
+    envelope: Envelope,
+    legacy: bool,
 }
 
-/// The sealed farewell to write, and who to tell once it is written.
+/// The farewell to write (plaintext), and who to tell once it is written.
 #[derive(Debug)]
 struct Farewell {
-    frame: Vec<u8>,
+    plain: Vec<u8>,
     written: oneshot::Sender<()>,
 }
 
@@ -43,15 +48,16 @@ pub(crate) struct Watchers {
 }
 
 impl Watchers {
-    /// Admits one more watch stream, unless [`MAX_HELD`] are held.
-    pub(crate) fn admit(&mut self) -> Option<Hold> {
+    /// Admits one more watch stream, unless [`MAX_HELD`] are held; its
+    /// farewell will be sealed with `envelope` (in version 1 if `legacy`).
+    pub(crate) fn admit(&mut self, envelope: &Envelope, legacy: bool) -> Option<Hold> {
         self.held.retain(|h| !h.is_closed());
         if self.held.len() >= MAX_HELD {
             return None;
         }
         let (tx, rx) = oneshot::channel();
         self.held.push(tx);
-        Some(Hold { farewell: rx })
+        Some(Hold { farewell: rx, envelope: envelope.clone(), legacy })
     }
 
     /// Watch streams held now.
@@ -59,11 +65,11 @@ impl Watchers {
         self.held.iter().filter(|h| !h.is_closed()).count()
     }
 
-    /// Writes the sealed `frame` on every held stream, then closes them.
-    pub(crate) fn farewell(&mut self, frame: &[u8]) {
+    /// Writes the farewell `plain` (sealed) on every held stream, then closes them.
+    pub(crate) fn farewell(&mut self, plain: &[u8]) {
         for held in self.held.drain(..) {
             let (written, done) = oneshot::channel();
-            if held.send(Farewell { frame: frame.to_vec(), written }).is_ok() {
+            if held.send(Farewell { plain: plain.to_vec(), written }).is_ok() {
                 self.writing.push(done);
             }
         }
@@ -98,7 +104,8 @@ pub(crate) async fn hold(mut stream: TcpStream, mut hold: Hold, timeout: Duratio
         // The watcher closed its end (or wrote what it never should): let go.
         _ = stream.read(&mut byte) => None,
     };
-    let Some(Farewell { frame, written }) = farewell else { return };
+    let Some(Farewell { plain, written }) = farewell else { return };
+    let frame = hold.envelope.seal_as(Lane::Stream, hold.legacy, &plain);
     let write = async {
         write_frame(&mut stream, &frame).await?;
         stream.shutdown().await
@@ -118,6 +125,10 @@ mod tests {
     use super::*;
     use crate::transport::read_frame;
 
+    fn plain() -> Envelope {
+        Envelope::new(None, true)
+    }
+
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let watcher = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
@@ -131,7 +142,7 @@ mod tests {
         let mut watchers = Vec::new();
         for _ in 0..3 {
             let (watcher, held) = pair().await;
-            tokio::spawn(hold(held, w.admit().unwrap(), Duration::from_secs(5)));
+            tokio::spawn(hold(held, w.admit(&plain(), false).unwrap(), Duration::from_secs(5)));
             watchers.push(watcher);
         }
         assert_eq!(w.count(), 3);
@@ -153,11 +164,11 @@ mod tests {
     async fn held_streams_close_when_the_driver_is_gone_and_are_bounded() {
         let mut w = Watchers::default();
         let (mut watcher, held) = pair().await;
-        tokio::spawn(hold(held, w.admit().unwrap(), Duration::from_secs(5)));
-        let others: Vec<Hold> = (1..MAX_HELD).map(|_| w.admit().expect("room")).collect();
-        assert!(w.admit().is_none(), "at most {MAX_HELD}");
+        tokio::spawn(hold(held, w.admit(&plain(), false).unwrap(), Duration::from_secs(5)));
+        let others: Vec<Hold> = (1..MAX_HELD).map(|_| w.admit(&plain(), false).expect("room")).collect();
+        assert!(w.admit(&plain(), false).is_none(), "at most {MAX_HELD}");
         drop(others);
-        assert!(w.admit().is_some(), "room again once streams ended");
+        assert!(w.admit(&plain(), false).is_some(), "room again once streams ended");
         drop(w);
         let end = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut watcher, 16)).await;
         assert_eq!(end.expect("closed within 5 s").unwrap(), None, "closed without a word");

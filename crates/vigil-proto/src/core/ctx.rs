@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use crate::codec::{Message, Update};
 use crate::config::Config;
 use crate::core::outbox::Outbox;
-use crate::core::timers::{Timer, Timers};
+use crate::core::timers::{Timer, TimerKey, Timers};
 use crate::detector::{MAX_PEERS, Peers};
 use crate::event::{Event, EventKind, Evidence};
 use crate::hash::splitmix;
@@ -69,8 +69,8 @@ impl Ctx {
         }
     }
 
-    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) {
-        self.timers.schedule(at, timer);
+    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
+        self.timers.schedule(at, timer)
     }
 
     pub(crate) fn next_seq(&mut self) -> u32 {
@@ -93,7 +93,16 @@ impl Ctx {
 
     /// Queues one message, without piggybacked updates, for a stream.
     pub(crate) fn send_stream(&mut self, dst: SocketAddr, message: Message) {
-        self.out.stream(dst, message);
+        self.out.stream(dst, message, Vec::new());
+    }
+
+    /// Pings member `i` over a stream; a suspect hears of its suspicion on
+    /// it (`buddy`), so that its ack, on the same stream, carries its
+    /// refutation even when every datagram between the two is lost.
+    pub(crate) fn stream_ping(&mut self, i: usize, seq: u32, buddy: Option<Update>) {
+        let e = self.table.entry(i);
+        let (dst, target) = (e.addr(), e.name.hash32());
+        self.out.stream(dst, Message::Ping { seq, target }, buddy.into_iter().collect());
     }
 
     pub(crate) fn enqueue(&mut self, update: &Update) {

@@ -15,9 +15,10 @@
 
 pub(crate) mod ctx;
 pub(crate) mod outbox;
+mod query;
+mod tick;
 pub(crate) mod timers;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use rand::rngs::ChaCha8Rng;
@@ -28,15 +29,15 @@ use crate::codec::{self, MemberState, Message, Update};
 use crate::config::Config;
 use crate::error::{ConfigError, DecodeError, MemberError};
 use crate::event::{Event, EventKind, NameConflict};
-use crate::hash::{claim_digest, name_hash, unit_from_seed};
+use crate::hash::unit_from_seed;
 use crate::kernel::Unreachable;
 use crate::local::Local;
-use crate::member::{Health, Identity, Member, Meta, Name, State};
+use crate::member::State;
+use crate::member::{Health, Identity, Meta};
 use crate::merge;
-use crate::probe::{self, Failure, PingReq, Prober};
+use crate::probe::{Failure, PingReq, Prober};
 use crate::refute::Refutations;
 use crate::snapshot::{self, Snapshot};
-use crate::stats::Stats;
 use crate::time::Instant;
 use crate::verify::{Verdict, Verifier};
 use ctx::Ctx;
@@ -84,18 +85,25 @@ impl Core {
         let first_probe = now + config.probe_interval.mul_f64(rng.random::<f64>());
         let first_push_pull = now + config.push_pull_interval.mul_f64(0.5 + rng.random::<f64>());
         let local = Local::new(me, incarnation, config.max_local_health, now);
-        let (gossip, reconnect) = (config.gossip_interval, config.reconnect_interval);
+        let reconnect = config.reconnect_interval;
         let mut cx = Ctx::new(config, rng, local, seed);
         cx.schedule(first_probe, Timer::Probe);
-        cx.schedule(now + gossip, Timer::Gossip);
         cx.schedule(first_push_pull, Timer::PushPull);
         // Spread over one interval, so that members started together do not all
         // contact the same dead member at once. Derived from the seed without
         // drawing from the RNG, so the rest of the run is unchanged.
         let spread = unit_from_seed(seed);
         cx.schedule(now + reconnect.mul_f64(0.5 + spread), Timer::Reconnect);
+        cx.out.set_gossip_epoch(now);
         cx.broadcast_self();
-        Ok(Core { cx, prober: Prober::default(), verifier: Verifier::default(), returns: Returns::default() })
+        let mut core = Core {
+            cx,
+            prober: Prober::default(),
+            verifier: Verifier::default(),
+            returns: Returns::default(),
+        };
+        core.finish(now);
+        Ok(core)
     }
 
     // ------------------------------------------------------------ commands
@@ -136,7 +144,7 @@ impl Core {
         cx.enqueue(&update);
         cx.emit_self(EventKind::Left);
         cx.gossip_round();
-        self.finish();
+        self.finish(now);
     }
 
     /// An operator's word that member `name`, held failed, is gone for good
@@ -152,7 +160,7 @@ impl Core {
         let (state, incarnation) = (cx.table.entry(i).state, cx.table.entry(i).incarnation);
         if state == State::Dead {
             merge::declare(cx, now, i, incarnation, State::Left, None);
-            self.finish();
+            self.finish(now);
         }
         Some(state)
     }
@@ -181,6 +189,7 @@ impl Core {
     pub fn set_metadata(&mut self, now: Instant, meta: impl Into<Vec<u8>>) -> Result<(), MemberError> {
         self.cx.local.identity_mut().meta = Meta::new(meta)?;
         self.bump_self(now);
+        self.finish(now);
         Ok(())
     }
 
@@ -189,6 +198,7 @@ impl Core {
     pub fn set_health(&mut self, now: Instant, health: Health) {
         self.cx.local.identity_mut().health = health;
         self.bump_self(now);
+        self.finish(now);
     }
 
     fn bump_self(&mut self, now: Instant) {
@@ -220,7 +230,7 @@ impl Core {
             cx.table.push(snapshot::entry(s, now));
         }
         cx.watches.invalidate();
-        self.finish();
+        self.finish(now);
         added
     }
 
@@ -233,7 +243,7 @@ impl Core {
         if self.cx.table.slots() == 0 {
             self.cx.table = snapshot.table_for(self.cx.local.name().as_str());
             self.cx.watches.invalidate();
-            self.finish();
+            self.finish(now);
             return self.cx.table.len();
         }
         self.preload(now, snapshot.states())
@@ -279,6 +289,9 @@ impl Core {
             && !about_sender
         {
             self.returns.check(cx, now, from, name);
+            if let Some(i) = cx.table.get(name) {
+                merge::remind(cx, now, i, from);
+            }
         }
         let mut source_told = false;
         match packet.message {
@@ -313,7 +326,7 @@ impl Core {
             refute.told(from);
         }
         refute.send(cx);
-        self.finish();
+        self.finish(now);
         Ok(())
     }
 
@@ -362,7 +375,7 @@ impl Core {
         if let Some(v) = self.verifier.evidence(cx, now, i, me, how) {
             apply(cx, now, v);
         }
-        self.finish();
+        self.finish(now);
     }
 
     /// A whole push-pull stream arrived from `from`. The reply, if one is due,
@@ -390,9 +403,25 @@ impl Core {
                 }
                 refute.send(cx);
             }
-            // The fallback probe path: a ping over a stream is answered on it.
-            Message::Ping { seq, target } => Prober::on_stream_ping(cx, from, seq, target),
+            // The fallback probe path: a ping over a stream is answered on it,
+            // and a claim against this member it carries is refuted there.
+            Message::Ping { seq, target } => {
+                let mut refute = Refutations::default();
+                for update in packet.updates {
+                    merge::apply_update(cx, &mut refute, now, update);
+                }
+                Prober::on_stream_ping(cx, &refute, from, seq, target);
+                // The stream's peer address is no member's: the ack told it.
+                refute.told(from);
+                refute.send(cx);
+            }
             Message::Ack { seq } => {
+                // A refutation riding the ack first: it clears the suspicion.
+                let mut refute = Refutations::default();
+                for update in packet.updates {
+                    merge::apply_update(cx, &mut refute, now, update);
+                }
+                refute.send(cx);
                 self.prober.on_ack(cx, now, from, seq);
                 let sender = cx.table.by_addr(&from).map(|i| cx.table.entry(i).name.clone());
                 self.verifier.refute(cx, Some(seq), sender.as_ref());
@@ -407,7 +436,7 @@ impl Core {
                 });
             }
         }
-        self.finish();
+        self.finish(now);
         Ok(())
     }
 
@@ -429,95 +458,17 @@ impl Core {
         while let Some(timer) = self.cx.timers.pop_due(now) {
             self.on_timer(now, timer);
         }
-        self.finish();
+        self.finish(now);
     }
 
-    /// Notices a stall (see [`Core::handle_timeout`]) at the first input after it.
-    fn check_stall(&mut self, now: Instant) {
-        let cx = &mut self.cx;
-        let Some(due) = cx.timers.next() else { return };
-        if now <= due + cx.config.stall_threshold() {
-            return;
-        }
-        let by = now - due;
-        cx.timers.postpone_overdue(now, by);
-        cx.suspicions.postpone(by);
-        self.prober.postpone(by);
-        self.verifier.postpone(by);
-        cx.local.stalled(now, by, cx.config.probe_interval);
-        cx.stats.stalls += 1;
-        cx.stats.stalled_for += by;
-    }
-
-    /// After every input: the watch list follows the membership.
-    fn finish(&mut self) {
+    /// After every input and command: the watch list follows the
+    /// membership, and the periodic gossip timer runs while something waits.
+    fn finish(&mut self, now: Instant) {
         let cx = &mut self.cx;
         cx.watches.refresh(&cx.table, cx.local.hash(), cx.config.watch_count, cx.local.leaving());
-    }
-
-    fn on_timer(&mut self, now: Instant, timer: Timer) {
-        let cx = &mut self.cx;
-        match timer {
-            Timer::Probe => self.on_probe_tick(now),
-            Timer::ProbeTimeout { seq } => self.prober.on_timeout(cx, now, seq),
-            Timer::Gossip => {
-                cx.schedule(now + cx.config.gossip_interval, Timer::Gossip);
-                cx.gossip_round();
-            }
-            Timer::GossipNow => {
-                cx.out.gossip_now_done();
-                cx.gossip_round();
-            }
-            Timer::PushPull => {
-                let next = cx.config.push_pull_interval_for(cx.num_members());
-                let jitter = 0.75 + 0.5 * cx.rng.random::<f64>();
-                cx.schedule(now + next.mul_f64(jitter), Timer::PushPull);
-                if !cx.local.leaving()
-                    && let Some(&i) = cx.sample(1, |e| e.state.is_active()).first()
-                {
-                    let dst = cx.table.entry(i).addr();
-                    anti_entropy::send_digest(cx, dst);
-                }
-            }
-            Timer::Reconnect => {
-                cx.schedule(now + cx.config.reconnect_interval, Timer::Reconnect);
-                let (_, dead) = cx.table.dead(0);
-                if !cx.local.leaving() && dead > 0 {
-                    let k = cx.rng.random_range(0..dead);
-                    if let (Some(i), _) = cx.table.dead(k) {
-                        let dst = cx.table.entry(i).addr();
-                        anti_entropy::send_digest(cx, dst);
-                    }
-                }
-            }
-            Timer::Suspicion { name, token } => merge::on_suspicion_timeout(cx, now, &name, token),
-            Timer::RelayNack { seq } => self.prober.on_relay_nack(cx, seq),
-            Timer::RelayExpire { seq } => self.prober.on_relay_expire(seq),
-            Timer::Verify { seq } => {
-                if let Some(v) = self.verifier.on_timeout(cx, now, seq) {
-                    apply(cx, now, v);
-                }
-            }
-            Timer::Reap { name, since } => reap(cx, &name, since),
+        if let Some(at) = cx.out.start_gossip_ticks(now, cx.config.gossip_interval) {
+            cx.schedule(at, Timer::Gossip);
         }
-    }
-
-    /// Start of a protocol period: conclude the last probe, start the next.
-    fn on_probe_tick(&mut self, now: Instant) {
-        let cx = &mut self.cx;
-        if let Some(failure) = self.prober.conclude(cx) {
-            suspect(cx, now, failure);
-        }
-        if cx.local.leaving() {
-            return;
-        }
-        let period = cx.config.probe_interval * cx.local.health_multiplier();
-        cx.schedule(now + period, Timer::Probe);
-        for (i, incarnation) in probe::late_by_phi(cx, now) {
-            let me = cx.local.name().clone();
-            merge::suspect(cx, now, i, incarnation, me, BTreeSet::new(), None, now);
-        }
-        self.prober.start(cx, now, period);
     }
 
     // ------------------------------------------------------------ outputs
@@ -555,97 +506,6 @@ impl Core {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.cx.timers.next()
     }
-
-    // ------------------------------------------------------------ queries
-
-    /// This member's name.
-    pub fn name(&self) -> &Name {
-        self.cx.local.name()
-    }
-
-    /// This member's current incarnation.
-    pub fn incarnation(&self) -> u64 {
-        self.cx.local.incarnation()
-    }
-
-    /// Lifeguard local health score: 0 is healthy; each point stretches this
-    /// member's probe interval and timeout by one more multiple.
-    pub fn local_health(&self) -> u32 {
-        self.cx.local.health()
-    }
-
-    /// When this member last noticed it had not been running, and for how
-    /// long (see [`Core::handle_timeout`]).
-    pub fn last_stall(&self) -> Option<(Instant, std::time::Duration)> {
-        self.cx.local.last_stall()
-    }
-
-    /// The members this member watches (the addresses to hold a silent
-    /// stream open to; see [`Config::watch_count`]). It follows the
-    /// membership: compare it after every input.
-    pub fn watched(&self) -> &[SocketAddr] {
-        self.cx.watches.addrs()
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.cx.stats
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.cx.config
-    }
-
-    /// Alive and suspect members, this one included.
-    pub fn num_members(&self) -> usize {
-        self.cx.num_members()
-    }
-
-    /// Changes waiting to be gossiped.
-    pub fn pending_updates(&self) -> usize {
-        self.cx.out.pending()
-    }
-
-    /// Snapshot of this member. Its `since` is when it started or last
-    /// changed what it says of itself (metadata, health, a refutation).
-    pub fn local_member(&self, _now: Instant) -> Member {
-        self.cx.local.member()
-    }
-
-    /// Snapshot of one member (this one included), if known.
-    pub fn member(&self, name: &str, now: Instant) -> Option<Member> {
-        if name == self.cx.local.name().as_str() {
-            return Some(self.local_member(now));
-        }
-        let i = self.cx.table.get(name)?;
-        Some(self.cx.snapshot(i, now))
-    }
-
-    /// Snapshots of every known member, this one first, then by name.
-    pub fn members(&self, now: Instant) -> Vec<Member> {
-        let mut out = Vec::with_capacity(self.cx.table.len() + 1);
-        out.push(self.local_member(now));
-        out.extend(self.cx.table.by_name().map(|(i, _)| self.cx.snapshot(i, now)));
-        out
-    }
-
-    /// A 64-bit digest of this member's view: every member it holds alive or
-    /// suspect (itself included, unless leaving), with its incarnation and
-    /// state. Two members with equal digests hold the same view; compare it
-    /// across members (in metrics, or in the simulator) to see that views
-    /// converged, and with [`view_digest`](crate::view_digest) of the members
-    /// known to be up.
-    pub fn membership_digest(&self) -> u64 {
-        let local = &self.cx.local;
-        let own = if local.leaving() {
-            0
-        } else {
-            claim_digest(name_hash(local.name().as_str()), local.incarnation(), State::Alive)
-        };
-        // Kept up to date by the table at every change: O(1), not O(n).
-        own.wrapping_add(self.cx.table.digest())
-    }
 }
 
 /// This member's own probe failed: suspect its target.
@@ -666,15 +526,4 @@ fn apply(cx: &mut Ctx, now: Instant, verdict: Verdict) {
             merge::suspect(cx, now, index, incarnation, me, confirmers, Some(probe), since);
         }
     }
-}
-
-/// Forgets a dead or left member that has stayed so since `since`.
-fn reap(cx: &mut Ctx, name: &Name, since: Instant) {
-    let Some(i) = cx.table.get(name) else { return };
-    let e = cx.table.entry(i);
-    if e.since != since || e.state.is_active() {
-        return;
-    }
-    cx.table.remove(i);
-    cx.peers.forget(name.as_str());
 }

@@ -3,11 +3,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::broadcast::BroadcastQueue;
 use crate::codec::{self, Message, Update};
 use crate::event::{Event, NameConflict};
 use crate::member::Name;
+use crate::time::Instant;
 
 /// How a transmit should travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +45,12 @@ pub(crate) struct Outbox {
     gossip: BroadcastQueue,
     /// A `GossipNow` timer is pending: no need for another.
     gossip_now: bool,
+    /// The periodic `Gossip` timer is running (it stops while nothing waits).
+    gossip_ticking: bool,
+    /// The gossip rounds' grid: rounds fall on `gossip_epoch + k × interval`
+    /// whether or not the timer stopped in between, so a change waits for the
+    /// next round as long as it would have with a timer that never stops.
+    gossip_epoch: Instant,
     /// Name conflicts seen, for the runtime to report (a few at most).
     conflicts: VecDeque<NameConflict>,
 }
@@ -85,9 +93,10 @@ impl Outbox {
         count
     }
 
-    /// Queues one message, without piggybacked updates, for a stream.
-    pub(crate) fn stream(&mut self, dst: SocketAddr, message: Message) {
-        let payload = codec::encode(&codec::Packet { message, updates: vec![] });
+    /// Queues one message for a stream, with `updates` (at most a few: a
+    /// stream ping's suspicion, a stream ack's refutation).
+    pub(crate) fn stream(&mut self, dst: SocketAddr, message: Message, updates: Vec<Update>) {
+        let payload = codec::encode(&codec::Packet { message, updates });
         self.transmits.push_back(Transmit { dst, channel: Channel::Stream, payload });
     }
 
@@ -141,6 +150,30 @@ impl Outbox {
     /// Marks an immediate gossip round as pending; false if one already was.
     pub(crate) fn want_gossip_now(&mut self) -> bool {
         !std::mem::replace(&mut self.gossip_now, true)
+    }
+
+    /// When the periodic gossip timer must be (re)started, if it must:
+    /// something waits to be gossiped and it is not running. The round falls
+    /// on the grid, strictly after `now`. Marks it running.
+    pub(crate) fn start_gossip_ticks(&mut self, now: Instant, interval: Duration) -> Option<Instant> {
+        if self.gossip_ticking || self.gossip.is_empty() {
+            return None;
+        }
+        self.gossip_ticking = true;
+        let step = interval.as_micros().max(1) as u64;
+        let since = now.saturating_duration_since(self.gossip_epoch).as_micros() as u64;
+        Some(self.gossip_epoch + Duration::from_micros((since / step + 1) * step))
+    }
+
+    /// Sets the grid's origin (the member's start).
+    pub(crate) fn set_gossip_epoch(&mut self, epoch: Instant) {
+        self.gossip_epoch = epoch;
+    }
+
+    /// The periodic gossip timer fired: whether it goes on (something waits).
+    pub(crate) fn continue_gossip_ticks(&mut self) -> bool {
+        self.gossip_ticking = !self.gossip.is_empty();
+        self.gossip_ticking
     }
 
     /// The immediate gossip round is running.

@@ -24,6 +24,11 @@ pub(crate) enum Timer {
         name: Name,
         token: u64,
     },
+    /// One protocol period before a suspicion's deadline: ask the suspect.
+    LastChance {
+        name: Name,
+        token: u64,
+    },
     RelayNack {
         seq: u32,
     },
@@ -41,6 +46,10 @@ pub(crate) enum Timer {
     },
 }
 
+/// What cancels one scheduled timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimerKey(Instant, u64);
+
 /// The deadlines, and the counter that orders equal ones and makes tokens.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
@@ -49,10 +58,17 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    /// Calls for `timer` at `at`.
-    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) {
+    /// Calls for `timer` at `at`; the key cancels it.
+    pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
         let token = self.token();
         self.map.insert((at, token), timer);
+        TimerKey(at, token)
+    }
+
+    /// Removes a timer that is no longer needed (an idle caller is then not
+    /// woken for nothing); a key of a timer that already fired is ignored.
+    pub(crate) fn cancel(&mut self, key: TimerKey) {
+        self.map.remove(&(key.0, key.1));
     }
 
     /// A fresh token (shared with the ordering counter, so tokens are unique).

@@ -173,3 +173,23 @@ pub(crate) fn acking(core: &mut Core, now: Instant, t: &Transmit) {
         core.handle_datagram(now, t.dst, &packet(Message::Ack { seq }, vec![])).unwrap();
     }
 }
+
+/// Answers a datagram ping as a live peer does: an ack, carrying a
+/// refutation if the ping carried a suspicion of that peer.
+pub(crate) fn acking_alive(core: &mut Core, now: Instant, t: &Transmit) {
+    let p = decoded(t);
+    if t.channel == Channel::Datagram
+        && let Message::Ping { seq, .. } = p.message
+    {
+        // A live peer refutes a suspicion of itself that rides the ping.
+        let host = host_of(t.dst);
+        let refutation = p.updates.iter().find_map(|u| match u {
+            Update::Suspect { name, incarnation, .. } if name.as_str() == peer(host) => {
+                Some(alive(&peer(host), incarnation + 1, host))
+            }
+            _ => None,
+        });
+        core.handle_datagram(now, t.dst, &packet(Message::Ack { seq }, refutation.into_iter().collect()))
+            .unwrap();
+    }
+}

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod wire;
+
 use std::time::Duration;
 
 use tokio::sync::broadcast;
