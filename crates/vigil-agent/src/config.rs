@@ -99,7 +99,7 @@ pub enum LogFormat {
 }
 
 /// `vigil agent` flags. Unset flags fall back to the config file, then defaults.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct AgentArgs {
     /// TOML config file; flags and environment variables override its keys.
     #[arg(long, env = "VIGIL_CONFIG", value_name = "FILE")]

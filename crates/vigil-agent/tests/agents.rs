@@ -206,3 +206,53 @@ fn a_member_that_joins_a_running_cluster_prints_every_member_joined_fifty_starts
         c.stop(i, Duration::from_secs(10)).unwrap();
     }
 }
+
+#[test]
+fn sighup_reloads_checks_and_log_level_and_nobody_reports_the_member_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("n3.toml");
+    std::fs::write(&conf, "log_level = \"info\"\n").unwrap();
+    let mut c = support::cluster(&dir.path().join("agents"));
+    let seed = c.add_agent("n1", &[]).unwrap();
+    c.add_agent("n2", &[seed]).unwrap();
+    let mut spec = c.new_spec("n3").unwrap();
+    spec.join = vec![c.gossip(seed)];
+    spec.env.push(("VIGIL_CONFIG".into(), conf.display().to_string()));
+    let n3 = c.add(spec).unwrap();
+    converged(&mut c);
+    let events = c.events().cursor();
+
+    // A check that fails, and a finer log level: in effect after SIGHUP.
+    std::fs::write(
+        &conf,
+        "log_level = \"info,vigil_agent=debug\"\n\n[[check]]\nname = \"reloaded\"\nscript = \"exit 2\"\ninterval = \"200ms\"\n",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        c.signal(n3, Signal::SIGHUP).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_until("the reloaded check's health reaches every member", Duration::from_secs(10), || {
+        (0..3).all(|i| {
+            vigil_agent::client::get(&c.url(i), "/v1/members/n3").is_ok_and(|m| {
+                m["health"]["status"] == "failing"
+                    && m["health"]["reason"].as_str().is_some_and(|r| r.starts_with("reloaded"))
+            })
+        })
+    });
+    assert!(c.is_running(n3), "SIGHUP must not end the agent:\n{}", c.log_tail(n3, 20));
+    let log = std::fs::read_to_string(c.log_path(n3)).unwrap();
+    assert!(log.contains("SIGHUP: reloading the configuration"), "{}", c.log_tail(n3, 20));
+    assert!(log.contains("checks, handlers and failover reloaded"), "{}", c.log_tail(n3, 20));
+
+    // A refused configuration keeps the running one.
+    std::fs::write(&conf, "log_level = \"info\"\nno_such_key = 1\n").unwrap();
+    c.signal(n3, Signal::SIGHUP).unwrap();
+    wait_until("the refusal is logged", Duration::from_secs(5), || {
+        std::fs::read_to_string(c.log_path(n3)).is_ok_and(|l| l.contains("configuration refused"))
+    });
+    assert!(c.is_running(n3));
+    let seen = events.wait_for(Duration::from_millis(500), |_| false).unwrap_or_else(|seen| seen);
+    let bad: Vec<_> = seen.iter().filter(|s| s.kind == "failed" || s.kind == "left").collect();
+    assert!(bad.is_empty(), "a reload is no failure and no leave: {bad:?}");
+}

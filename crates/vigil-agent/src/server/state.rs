@@ -31,7 +31,8 @@ struct Inner {
     /// Traffic is not encrypted (shown as a warning).
     plaintext: bool,
     /// Checks, handlers and failover ([`crate::act`]), if started.
-    act: Option<Arc<ActShared>>,
+    /// Replaced when a reload restarts them.
+    act: std::sync::Mutex<Option<Arc<ActShared>>>,
 }
 
 impl AppState {
@@ -50,7 +51,7 @@ impl AppState {
                 stop_rx,
                 token: None,
                 plaintext: false,
-                act: None,
+                act: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -65,16 +66,20 @@ impl AppState {
     }
 
     /// Attaches the running checks, handlers and failover; call before sharing.
-    pub fn with_act(mut self, act: Arc<ActShared>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.act = Some(act);
-        }
+    pub fn with_act(self, act: Arc<ActShared>) -> Self {
+        self.set_act(act);
         self
+    }
+
+    /// Attaches the checks, handlers and failover that replace the running
+    /// ones (a reload).
+    pub fn set_act(&self, act: Arc<ActShared>) {
+        *self.inner.act.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(act);
     }
 
     /// The running checks, handlers and failover, if attached.
     pub fn act(&self) -> Option<Arc<ActShared>> {
-        self.inner.act.clone()
+        self.inner.act.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The bearer token mutating calls need, if any.
@@ -94,6 +99,11 @@ impl AppState {
 
     /// The event history and live feed.
     pub fn log(&self) -> &EventLog {
+        &self.inner.log
+    }
+
+    /// The event history and live feed, shared.
+    pub fn log_arc(&self) -> &Arc<EventLog> {
         &self.inner.log
     }
 
