@@ -66,6 +66,16 @@ fn five_agents_converge_a_killed_one_fails_everywhere_and_rejoins_from_its_snaps
     for key in ["time_ms", "addr", "incarnation", "suspected_by", "confirmations", "declared_by"] {
         assert!(failed.event.get(key).is_some(), "`{key}` missing in {}", failed.event);
     }
+    // A SIGKILL closes n3's sockets: the kernel's evidence is in the event.
+    let causes: Vec<&str> =
+        seen.iter().filter(|s| s.is("failed", "n3")).filter_map(|s| s.event["cause"].as_str()).collect();
+    assert!(
+        causes.iter().any(|c| c.starts_with("process exited:")),
+        "no `failed` event of n3 carries the exit evidence: {causes:?}"
+    );
+    let witnessed =
+        seen.iter().filter(|s| s.is("failed", "n3")).find(|s| s.event["exit"].is_array()).unwrap();
+    assert!(witnessed.event["exit"][0]["by"].is_string() && witnessed.event["exit"][0]["how"].is_string());
 
     // Restart without --join: it rejoins the members in its snapshot.
     let saved: Value = serde_json::from_slice(&std::fs::read(&snapshot).unwrap()).unwrap();

@@ -130,7 +130,11 @@ impl AppState {
 
     /// A member as the API shows it.
     pub fn member_json(&self, m: &Member) -> MemberJson {
-        MemberJson::new(m, self.inner.origin_ms)
+        let mut json = MemberJson::new(m, self.inner.origin_ms);
+        if m.name.as_str() == self.inner.vigil.name() {
+            json.local_health = Some(self.inner.vigil.metrics().local_health);
+        }
+        json
     }
 
     /// Leaves once; later calls return at once.
