@@ -600,6 +600,44 @@ mod tests {
     }
 
     #[test]
+    fn set_flags_override_the_protocol_table_and_a_log_level_is_checked() {
+        let file = parse_file("[protocol]\npause_tolerance = \"7s\"\nwatch_count = 3\n").unwrap();
+        let c = AgentConfig::merge(
+            &args(&[
+                "--name",
+                "a",
+                "--insecure-plaintext",
+                "--set",
+                "pause_tolerance=9s",
+                "--set",
+                "watch_count=4",
+            ]),
+            file,
+        )
+        .unwrap();
+        let p = c.protocol();
+        assert_eq!((p.pause_tolerance, p.watch_count), (Duration::from_secs(9), 4), "--set wins");
+        let e = AgentConfig::merge(
+            &args(&["--name", "a", "--insecure-plaintext", "--set", "watch_count"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("KEY=VALUE"), "{e}");
+        let e = AgentConfig::merge(
+            &args(&["--name", "a", "--insecure-plaintext", "--set", "watch_count=99"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("watch_count"), "{e}");
+        let e = AgentConfig::merge(
+            &args(&["--name", "a", "--insecure-plaintext", "--log-level", "info,=x=y"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("log_level"), "{e}");
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let bad =
             |extra: &[&str]| AgentConfig::merge(&args(extra), FileConfig::default()).unwrap_err().to_string();
