@@ -35,7 +35,13 @@ pub enum Command {
     /// Follow the local agent's membership events.
     Events(EventsArgs),
     /// Show the local agent's own member entry and counters.
-    Info(ClientArgs),
+    Info(client::InfoArgs),
+    /// Mark a failed member left at once, everywhere (Serf's force-leave).
+    ForceLeave(client::ForceLeaveArgs),
+    /// Set or delete keys of the local member's metadata (the others kept).
+    Meta(client::MetaArgs),
+    /// Publish the local member's health: ok, degraded or failing, with a reason.
+    Health(client::HealthArgs),
     /// Run a 5-agent cluster on 127.0.0.1, kill one, watch it detected and rejoin.
     Demo(DemoArgs),
     /// Print a new random cluster key (base64), for --key-file.
@@ -111,6 +117,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Leave(a) => client::leave(&a),
         Command::Events(a) => client::events(&a),
         Command::Info(a) => client::info(&a),
+        Command::ForceLeave(a) => client::force_leave(&a),
+        Command::Meta(a) => client::meta(&a),
+        Command::Health(a) => client::health(&a),
         Command::Demo(a) => demo::run(&a).map_err(|e| ClientError(e.to_string())),
         Command::Keygen => client::keygen(),
         Command::Keys(a) => client::keys(&a),

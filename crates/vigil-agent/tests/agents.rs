@@ -266,3 +266,58 @@ fn sighup_reloads_checks_and_log_level_and_nobody_reports_the_member_failed() {
     let bad: Vec<_> = seen.iter().filter(|s| s.kind == "failed" || s.kind == "left").collect();
     assert!(bad.is_empty(), "a reload is no failure and no leave: {bad:?}");
 }
+
+/// `vigil SUBCOMMAND --http URL ARGS...`: its exit success and output.
+fn vigil(url: &str, sub: &[&str], rest: &[&str]) -> (bool, String) {
+    // `--http` belongs to the first word (`vigil meta --http URL set ...`).
+    let out =
+        Command::new(EXE).arg(sub[0]).args(["--http", url]).args(&sub[1..]).args(rest).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_cli_sets_meta_and_health_filters_members_and_forces_a_failed_member_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cluster(dir.path(), 3);
+    let n1 = c.url(0);
+
+    // meta set merges, meta delete removes only the keys named.
+    assert!(vigil(&n1, &["meta", "set"], &["role=web", "zone=a"]).0);
+    let (ok, out) = vigil(&n1, &["meta", "delete"], &["zone"]);
+    assert!(ok, "{out}");
+    let me = vigil_agent::client::get(&n1, "/v1/self").unwrap();
+    assert_eq!(me["meta"], serde_json::json!({"role": "web"}), "{me}");
+
+    let (ok, out) = vigil(&n1, &["health", "set"], &["degraded", "draining"]);
+    assert!(ok, "{out}");
+    wait_until("n1's health and meta reach n2", Duration::from_secs(10), || {
+        vigil_agent::client::get(&c.url(1), "/v1/members/n1")
+            .is_ok_and(|m| m["health"]["status"] == "degraded" && m["meta"]["role"] == "web")
+    });
+    let (ok, out) = vigil(&c.url(1), &["members"], &["--health", "degraded", "--meta", "role=web", "--json"]);
+    assert!(ok, "{out}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        listed.as_array().map(|a| a.iter().map(|m| m["name"].clone()).collect::<Vec<_>>()),
+        Some(vec!["n1".into()])
+    );
+
+    let (ok, out) = vigil(&n1, &["info"], &["--json"]);
+    assert!(ok, "{out}");
+    let info: Value = serde_json::from_str(&out).unwrap();
+    assert!(info["local_health"].is_u64() && info["name"] == "n1", "{info}");
+
+    // A live member is not forced out; a failed one is, everywhere.
+    let (ok, out) = vigil(&n1, &["force-leave"], &["n2"]);
+    assert!(!ok && out.contains("only a failed member"), "{out}");
+    c.kill(2);
+    wait_state(&mut c, 2, "dead", Duration::from_secs(15));
+    let (ok, out) = vigil(&n1, &["force-leave"], &["n3"]);
+    assert!(ok && out.contains("n3 is now left"), "{out}");
+    wait_state(&mut c, 2, "left", Duration::from_secs(10));
+    let (ok, out) = vigil(&n1, &["force-leave"], &["nobody"]);
+    assert!(!ok && out.contains("no member named"), "{out}");
+}

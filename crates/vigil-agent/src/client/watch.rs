@@ -95,7 +95,8 @@ pub(crate) fn query(filters: &[String]) -> Result<String, ClientError> {
     Ok(q)
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a query value.
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
