@@ -41,8 +41,8 @@ pub fn read_secret(path: &Path, what: &str) -> Result<String, String> {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o037 != 0 {
             return Err(format!(
-                "{what} {} is open to other users (mode {mode:o}): run `chmod 600 {}` \
-                 (or 640/440: readable by its group only)",
+                "{what} {} is readable by other users or writable by its group (mode {mode:o}): \
+                 run `chmod 600 {}` (640 or 440, readable by its group only, is accepted)",
                 path.display(),
                 path.display()
             ));
@@ -230,7 +230,7 @@ mod tests {
         for bad in [0o644, 0o604, 0o660, 0o400 | 0o002] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bad)).unwrap();
             let e = load_keyring(&path, "c").unwrap_err();
-            assert!(e.contains("open to other users") && e.contains("chmod 600"), "{bad:o}: {e}");
+            assert!(e.contains("readable by other users") && e.contains("chmod 600"), "{bad:o}: {e}");
         }
         for good in [0o600, 0o400, 0o440, 0o640] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(good)).unwrap();
