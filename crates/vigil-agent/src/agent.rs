@@ -41,6 +41,37 @@ pub enum RunError {
     /// The key file or token file was refused.
     #[error("{0}")]
     Secret(String),
+    /// `--data-dir` cannot be created or written.
+    #[error("invalid `data_dir`: {0}")]
+    DataDir(String),
+    /// A live member of the cluster has this member's name: its join was
+    /// refused (or, both running, it yielded), and it stopped.
+    #[error(
+        "the name {name:?} is taken: a live member has it at {live_at}; choose another --name, \
+         or pass --takeover if that member is gone"
+    )]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Where the live member that keeps it is.
+        live_at: std::net::SocketAddr,
+    },
+}
+
+/// Exit status of an agent refused because a live member has its name.
+pub const EXIT_NAME_TAKEN: u8 = 3;
+
+impl RunError {
+    /// The process's exit status for this error: 2 for a configuration the
+    /// agent refuses (key or token file, data directory), 3 when the name is
+    /// taken ([`EXIT_NAME_TAKEN`]), 1 for other failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Secret(_) | RunError::DataDir(_) => 2,
+            RunError::NameTaken { .. } => EXIT_NAME_TAKEN,
+            _ => 1,
+        }
+    }
 }
 
 /// `vigil agent` as a process: loads the configuration (exit 2 if refused),
@@ -54,6 +85,8 @@ pub fn main(args: &AgentArgs) -> ExitCode {
         }
     };
     logging::init(config.log_format, config.log_level.as_deref());
+    let mut config = config;
+    descriptor_budget(&mut config);
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -70,9 +103,67 @@ pub fn main(args: &AgentArgs) -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Descriptors kept for what is not the HTTP API: gossip streams (the
+/// library caps them at 256), the snapshot, handlers, checks, logs.
+const RESERVED_FDS: u64 = 384;
+
+/// Raises the soft limit on open files to the hard limit, logs the result,
+/// and lowers `http_max_connections` if the API could otherwise take the
+/// descriptors the rest needs.
+fn descriptor_budget(config: &mut AgentConfig) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        tracing::warn!("cannot read the open-file limit (RLIMIT_NOFILE)");
+        return;
+    };
+    // Linux refuses "unlimited" (above fs.nr_open, 1 048 576 by default).
+    let target = hard.min(1 << 20);
+    let soft = if soft < target {
+        match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+            Ok(()) => {
+                tracing::info!(
+                    from = soft,
+                    to = target,
+                    "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+                );
+                target
+            }
+            Err(e) => {
+                tracing::warn!(soft, hard, "cannot raise the open-file limit (RLIMIT_NOFILE): {e}");
+                soft
+            }
+        }
+    } else {
+        tracing::info!(soft, hard, "open-file limit (RLIMIT_NOFILE)");
+        soft
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(16);
+    if config.api.max_connections > room {
+        tracing::warn!(
+            limit = soft,
+            "http_max_connections {} lowered to {room}: the open-file limit leaves no more room",
+            config.api.max_connections
+        );
+        config.api.max_connections = room;
+        config.api.max_subscribers = config.api.max_subscribers.min(room);
+    }
+}
+
+/// Creates `dir` if needed and checks that a file can be written in it, so
+/// that a snapshot directory that cannot be written stops the start, not
+/// the first snapshot.
+fn check_data_dir(dir: &std::path::Path) -> Result<(), RunError> {
+    let fail = |what: &str, e: std::io::Error| RunError::DataDir(format!("{} {what}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot be created", e))?;
+    let probe = dir.join(format!(".vigil-write-test.{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| fail("is not writable", e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// The library's configuration of the member: address, preset, metadata, an
@@ -80,6 +171,7 @@ pub fn main(args: &AgentArgs) -> ExitCode {
 fn member_config(config: &AgentConfig, snap: Option<&snapshot::Snapshot>) -> Result<vigil::Config, RunError> {
     let mut lib = vigil::Config::new(config.name.clone(), config.bind).with_protocol(config.protocol());
     lib.advertise = config.advertise;
+    lib.takeover = config.takeover;
     // Validated in AgentConfig::merge.
     lib.meta = meta::encode(&config.meta).unwrap_or_default();
     let clock_secs = unix_ms() / 1000;
@@ -142,6 +234,9 @@ pub async fn run_reloading(
         },
         None => None,
     };
+    if let Some(dir) = &config.data_dir {
+        check_data_dir(dir)?;
+    }
     let snap = config.data_dir.as_deref().and_then(snapshot::load);
     let mut lib = member_config(&config, snap.as_ref())?;
     let token = match &config.http_token_file {
@@ -209,6 +304,8 @@ pub async fn run_reloading(
         tokio::spawn(async move {
             match v.join(&seeds, Duration::from_secs(60)).await {
                 Ok(n) => tracing::info!(members = n, "joined the cluster"),
+                // Said, and acted on, by `name_taken` below.
+                Err(vigil::CommandError::NameConflict { .. }) => {}
                 Err(e) => tracing::warn!("{e}; still trying in the background"),
             }
         });
@@ -216,6 +313,7 @@ pub async fn run_reloading(
 
     let state = AppState::new(vigil.clone(), log, origin_ms, config.leave_timeout)
         .with_security(token, config.insecure_plaintext)
+        .with_api(config.api.clone())
         .with_act(act.shared());
     if config.exit_on_stdin_eof {
         watch_stdin(state.clone());
@@ -231,7 +329,7 @@ pub async fn run_reloading(
     let mut act = act;
     let mut running = config;
     tokio::pin!(shutdown);
-    loop {
+    let taken = loop {
         let hangup = async {
             match hup.as_mut() {
                 Some(s) => s.recv().await,
@@ -241,12 +339,13 @@ pub async fn run_reloading(
         tokio::select! {
             () = &mut shutdown => {
                 tracing::info!("signal received: leaving the cluster");
-                break;
+                break None;
             }
             _ = stopping.wait_for(|s| *s) => {
                 tracing::info!("stop requested: leaving the cluster");
-                break;
+                break None;
             }
+            at = name_taken(&vigil) => break Some(at),
             Some(()) = hangup => {
                 let Some(load) = &reload else { continue };
                 match load() {
@@ -258,8 +357,23 @@ pub async fn run_reloading(
                 }
             }
         }
-    }
+    };
     let config = running;
+    if let Some(live_at) = taken {
+        // The member has stopped already: nothing to leave.
+        act.shutdown().await;
+        state.stop();
+        let _ = stop_snap_tx.send(true);
+        if let Some(w) = writer {
+            let _ = w.await;
+        }
+        if let Some(w) = keyring_writer {
+            let _ = w.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        pump_task.abort();
+        return Err(RunError::NameTaken { name: config.name.clone(), live_at });
+    }
     // An active failover member demotes before it tells the cluster it leaves.
     act.shutdown().await;
     #[cfg(feature = "testing")]
@@ -337,6 +451,17 @@ async fn apply_reload(
     let act = act.reload(&new.act, state.log_arc()).await;
     state.set_act(act.shared());
     act
+}
+
+/// Completes when the member has stopped because a live member has its name
+/// (its join was refused, or it yielded), with that member's address.
+async fn name_taken(vigil: &Vigil) -> std::net::SocketAddr {
+    loop {
+        if let Some(at) = vigil.name_taken() {
+            return at;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Stops the agent when standard input reaches its end (the parent is gone).

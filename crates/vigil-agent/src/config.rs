@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::act::{ActConfig, CheckFile, FailoverFile, HandlerFile};
 use crate::meta;
+use crate::server::ApiOptions;
 
 /// Default gossip port (UDP and TCP). Serf/Consul use 7946 (and Serf RPC 7373).
 pub const DEFAULT_GOSSIP_PORT: u16 = 7950;
@@ -179,6 +180,33 @@ pub struct AgentArgs {
     /// (required when --http is not a loopback address).
     #[arg(long, env = "VIGIL_HTTP_TOKEN_FILE", value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
+    /// Host names the HTTP API answers to besides IP addresses and
+    /// localhost (repeatable; comma-separated in the environment; `*`: any).
+    /// Others get 403, so that a DNS-rebinding page cannot reach the API.
+    #[arg(long, env = "VIGIL_HTTP_ALLOWED_HOSTS", value_name = "NAME", value_delimiter = ',')]
+    pub http_allowed_hosts: Option<Vec<String>>,
+    /// Open HTTP API connections at most; more are answered 503 and closed
+    /// [default: 512].
+    #[arg(long, env = "VIGIL_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<usize>,
+    /// `GET /v1/events` subscribers at most; more get 503 [default: 64].
+    #[arg(long, env = "VIGIL_HTTP_MAX_SUBSCRIBERS", value_name = "N")]
+    pub http_max_subscribers: Option<usize>,
+    /// Close an HTTP connection silent this long between requests, or this
+    /// slow to send a request's headers [default: 30s].
+    #[arg(long, env = "VIGIL_HTTP_IDLE_TIMEOUT", value_name = "DURATION", value_parser = vigil_sim::units::parse_duration)]
+    pub http_idle_timeout: Option<Duration>,
+    /// Replace a live member of the same name (its process is gone but not
+    /// yet declared failed) instead of being refused and exiting.
+    #[arg(
+        long,
+        env = "VIGIL_TAKEOVER",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub takeover: Option<bool>,
     /// Exit (after a graceful leave) when standard input closes, so that an
     /// agent never outlives the process that started it (demo, tests).
     #[arg(long, env = "VIGIL_EXIT_ON_STDIN_EOF", hide = true)]
@@ -222,6 +250,17 @@ pub struct FileConfig {
     pub insecure_plaintext: Option<bool>,
     /// Bearer token file for mutating API calls.
     pub http_token_file: Option<PathBuf>,
+    /// Host names the API answers to besides IP addresses and localhost.
+    pub http_allowed_hosts: Option<Vec<String>>,
+    /// Open API connections at most.
+    pub http_max_connections: Option<usize>,
+    /// Event-stream subscribers at most.
+    pub http_max_subscribers: Option<usize>,
+    /// Idle and header-read timeout of API connections, e.g. `"30s"`.
+    #[serde(default, with = "humantime_opt")]
+    pub http_idle_timeout: Option<Duration>,
+    /// Replace a live member of the same name.
+    pub takeover: Option<bool>,
     /// Health checks (`[[check]]` tables), see [`crate::act`].
     #[serde(default)]
     pub check: Vec<CheckFile>,
@@ -286,6 +325,10 @@ pub struct AgentConfig {
     pub insecure_plaintext: bool,
     /// Bearer token file for mutating API calls.
     pub http_token_file: Option<PathBuf>,
+    /// The API's accepted `Host` names and limits.
+    pub api: ApiOptions,
+    /// Replace a live member of the same name (`vigil::Config::takeover`).
+    pub takeover: bool,
     /// Health checks, event handlers and failover.
     pub act: ActConfig,
     /// Protocol settings over the preset's, by name, as text (checked).
@@ -305,6 +348,7 @@ impl AgentConfig {
 
     /// Merges flags and environment over a parsed file, then validates.
     pub fn merge(args: &AgentArgs, file: FileConfig) -> Result<AgentConfig, ConfigError> {
+        let api = api_options(args, &file);
         let meta = match &args.meta {
             Some(pairs) if !pairs.is_empty() => {
                 let mut map = BTreeMap::new();
@@ -349,6 +393,8 @@ impl AgentConfig {
             cluster_name: args.cluster_name.clone().or(file.cluster_name).unwrap_or_else(|| "vigil".into()),
             insecure_plaintext: args.insecure_plaintext.or(file.insecure_plaintext).unwrap_or(false),
             http_token_file: args.http_token_file.clone().or(file.http_token_file),
+            api,
+            takeover: args.takeover.or(file.takeover).unwrap_or(false),
             act,
             protocol_overrides: {
                 let mut o = protocol_overrides(file.protocol.unwrap_or_default())?;
@@ -420,6 +466,7 @@ impl AgentConfig {
             tracing_subscriber::EnvFilter::try_new(level)
                 .map_err(|e| invalid("log_level", format!("`{level}`: {e}")))?;
         }
+        validate_api(&self.api)?;
         if self.leave_timeout.is_zero() || self.leave_timeout > Duration::from_secs(300) {
             return Err(invalid("leave_timeout", "must be between 1ms and 5m"));
         }
@@ -448,6 +495,44 @@ impl AgentConfig {
         }
         protocol
     }
+}
+
+/// The API's settings: flags and environment over the file over defaults.
+fn api_options(args: &AgentArgs, file: &FileConfig) -> ApiOptions {
+    let d = ApiOptions::default();
+    ApiOptions {
+        allowed_hosts: match &args.http_allowed_hosts {
+            Some(h) if !h.is_empty() => h.clone(),
+            _ => file.http_allowed_hosts.clone().unwrap_or_default(),
+        }
+        .into_iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect(),
+        max_connections: args.http_max_connections.or(file.http_max_connections).unwrap_or(d.max_connections),
+        max_subscribers: args.http_max_subscribers.or(file.http_max_subscribers).unwrap_or(d.max_subscribers),
+        idle_timeout: args.http_idle_timeout.or(file.http_idle_timeout).unwrap_or(d.idle_timeout),
+    }
+}
+
+fn validate_api(api: &ApiOptions) -> Result<(), ConfigError> {
+    if let Some(h) = api.allowed_hosts.iter().find(|h| {
+        h.is_empty()
+            || h.contains([':', '/', '[', ']'])
+            || h.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
+        let reason = format!("`{}` is not a host name (give names without scheme or port)", h.escape_debug());
+        return Err(invalid("http_allowed_hosts", reason));
+    }
+    if !(1..=100_000).contains(&api.max_connections) {
+        return Err(invalid("http_max_connections", "must be between 1 and 100000"));
+    }
+    if !(1..=api.max_connections).contains(&api.max_subscribers) {
+        return Err(invalid("http_max_subscribers", "must be between 1 and http_max_connections"));
+    }
+    if api.idle_timeout < Duration::from_millis(100) || api.idle_timeout > Duration::from_secs(3600) {
+        return Err(invalid("http_idle_timeout", "must be between 100ms and 1h"));
+    }
+    Ok(())
 }
 
 /// The `[protocol]` table's values as text: strings (durations) as they
@@ -635,6 +720,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("log_level"), "{e}");
+    }
+
+    #[test]
+    fn api_limits_allowed_hosts_and_takeover_come_from_flags_or_the_file() {
+        let file = parse_file(
+            "http_allowed_hosts = [\"Vigil.Internal\"]\nhttp_max_connections = 100\nhttp_idle_timeout = \"5s\"\ntakeover = true\n",
+        )
+        .unwrap();
+        let c = AgentConfig::merge(
+            &args(&["--name", "a", "--insecure-plaintext", "--http-max-subscribers", "7"]),
+            file,
+        )
+        .unwrap();
+        assert_eq!(c.api.allowed_hosts, vec!["vigil.internal".to_string()]);
+        assert_eq!((c.api.max_connections, c.api.max_subscribers), (100, 7));
+        assert_eq!(c.api.idle_timeout, Duration::from_secs(5));
+        assert!(c.takeover);
+        let d = AgentConfig::merge(&args(&["--name", "a", "--insecure-plaintext"]), FileConfig::default())
+            .unwrap();
+        assert_eq!(d.api, ApiOptions::default());
+        assert!(!d.takeover);
+        let bad =
+            |extra: &[&str]| AgentConfig::merge(&args(extra), FileConfig::default()).unwrap_err().to_string();
+        let base = ["--name", "a", "--insecure-plaintext"];
+        let with = |more: &[&'static str]| [&base[..], more].concat();
+        assert!(bad(&with(&["--http-allowed-hosts", "http://x:1"])).contains("`http_allowed_hosts`"));
+        assert!(bad(&with(&["--http-max-connections", "0"])).contains("`http_max_connections`"));
+        assert!(bad(&with(&["--http-max-subscribers", "600"])).contains("`http_max_subscribers`"));
+        assert!(bad(&with(&["--http-idle-timeout", "1ms"])).contains("`http_idle_timeout`"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::http::{ClientArgs, ClientError, agent, base_url, reply, unreachable};
-use super::members::s;
+use super::members::{printable, s};
 
 /// `vigil events`.
 #[derive(Debug, Args)]
@@ -57,7 +57,7 @@ pub fn describe(e: &Value) -> String {
     if let Some(cause) = e.get("cause").and_then(Value::as_str) {
         line.push_str(&format!("; {cause}"));
     }
-    line
+    printable(&line)
 }
 
 /// `vigil events`: follows the SSE stream, resuming after a disconnect.

@@ -92,8 +92,14 @@ pub fn send(method: &str, base: &str, path: &str, body: &Value) -> Result<Value,
     let result = match (method, auth) {
         ("PUT", Some(auth)) => a.put(&url).header("Authorization", auth.as_str()).send_json(body),
         ("PUT", None) => a.put(&url).send_json(body),
-        ("DELETE", Some(auth)) => a.delete(&url).header("Authorization", auth.as_str()).call(),
-        ("DELETE", None) => a.delete(&url).call(),
+        // No body, but every call that changes the agent says JSON (the API
+        // refuses other content types before it acts).
+        ("DELETE", Some(auth)) => a
+            .delete(&url)
+            .header("Content-Type", "application/json")
+            .header("Authorization", auth.as_str())
+            .call(),
+        ("DELETE", None) => a.delete(&url).header("Content-Type", "application/json").call(),
         (_, Some(auth)) => a.post(&url).header("Authorization", auth.as_str()).send_json(body),
         (_, None) => a.post(&url).send_json(body),
     };

@@ -106,6 +106,23 @@ pub(crate) fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
+/// `text` with control and invisible formatting characters escaped
+/// (`\n`, `\u{1b}`, ...), so that a name or value cannot move the cursor,
+/// recolour or forge lines of the terminal it is printed on.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A member's metadata as `k=v,k=v`.
 pub(crate) fn meta_text(v: &Value) -> String {
     v.get("meta")
@@ -127,17 +144,17 @@ pub fn table(members: &[Value]) -> String {
             None => String::new(),
         };
         rows.push([
-            s(m, "name").to_string(),
-            s(m, "addr").to_string(),
-            s(m, "state").to_string(),
-            health,
+            printable(s(m, "name")),
+            printable(s(m, "addr")),
+            printable(s(m, "state")),
+            printable(&health),
             m.get("incarnation").map(Value::to_string).unwrap_or_default(),
             m.get("rtt_ms")
                 .and_then(Value::as_f64)
                 .map(|r| format!("{r:.2}ms"))
                 .unwrap_or_else(|| "-".into()),
             m.get("phi").and_then(Value::as_f64).map(|p| format!("{p:.1}")).unwrap_or_default(),
-            meta_text(m),
+            printable(&meta_text(m)),
         ]);
     }
     let widths: Vec<usize> =
@@ -241,4 +258,19 @@ pub fn leave(args: &ClientArgs) -> Result<(), ClientError> {
         println!("left the cluster; the agent is stopping");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_control_characters_are_printed_escaped() {
+        let m = serde_json::json!({"name": "evil\n\u{1b}[2Jroot\u{202e}", "addr": "127.0.0.1:1", "state": "alive",
+            "health": {"status": "ok", "reason": ""}, "meta": {"k": "v\r"}});
+        let t = table(&[m]);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert_eq!(t.lines().count(), 2, "one header, one member: {t}");
+        assert!(t.contains("evil\\n\\u{1b}[2Jroot\\u{202e}") && t.contains("k=v\\r"), "{t}");
+    }
 }

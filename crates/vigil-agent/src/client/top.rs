@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::events::describe;
 use super::http::{ClientError, base_url, get};
+use super::members::printable;
 
 const SORTS: [&str; 5] = ["name", "state", "health", "phi", "rtt_ms"];
 
@@ -108,14 +109,14 @@ impl View {
             let phi = m.get("phi").and_then(Value::as_f64).map_or("-".into(), |p| format!("{p:.1}"));
             let rtt = m.get("rtt_ms").and_then(Value::as_f64).map_or("-".into(), |r| format!("{r:.2}"));
             Row::new(vec![
-                Cell::from(s(m, "name").to_string()),
+                Cell::from(printable(s(m, "name"))),
                 Cell::from(s(m, "addr").to_string()),
                 Cell::from(if st == "dead" { "failed" } else { st }.to_string())
                     .style(Style::default().fg(state_color(st))),
-                Cell::from(health),
+                Cell::from(printable(&health)),
                 Cell::from(phi),
                 Cell::from(rtt),
-                Cell::from(meta_text(m)),
+                Cell::from(printable(&meta_text(m))),
             ])
         });
         let title = format!(

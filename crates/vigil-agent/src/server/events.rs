@@ -29,6 +29,14 @@ pub(crate) async fn stream(
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let Query(q) = query?;
+    // Held by the stream: dropped, and the place given back, when the
+    // subscriber goes (its connection closes) or the agent stops.
+    let permit = s.subscriber().ok_or_else(|| {
+        ApiError::Unavailable(format!(
+            "too many event subscribers ({} connected, the limit of http_max_subscribers): try again later",
+            s.api().max_subscribers
+        ))
+    })?;
     let header_id = match headers.get("last-event-id") {
         Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
             ApiError::BadRequest("Last-Event-ID must be an event id (a non-negative integer)".into())
@@ -43,7 +51,10 @@ pub(crate) async fn stream(
         .filter_map(|r| std::future::ready(r.ok()));
     let all = stream::iter(past)
         .chain(live)
-        .map(|l| Ok(SseEvent::default().id(l.id.to_string()).event("membership").data(l.json.clone())))
+        .map(move |l| {
+            let _held = &permit;
+            Ok(SseEvent::default().id(l.id.to_string()).event("membership").data(l.json.clone()))
+        })
         .take_until(async move {
             let _ = stop.wait_for(|s| *s).await;
         });

@@ -10,7 +10,9 @@
 //! | `state.rs` | [`AppState`]: the member, the event log, the stop signal, the token |
 //! | `error.rs` | [`ApiError`] |
 //! | `json.rs` | [`MemberJson`], the member shape several endpoints share |
-//! | `auth.rs` | request checks before any handler (the bearer token) |
+//! | `options.rs` | [`ApiOptions`]: accepted `Host` names, limits |
+//! | `listen.rs` | [`serve`]: the connection loop, its cap and idle timeout |
+//! | `auth.rs` | request checks before any handler (Host, Origin, content type, the bearer token) |
 //! | `members.rs` | `GET /v1/members` (filters), `GET /v1/members/{name}` |
 //! | `feeds.rs` | `host:port` lines for load balancers (`?format=text`) |
 //! | `local.rs` | `/v1/self`, `/v1/self/meta`, `/v1/self/health`, `/v1/join`, `/v1/leave`, `/healthz` |
@@ -28,9 +30,11 @@ mod feeds;
 mod groups;
 mod json;
 mod keys;
+mod listen;
 mod local;
 mod members;
 mod metrics;
+mod options;
 mod state;
 
 use axum::Router;
@@ -41,7 +45,9 @@ pub use error::{ApiError, ApiResult};
 pub use groups::{GroupJson, groups_json};
 pub use json::MemberJson;
 pub use keys::{KeyBody, ReportJson};
+pub use listen::serve;
 pub use metrics::render as render_metrics;
+pub use options::{ApiOptions, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_SUBSCRIBERS};
 pub use state::AppState;
 
 /// The router: every endpoint of docs/OPERATIONS.md.
@@ -63,19 +69,8 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(dashboard::index))
         .route("/assets/{file}", get(dashboard::asset))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .with_state(state)
-}
-
-/// Serves [`app`] on `listener` until [`AppState::stop`] is called, then
-/// finishes the requests in flight.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    let mut stop = state.stopping();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
 }
 
 async fn not_found(uri: Uri) -> ApiError {

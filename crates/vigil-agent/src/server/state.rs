@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use vigil::{CommandError, Member, Vigil};
 
 use super::json::MemberJson;
+use super::options::ApiOptions;
 use crate::act::ActShared;
 use crate::events::EventLog;
 
@@ -33,6 +34,10 @@ struct Inner {
     /// Checks, handlers and failover ([`crate::act`]), if started.
     /// Replaced when a reload restarts them.
     act: std::sync::Mutex<Option<Arc<ActShared>>>,
+    /// Accepted `Host` names and limits.
+    api: ApiOptions,
+    /// One permit per event-stream subscriber, `api.max_subscribers` in all.
+    subscribers: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -52,6 +57,8 @@ impl AppState {
                 token: None,
                 plaintext: false,
                 act: std::sync::Mutex::new(None),
+                subscribers: Arc::new(Semaphore::new(ApiOptions::default().max_subscribers)),
+                api: ApiOptions::default(),
             }),
         }
     }
@@ -75,6 +82,26 @@ impl AppState {
     /// ones (a reload).
     pub fn set_act(&self, act: Arc<ActShared>) {
         *self.inner.act.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(act);
+    }
+
+    /// Sets the accepted `Host` names and the limits; call before sharing.
+    pub fn with_api(mut self, api: ApiOptions) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.subscribers = Arc::new(Semaphore::new(api.max_subscribers));
+            inner.api = api;
+        }
+        self
+    }
+
+    /// The accepted `Host` names and the limits.
+    pub fn api(&self) -> &ApiOptions {
+        &self.inner.api
+    }
+
+    /// A place for one more event-stream subscriber, held until it leaves;
+    /// none when `max_subscribers` are connected.
+    pub fn subscriber(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.subscribers.clone().try_acquire_owned().ok()
     }
 
     /// The running checks, handlers and failover, if attached.
