@@ -84,7 +84,7 @@ pub fn main(args: &AgentArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(config.log_format);
+    logging::init(config.log_format, config.log_level.as_deref());
     let mut config = config;
     descriptor_budget(&mut config);
     // One thread: an agent is a few sockets and timers, idle most of the
@@ -97,7 +97,9 @@ pub fn main(args: &AgentArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(run(config, shutdown_signal()));
+    let reload_args = args.clone();
+    let reload: Reload = Box::new(move || AgentConfig::load(&reload_args).map_err(|e| e.to_string()));
+    let result = rt.block_on(run_reloading(config, shutdown_signal(), Some(reload)));
     rt.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,10 +204,39 @@ fn seeds(config: &AgentConfig, snap: Option<&snapshot::Snapshot>) -> Vec<String>
     seeds
 }
 
+/// Reads the configuration again (on SIGHUP): the command line, the
+/// environment and the config file, as at the start.
+pub type Reload = Box<dyn Fn() -> Result<AgentConfig, String> + Send>;
+
 /// Runs the agent until `shutdown` completes, `POST /v1/leave` is called, or
 /// (with `exit_on_stdin_eof`) standard input closes; then leaves gracefully
 /// within the configured time and stops.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    run_reloading(config, shutdown, None).await
+}
+
+/// [`run`], and with `reload`, on every SIGHUP: reads the configuration
+/// again and applies what can change while the member runs (checks,
+/// handlers, failover, log level, the key file's keys); a refused
+/// configuration is logged and the running one kept. Settings that need a
+/// restart (name, addresses, preset, protocol, data directory) are logged
+/// as such.
+pub async fn run_reloading(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+    reload: Option<Reload>,
+) -> Result<(), RunError> {
+    // Listened for before anything starts: a SIGHUP never kills the agent.
+    let mut hup = match &reload {
+        Some(_) => match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     if let Some(dir) = &config.data_dir {
         check_data_dir(dir)?;
     }
@@ -215,10 +246,19 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         Some(path) => Some(secrets::read_token(path).map_err(RunError::Secret)?),
         None => None,
     };
+    // The fingerprints of the key file's keys as last read (the persisted
+    // keyring records them).
+    let (key_file_tx, key_file_rx) = watch::channel(String::new());
     match &config.key_file {
         Some(path) => {
-            let ring = secrets::load_keyring(path, &config.cluster_name).map_err(RunError::Secret)?;
-            tracing::info!(cluster = %config.cluster_name, keys = ring.list().len(), "traffic is encrypted");
+            let (keys, from) =
+                secrets::start_keys(path, config.data_dir.as_deref()).map_err(RunError::Secret)?;
+            let file_keys =
+                secrets::parse_keys(&secrets::read_secret(path, "key file").map_err(RunError::Secret)?, path)
+                    .map_err(RunError::Secret)?;
+            key_file_tx.send_replace(secrets::fingerprints(&file_keys));
+            let ring = secrets::keyring_of(&keys, &config.cluster_name, path).map_err(RunError::Secret)?;
+            tracing::info!(cluster = %config.cluster_name, keys = ring.list().len(), "traffic is encrypted; {from}");
             lib = lib.with_keyring(ring);
         }
         None => tracing::warn!(
@@ -231,7 +271,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         .map_err(|source| RunError::Http { addr: config.http, source })?;
     let http_addr = listener.local_addr().map_err(|source| RunError::Http { addr: config.http, source })?;
     let origin_ms = unix_ms();
-    let vigil = Arc::new(Vigil::start(lib).await?);
+    // Subscribed before the member runs: every event reaches the log and
+    // --events-json, those of the join below included.
+    let (vigil, events) = Vigil::start_with_events(lib).await?;
+    let vigil = Arc::new(vigil);
     tracing::info!(
         name = %config.name,
         gossip = %vigil.local_addr(),
@@ -242,7 +285,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
 
     let log = Arc::new(EventLog::default());
     let changed = Arc::new(Notify::new());
-    let pump_task = tokio::spawn(pump(vigil.clone(), log.clone(), config.events_json, changed.clone()));
+    let pump_task = tokio::spawn(pump(events, log.clone(), config.events_json, changed.clone()));
     let act = act::start(&config.act, vigil.clone(), &log, !config.join.is_empty() || snap.is_some());
     #[cfg(feature = "testing")]
     let faults_file = faults::watch_file(vigil.clone());
@@ -250,7 +293,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let writer = config
         .data_dir
         .clone()
-        .map(|dir| tokio::spawn(snapshot::writer(vigil.clone(), dir, changed.clone(), stop_snap_rx)));
+        .map(|dir| tokio::spawn(snapshot::writer(vigil.clone(), dir, changed.clone(), stop_snap_rx.clone())));
+    let keyring_writer = match (&config.data_dir, &config.key_file) {
+        (Some(dir), Some(_)) => {
+            Some(tokio::spawn(secrets::keyring_writer(vigil.clone(), dir.clone(), key_file_rx, stop_snap_rx)))
+        }
+        _ => None,
+    };
 
     let seeds = seeds(&config, snap.as_ref());
     if !seeds.is_empty() {
@@ -280,17 +329,48 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         }
     });
 
-    let taken = tokio::select! {
-        () = shutdown => { tracing::info!("signal received: leaving the cluster"); None }
-        _ = stopping.wait_for(|s| *s) => { tracing::info!("stop requested: leaving the cluster"); None }
-        at = name_taken(&vigil) => Some(at),
+    let mut act = act;
+    let mut running = config;
+    tokio::pin!(shutdown);
+    let taken = loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("signal received: leaving the cluster");
+                break None;
+            }
+            _ = stopping.wait_for(|s| *s) => {
+                tracing::info!("stop requested: leaving the cluster");
+                break None;
+            }
+            at = name_taken(&vigil) => break Some(at),
+            Some(()) = hangup => {
+                let Some(load) = &reload else { continue };
+                match load() {
+                    Ok(new) => {
+                        act = apply_reload(&running, &new, act, &state, &key_file_tx).await;
+                        running = new;
+                    }
+                    Err(e) => tracing::error!("SIGHUP: configuration refused, the running one is kept: {e}"),
+                }
+            }
+        }
     };
+    let config = running;
     if let Some(live_at) = taken {
         // The member has stopped already: nothing to leave.
         act.shutdown().await;
         state.stop();
         let _ = stop_snap_tx.send(true);
         if let Some(w) = writer {
+            let _ = w.await;
+        }
+        if let Some(w) = keyring_writer {
             let _ = w.await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
@@ -311,6 +391,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     if let Some(w) = writer {
         let _ = w.await;
     }
+    if let Some(w) = keyring_writer {
+        let _ = w.await;
+    }
     if let Some(dir) = &config.data_dir {
         snapshot::write_now(&vigil, dir).await;
     }
@@ -319,6 +402,58 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     pump_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Applies a configuration read again on SIGHUP; returns the checks,
+/// handlers and failover now running.
+async fn apply_reload(
+    old: &AgentConfig,
+    new: &AgentConfig,
+    act: act::Act,
+    state: &AppState,
+    key_file: &watch::Sender<String>,
+) -> act::Act {
+    tracing::info!("SIGHUP: reloading the configuration");
+    let restart = [
+        ("name", old.name != new.name),
+        ("bind", old.bind != new.bind),
+        ("advertise", old.advertise != new.advertise),
+        ("http", old.http != new.http),
+        ("data_dir", old.data_dir != new.data_dir),
+        ("cluster_name", old.cluster_name != new.cluster_name),
+        ("preset", old.preset != new.preset),
+        ("protocol", old.protocol_overrides != new.protocol_overrides),
+        ("meta", old.meta != new.meta),
+        ("http_token_file", old.http_token_file != new.http_token_file),
+        ("encryption", old.key_file.is_some() != new.key_file.is_some()),
+    ];
+    for (key, _) in restart.iter().filter(|(_, changed)| *changed) {
+        tracing::warn!(key, "SIGHUP: this setting changed but takes effect only at a restart");
+    }
+    if let Err(e) = logging::set_level(new.log_level.as_deref()) {
+        tracing::error!("SIGHUP: {e}");
+    }
+    if let (Some(_), Some(path)) = (&old.key_file, &new.key_file) {
+        let keys = secrets::read_secret(path, "key file").and_then(|t| secrets::parse_keys(&t, path));
+        match keys {
+            Ok(keys) => {
+                let fps = secrets::fingerprints(&keys);
+                if *key_file.borrow() != fps {
+                    match secrets::apply_keys(state.vigil(), &keys).await {
+                        Ok(()) => {
+                            tracing::info!(keys = keys.len(), "SIGHUP: the key file's keys are in use");
+                            key_file.send_replace(fps);
+                        }
+                        Err(e) => tracing::error!("SIGHUP: key file {}: {e}", path.display()),
+                    }
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: the running keys are kept: {e}"),
+        }
+    }
+    let act = act.reload(&new.act, state.log_arc()).await;
+    state.set_act(act.shared());
+    act
 }
 
 /// Completes when the member has stopped because a live member has its name

@@ -35,7 +35,13 @@ pub enum Command {
     /// Follow the local agent's membership events.
     Events(EventsArgs),
     /// Show the local agent's own member entry and counters.
-    Info(ClientArgs),
+    Info(client::InfoArgs),
+    /// Mark a failed member left at once, everywhere (Serf's force-leave).
+    ForceLeave(client::ForceLeaveArgs),
+    /// Set or delete keys of the local member's metadata (the others kept).
+    Meta(client::MetaArgs),
+    /// Publish the local member's health: ok, degraded or failing, with a reason.
+    Health(client::HealthArgs),
     /// Run a 5-agent cluster on 127.0.0.1, kill one, watch it detected and rejoin.
     Demo(DemoArgs),
     /// Print a new random cluster key (base64), for --key-file.
@@ -48,8 +54,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions(CompletionsArgs),
-    /// Print the man page (roff) generated from this command line.
-    Man,
+    /// Print the man page (roff) generated from this command line: the
+    /// top page, or a subcommand's (`vigil man members`).
+    Man(ManArgs),
     /// Simulate a cluster of this configuration (up to thousands of members)
     /// in virtual time: detection times, false failures, bandwidth.
     Sim(vigil_sim::SimArgs),
@@ -67,6 +74,37 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// `vigil man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A subcommand whose page to print (`members` prints vigil-members(1)).
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
+}
+
+/// The man page of `vigil` or of one subcommand, in roff.
+pub fn man_page(subcommand: Option<&str>) -> Result<Vec<u8>, ClientError> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let page = match subcommand {
+        None => cmd,
+        Some(name) => {
+            let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+            let sub = cmd.find_subcommand(name).cloned().ok_or_else(|| {
+                ClientError(format!("no subcommand `{name}`; one of: {}", names.join(", ")))
+            })?;
+            // Once per process: clap takes a static name without its `string` feature.
+            let full: &'static str = Box::leak(format!("vigil-{}", sub.get_name()).into_boxed_str());
+            sub.name(full).display_name(full).bin_name(format!("vigil {name}"))
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut out)
+        .map_err(|e| ClientError(format!("writing the man page: {e}")))?;
+    Ok(out)
+}
+
 /// Runs one command line: the whole program. Exit status: 0 on success, 2
 /// for a configuration the agent refuses, 1 for other failures.
 pub fn run(cli: Cli) -> ExitCode {
@@ -79,22 +117,26 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Leave(a) => client::leave(&a),
         Command::Events(a) => client::events(&a),
         Command::Info(a) => client::info(&a),
+        Command::ForceLeave(a) => client::force_leave(&a),
+        Command::Meta(a) => client::meta(&a),
+        Command::Health(a) => client::health(&a),
         Command::Demo(a) => demo::run(&a).map_err(|e| ClientError(e.to_string())),
         Command::Keygen => client::keygen(),
         Command::Keys(a) => client::keys(&a),
         Command::Top(a) => client::top(&a.http),
-        Command::Watch(a) => client::watch(&a.options()),
+        Command::Watch(a) => {
+            crate::logging::init(crate::config::LogFormat::Text, None);
+            client::watch(&a.options())
+        }
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "vigil", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
+        Command::Man(a) => man_page(a.subcommand.as_deref()).and_then(|page| {
+            std::io::Write::write_all(&mut std::io::stdout(), &page)
                 .map_err(|e| ClientError(format!("writing the man page: {e}")))
-        }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,5 +144,20 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn man_prints_the_subcommand_pages_the_top_page_cites() {
+        let top = String::from_utf8(man_page(None).unwrap()).unwrap();
+        assert!(top.contains("vigil\\-members(1)"), "the top page cites the subcommand pages:\n{top}");
+        let members = String::from_utf8(man_page(Some("members")).unwrap()).unwrap();
+        assert!(members.contains(".TH vigil-members 1"), "{members}");
+        assert!(members.contains("\\-\\-state"), "its own flags: {members}");
+        assert!(man_page(Some("nope")).unwrap_err().0.contains("members"));
     }
 }

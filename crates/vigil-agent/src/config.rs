@@ -100,7 +100,7 @@ pub enum LogFormat {
 }
 
 /// `vigil agent` flags. Unset flags fall back to the config file, then defaults.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct AgentArgs {
     /// TOML config file; flags and environment variables override its keys.
     #[arg(long, env = "VIGIL_CONFIG", value_name = "FILE")]
@@ -141,9 +141,18 @@ pub struct AgentArgs {
         value_parser = clap::builder::BoolishValueParser::new(),
     )]
     pub events_json: Option<bool>,
-    /// Log format on stderr [default: text]. Levels: RUST_LOG (default info).
+    /// Log format on stderr [default: text].
     #[arg(long, env = "VIGIL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Log level filter, e.g. `info` or `info,vigil=debug` [default: RUST_LOG, else info].
+    /// Changed by a reload (SIGHUP) when set in the config file.
+    #[arg(long, env = "VIGIL_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Protocol setting over the preset's and the `[protocol]` table's,
+    /// KEY=VALUE (repeatable; comma-separated in the environment), e.g.
+    /// `--set pause_tolerance=8s` (the names `vigil sim --set` takes).
+    #[arg(long = "set", env = "VIGIL_SET", value_name = "KEY=VALUE", value_delimiter = ',')]
+    pub set: Option<Vec<String>>,
     /// Time allowed for a graceful leave on SIGTERM/Ctrl-C [default: 5s].
     #[arg(long, env = "VIGIL_LEAVE_TIMEOUT", value_name = "DURATION", value_parser = vigil_sim::units::parse_duration)]
     pub leave_timeout: Option<Duration>,
@@ -228,6 +237,8 @@ pub struct FileConfig {
     pub events_json: Option<bool>,
     /// Log format on stderr.
     pub log_format: Option<LogFormat>,
+    /// Log level filter (`tracing` env-filter syntax).
+    pub log_level: Option<String>,
     /// Time allowed for a graceful leave, e.g. `"5s"`.
     #[serde(default, with = "humantime_opt")]
     pub leave_timeout: Option<Duration>,
@@ -299,6 +310,8 @@ pub struct AgentConfig {
     pub events_json: bool,
     /// Log format on stderr.
     pub log_format: LogFormat,
+    /// Log level filter; none: `RUST_LOG`, else `info`.
+    pub log_level: Option<String>,
     /// Time allowed for a graceful leave.
     pub leave_timeout: Duration,
     /// Exit when standard input closes (hidden; used by `vigil demo` and tests
@@ -373,6 +386,7 @@ impl AgentConfig {
             preset: args.preset.or(file.preset).unwrap_or(Preset::Lan),
             events_json: args.events_json.or(file.events_json).unwrap_or(false),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            log_level: args.log_level.clone().or(file.log_level),
             leave_timeout: args.leave_timeout.or(file.leave_timeout).unwrap_or(DEFAULT_LEAVE_TIMEOUT),
             exit_on_stdin_eof: args.exit_on_stdin_eof,
             key_file: args.key_file.clone().or(file.key_file),
@@ -382,7 +396,16 @@ impl AgentConfig {
             api,
             takeover: args.takeover.or(file.takeover).unwrap_or(false),
             act,
-            protocol_overrides: protocol_overrides(file.protocol.unwrap_or_default())?,
+            protocol_overrides: {
+                let mut o = protocol_overrides(file.protocol.unwrap_or_default())?;
+                for pair in args.set.iter().flatten() {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .ok_or_else(|| invalid("protocol", format!("--set `{pair}` is not KEY=VALUE")))?;
+                    o.push((k.trim().to_string(), v.trim().to_string()));
+                }
+                o
+            },
         };
         let mut config = config;
         if config.bind.ip().is_unspecified() && config.advertise.is_none() {
@@ -438,6 +461,10 @@ impl AgentConfig {
                     self.http
                 ),
             ));
+        }
+        if let Some(level) = &self.log_level {
+            tracing_subscriber::EnvFilter::try_new(level)
+                .map_err(|e| invalid("log_level", format!("`{level}`: {e}")))?;
         }
         validate_api(&self.api)?;
         if self.leave_timeout.is_zero() || self.leave_timeout > Duration::from_secs(300) {
@@ -551,11 +578,13 @@ fn outbound_ip(v6: bool) -> Option<std::net::IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
-/// This host's name, from the kernel; `vigil` if it cannot be read.
+/// This host's name, from the kernel (gethostname(2): no file to read, so
+/// it works under systemd's `ProcSubset=pid` and in containers); `vigil`
+/// if it cannot be had.
 pub fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|s| s.into_string().ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "vigil".to_string())
@@ -653,6 +682,44 @@ mod tests {
         assert!(e.contains("watch_count") && e.contains("array"), "{e}");
         let e = bad("[protocol]\nwatch_count = 99\n");
         assert!(e.contains("watch_count"), "{e}");
+    }
+
+    #[test]
+    fn set_flags_override_the_protocol_table_and_a_log_level_is_checked() {
+        let file = parse_file("[protocol]\npause_tolerance = \"7s\"\nwatch_count = 3\n").unwrap();
+        let c = AgentConfig::merge(
+            &args(&[
+                "--name",
+                "a",
+                "--insecure-plaintext",
+                "--set",
+                "pause_tolerance=9s",
+                "--set",
+                "watch_count=4",
+            ]),
+            file,
+        )
+        .unwrap();
+        let p = c.protocol();
+        assert_eq!((p.pause_tolerance, p.watch_count), (Duration::from_secs(9), 4), "--set wins");
+        let e = AgentConfig::merge(
+            &args(&["--name", "a", "--insecure-plaintext", "--set", "watch_count"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("KEY=VALUE"), "{e}");
+        let e = AgentConfig::merge(
+            &args(&["--name", "a", "--insecure-plaintext", "--set", "watch_count=99"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("watch_count"), "{e}");
+        let e = AgentConfig::merge(
+            &args(&["--name", "a", "--insecure-plaintext", "--log-level", "info,=x=y"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("log_level"), "{e}");
     }
 
     #[test]

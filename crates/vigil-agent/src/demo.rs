@@ -157,14 +157,22 @@ fn script(cluster: &mut Cluster, n: usize, stop: &AtomicBool) -> Result<(), Demo
                 false,
             )),
             "failed" => Some((
-                format!(
-                    "{:<7} declares {vname} FAILED (suspected by {}; {} confirmations; suspicion {} ms; declared by {})",
-                    s.by,
-                    names(e, "suspected_by"),
-                    e.get("confirmations").and_then(Value::as_u64).unwrap_or(0),
-                    e.get("suspicion_ms").and_then(Value::as_u64).unwrap_or(0),
-                    e.get("declared_by").and_then(Value::as_str).unwrap_or("?"),
-                ),
+                match e.get("cause").and_then(Value::as_str) {
+                    // Kernel evidence: the process is gone, no suspicion needed.
+                    Some(cause) => format!(
+                        "{:<7} declares {vname} FAILED ({cause}; declared by {})",
+                        s.by,
+                        e.get("declared_by").and_then(Value::as_str).unwrap_or("?"),
+                    ),
+                    None => format!(
+                        "{:<7} declares {vname} FAILED (suspected by {}; {} confirmations; suspicion {} ms; declared by {})",
+                        s.by,
+                        names(e, "suspected_by"),
+                        e.get("confirmations").and_then(Value::as_u64).unwrap_or(0),
+                        e.get("suspicion_ms").and_then(Value::as_u64).unwrap_or(0),
+                        e.get("declared_by").and_then(Value::as_str).unwrap_or("?"),
+                    ),
+                },
                 true,
             )),
             _ => None,

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
-use vigil::{Event, Vigil};
+use vigil::Event;
+#[cfg(doc)]
+use vigil::Vigil;
 
 use crate::meta;
 
@@ -59,6 +61,23 @@ pub struct EventJson {
     /// This agent's own failed probe of it, if one led to the suspicion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeJson>,
+    /// Failed on kernel evidence: why, in words (`process exited: connection
+    /// refused at m3 and m7`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// Failed on kernel evidence: each witness once, in the order they saw
+    /// the process gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Vec<WitnessJson>>,
+}
+
+/// A member that saw another's process gone, and how.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WitnessJson {
+    /// The witness.
+    pub by: String,
+    /// `stream closed`, `connection refused` or `port unreachable`.
+    pub how: String,
 }
 
 /// A member's health.
@@ -111,6 +130,13 @@ impl EventJson {
                 timeout_ms: ms(p.timeout),
                 indirect: names(&p.indirect),
                 nacks: names(&p.nacks),
+            }),
+            cause: ev.and_then(|v| v.exit.as_ref()).map(ToString::to_string),
+            exit: ev.and_then(|v| v.exit.as_ref()).map(|x| {
+                x.witnesses
+                    .iter()
+                    .map(|(n, how)| WitnessJson { by: n.to_string(), how: how.to_string() })
+                    .collect()
             }),
         }
     }
@@ -191,11 +217,11 @@ impl EventLog {
     }
 }
 
-/// Feeds the library's events into the log (and stdout with `--events-json`)
-/// until the member stops; pokes `changed` on each one (snapshot writer).
-pub async fn pump(vigil: Arc<Vigil>, log: Arc<EventLog>, print: bool, changed: Arc<Notify>) {
-    let mut rx = vigil.subscribe();
-    drop(vigil);
+/// Feeds the library's events (`rx`, taken when the member started:
+/// [`Vigil::start_with_events`]) into the log (and stdout with
+/// `--events-json`) until the member stops; pokes `changed` on each one
+/// (snapshot writer).
+pub async fn pump(mut rx: broadcast::Receiver<Event>, log: Arc<EventLog>, print: bool, changed: Arc<Notify>) {
     loop {
         match rx.recv().await {
             Ok(event) => {
@@ -234,6 +260,8 @@ mod tests {
             suspicion_ms: None,
             declared_by: None,
             probe: None,
+            cause: None,
+            exit: None,
         }
     }
 

@@ -1,26 +1,48 @@
 //! Secret files: the cluster key file (a keyring: one base64 key per line,
-//! the first used for sending) and the HTTP API token file. Both must not be
-//! readable by other users.
+//! the first used for sending), the keyring the agent keeps in its data
+//! directory, and the HTTP API token file. None may be readable by other
+//! users.
+//!
+//! **The persisted keyring.** With `--data-dir`, the agent keeps the keys it
+//! runs with in `DIR/keyring` (mode 0600, the key file's format), rewritten
+//! whenever they change (`vigil keys install/use/remove` from any member), so
+//! that a rotation survives a restart. The file records the fingerprints of
+//! the key file it last read: at a start the saved keyring is used unless
+//! the key file changed since (then the key file wins, as it does when it
+//! changes and the agent is sent SIGHUP).
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use vigil::{Key, Keyring};
+use tokio::sync::watch;
+use vigil::{Key, KeyOp, Keyring, Vigil};
 
 /// Longest key or token file read.
 const MAX_SECRET_FILE: u64 = 4096;
 /// Shortest API token accepted.
 const MIN_TOKEN_LEN: usize = 16;
+/// The keyring's file name in the data directory.
+pub const KEYRING_FILE: &str = "keyring";
+/// How often the running keyring is compared with the saved one.
+const KEYRING_POLL: Duration = Duration::from_secs(1);
+/// The comment line of a saved keyring that records the key file's keys.
+const FROM_KEY_FILE: &str = "# key file: ";
 
-/// Reads a secret file, refusing one that other users can read.
+/// Reads a secret file, refusing one that other users can read or that
+/// others than its owner can change. Readable by its group is accepted
+/// (0440 or 0640: Kubernetes mounts secrets so with `fsGroup`).
 pub fn read_secret(path: &Path, what: &str) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if mode & 0o037 != 0 {
             return Err(format!(
-                "{what} {} is readable by other users (mode {mode:o}): run `chmod 600 {}`",
+                "{what} {} is readable by other users or writable by its group (mode {mode:o}): \
+                 run `chmod 600 {}` (640 or 440, readable by its group only, is accepted)",
                 path.display(),
                 path.display()
             ));
@@ -32,18 +54,153 @@ pub fn read_secret(path: &Path, what: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
 }
 
+/// The keys of a key file's text (one base64 key a line; `#` comments and
+/// blank lines skipped), the primary first.
+pub fn parse_keys(text: &str, path: &Path) -> Result<Vec<Key>, String> {
+    let keys = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|k| Key::from_base64(k).map_err(|e| format!("key file {}: {e}", path.display())))
+        .collect::<Result<Vec<Key>, String>>()?;
+    if keys.is_empty() {
+        return Err(format!("key file {} holds no key", path.display()));
+    }
+    Ok(keys)
+}
+
+/// A keyring of `keys` (the first primary) for the cluster called `cluster`.
+pub fn keyring_of(keys: &[Key], cluster: &str, path: &Path) -> Result<Keyring, String> {
+    let (first, rest) = keys.split_first().ok_or_else(|| format!("{} holds no key", path.display()))?;
+    let mut ring = Keyring::new(first.clone(), cluster);
+    for k in rest {
+        ring.install(k.clone()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(ring)
+}
+
 /// The keyring from a key file (one base64 key; more lines: more keys, the
 /// first one primary) for the cluster called `cluster`.
 pub fn load_keyring(path: &Path, cluster: &str) -> Result<Keyring, String> {
-    let text = read_secret(path, "key file")?;
-    let mut keys = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
-    let first = keys.next().ok_or_else(|| format!("key file {} holds no key", path.display()))?;
-    let parse = |k: &str| Key::from_base64(k).map_err(|e| format!("key file {}: {e}", path.display()));
-    let mut ring = Keyring::new(parse(first)?, cluster);
-    for k in keys {
-        ring.install(parse(k)?).map_err(|e| format!("key file {}: {e}", path.display()))?;
+    let keys = parse_keys(&read_secret(path, "key file")?, path)?;
+    keyring_of(&keys, cluster, path)
+}
+
+/// Fingerprints of keys, in order, comma-separated.
+pub fn fingerprints(keys: &[Key]) -> String {
+    keys.iter().map(Key::fingerprint).collect::<Vec<_>>().join(",")
+}
+
+/// A keyring saved in a data directory.
+#[derive(Debug)]
+pub struct Saved {
+    /// Its keys, the primary first.
+    pub keys: Vec<Key>,
+    /// The fingerprints of the key file it was saved against ([`fingerprints`]).
+    pub key_file: String,
+}
+
+/// The keyring saved in `dir`, if any.
+pub fn load_saved(dir: &Path) -> Result<Option<Saved>, String> {
+    let path = dir.join(KEYRING_FILE);
+    if !path.exists() {
+        return Ok(None);
     }
-    Ok(ring)
+    let text = read_secret(&path, "keyring")?;
+    let key_file = text.lines().find_map(|l| l.strip_prefix(FROM_KEY_FILE)).unwrap_or("").trim().to_string();
+    Ok(Some(Saved { keys: parse_keys(&text, &path)?, key_file }))
+}
+
+/// Saves `keys` (the primary first) in `dir` atomically, mode 0600, with
+/// the fingerprints of the key file last read.
+pub fn save(dir: &Path, keys: &[Key], key_file: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(KEYRING_FILE);
+    let tmp = dir.join(format!("{KEYRING_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    writeln!(f, "# vigil keyring: the keys this member runs with, the primary first (written by the agent)")?;
+    writeln!(f, "{FROM_KEY_FILE}{key_file}")?;
+    for k in keys {
+        writeln!(f, "{}", k.to_base64())?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The keys the agent starts with: the saved keyring in `data_dir`, unless
+/// the key file changed since it was saved. Returns them with a line that
+/// says where they came from.
+pub fn start_keys(key_file: &Path, data_dir: Option<&Path>) -> Result<(Vec<Key>, String), String> {
+    let file_keys = parse_keys(&read_secret(key_file, "key file")?, key_file)?;
+    let Some(dir) = data_dir else {
+        return Ok((file_keys, format!("keys from {}", key_file.display())));
+    };
+    match load_saved(dir)? {
+        Some(saved) if saved.key_file == fingerprints(&file_keys) => Ok((
+            saved.keys,
+            format!("keys from {} (rotations survive restarts)", dir.join(KEYRING_FILE).display()),
+        )),
+        Some(_) => Ok((
+            file_keys,
+            format!(
+                "keys from {}: it changed since {} was saved, so it replaces that keyring",
+                key_file.display(),
+                dir.join(KEYRING_FILE).display()
+            ),
+        )),
+        None => Ok((file_keys, format!("keys from {}", key_file.display()))),
+    }
+}
+
+/// Makes the member's keyring exactly `keys` (the first primary), on this
+/// member only: installs the new ones, uses the first, removes the rest.
+pub async fn apply_keys(vigil: &Vigil, keys: &[Key]) -> Result<(), String> {
+    let Some(first) = keys.first() else { return Err("no key".into()) };
+    for k in keys {
+        vigil.key_local(KeyOp::Install, k.clone()).await.map_err(|e| e.to_string())?;
+    }
+    vigil.key_local(KeyOp::Use, first.clone()).await.map_err(|e| e.to_string())?;
+    let running = vigil.key_material().await.map_err(|e| e.to_string())?;
+    for k in running.into_iter().flatten() {
+        if !keys.contains(&k) {
+            vigil.key_local(KeyOp::Remove, k).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps `dir/keyring` equal to the member's keyring until `stop` turns
+/// true: checks every second, saves on a change (and once at start).
+/// `key_file` holds the fingerprints of the key file as last read.
+pub async fn keyring_writer(
+    vigil: Arc<Vigil>,
+    dir: PathBuf,
+    key_file: watch::Receiver<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut saved: Option<(Vec<String>, String)> = None;
+    loop {
+        let current = vigil.keys().await.ok().flatten();
+        let recorded = key_file.borrow().clone();
+        if let Some(list) = current
+            && saved.as_ref() != Some(&(list.clone(), recorded.clone()))
+            && let Ok(Some(keys)) = vigil.key_material().await
+        {
+            match save(&dir, &keys, &recorded) {
+                Ok(()) => {
+                    tracing::info!(keys = keys.len(), path = %dir.join(KEYRING_FILE).display(), "keyring saved");
+                    saved = Some((keys.iter().map(Key::fingerprint).collect(), recorded));
+                }
+                Err(e) => tracing::error!(dir = %dir.display(), "cannot save the keyring: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(KEYRING_POLL) => {}
+        }
+    }
 }
 
 /// The API token the agent requires (`--http-token-file`): the file's text,
@@ -64,20 +221,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_files_must_be_private_and_hold_keys() {
+    fn key_files_must_be_private_to_the_owner_or_its_group_and_hold_keys() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         let k = Key::generate();
         std::fs::write(&path, format!("{}\n", k.to_base64())).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = load_keyring(&path, "c").unwrap_err();
-        assert!(e.contains("readable by other users") && e.contains("chmod 600"), "{e}");
+        for bad in [0o644, 0o604, 0o660, 0o400 | 0o002] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bad)).unwrap();
+            let e = load_keyring(&path, "c").unwrap_err();
+            assert!(e.contains("readable by other users") && e.contains("chmod 600"), "{bad:o}: {e}");
+        }
+        for good in [0o600, 0o400, 0o440, 0o640] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(good)).unwrap();
+            assert_eq!(load_keyring(&path, "c").unwrap().list(), vec![k.fingerprint()], "{good:o}");
+        }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(load_keyring(&path, "c").unwrap().list(), vec![k.fingerprint()]);
         std::fs::write(&path, "not a key\n").unwrap();
         assert!(load_keyring(&path, "c").unwrap_err().contains("base64"));
         std::fs::write(&path, "").unwrap();
         assert!(load_keyring(&path, "c").unwrap_err().contains("no key"));
+    }
+
+    #[test]
+    fn a_saved_keyring_is_private_and_wins_until_the_key_file_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        let (old, new) = (Key::generate(), Key::generate());
+        std::fs::write(&key_file, format!("{}\n", old.to_base64())).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (keys, from) = start_keys(&key_file, Some(dir.path())).unwrap();
+        assert_eq!((keys, from.contains("key")), (vec![old.clone()], true), "nothing saved yet");
+
+        // Rotated while running: new primary, old removed.
+        save(dir.path(), std::slice::from_ref(&new), &fingerprints(std::slice::from_ref(&old))).unwrap();
+        let mode = std::fs::metadata(dir.path().join(KEYRING_FILE)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (keys, from) = start_keys(&key_file, Some(dir.path())).unwrap();
+        assert_eq!(keys, vec![new.clone()], "the rotation survives a restart");
+        assert!(from.contains("rotations survive restarts"), "{from}");
+
+        // The operator writes a new key file: it wins.
+        let third = Key::generate();
+        std::fs::write(&key_file, format!("{}\n", third.to_base64())).unwrap();
+        let (keys, from) = start_keys(&key_file, Some(dir.path())).unwrap();
+        assert_eq!(keys, vec![third], "{from}");
+        assert!(from.contains("changed"), "{from}");
     }
 }

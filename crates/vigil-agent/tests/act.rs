@@ -375,3 +375,59 @@ fn a_webhook_sees_every_event_once_in_order_and_a_hung_handler_is_timed_out() {
         assert!(stat.is_empty() || stat.contains(") Z "), "sleep {pid} outlived its handler: {stat}");
     }
 }
+
+/// A `vigil watch` process, killed when this drops (panics included).
+struct Watcher(std::process::Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn watch_in_continuous_mode_rerenders_after_a_change_settles_and_not_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut c = support::cluster(&d.join("agents"));
+    let w1 = add(&mut c, "w1", None, &[("VIGIL_META", "role=web".into())]);
+    let w2 = add(&mut c, "w2", Some(w1), &[("VIGIL_META", "role=web".into())]);
+    converged(&mut c);
+    let template = d.join("names.tmpl");
+    std::fs::write(&template, "{% for m in members %}{{ m.name }}\n{% endfor %}").unwrap();
+    let out = d.join("names");
+    let log = d.join("watch.log");
+    let writes = || std::fs::read_to_string(&log).unwrap_or_default().matches("wrote the file").count();
+    let _watcher = Watcher(
+        Command::new(EXE)
+            .args(["watch", "--http", &c.url(w1), "--filter", "role=web", "--debounce", "1s"])
+            .arg("--template")
+            .arg(&template)
+            .arg("--out")
+            .arg(&out)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the first rendering", Duration::from_secs(10), || writes() == 1);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "w1\nw2\n");
+
+    // phi, rtt_ms and since_ms change on every poll: no rewrite for them.
+    assert!(
+        !try_wait_until(Duration::from_secs(4), || writes() > 1),
+        "rewritten with no change:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let changed = Instant::now();
+    client::send("PUT", &c.url(w2), "/v1/self/meta", &serde_json::json!({"role": "db"})).unwrap();
+    // Debounce (1 s) plus one poll (1 s), with room for gossip on a busy machine.
+    wait_until("w2 leaves the rendered file", Duration::from_secs(8), || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t == "w1\n")
+    });
+    let took = changed.elapsed();
+    assert!(took >= Duration::from_secs(1), "written before the debounce: {took:?}");
+    assert_eq!(writes(), 2, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+}

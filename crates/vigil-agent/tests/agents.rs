@@ -66,6 +66,16 @@ fn five_agents_converge_a_killed_one_fails_everywhere_and_rejoins_from_its_snaps
     for key in ["time_ms", "addr", "incarnation", "suspected_by", "confirmations", "declared_by"] {
         assert!(failed.event.get(key).is_some(), "`{key}` missing in {}", failed.event);
     }
+    // A SIGKILL closes n3's sockets: the kernel's evidence is in the event.
+    let causes: Vec<&str> =
+        seen.iter().filter(|s| s.is("failed", "n3")).filter_map(|s| s.event["cause"].as_str()).collect();
+    assert!(
+        causes.iter().any(|c| c.starts_with("process exited:")),
+        "no `failed` event of n3 carries the exit evidence: {causes:?}"
+    );
+    let witnessed =
+        seen.iter().filter(|s| s.is("failed", "n3")).find(|s| s.event["exit"].is_array()).unwrap();
+    assert!(witnessed.event["exit"][0]["by"].is_string() && witnessed.event["exit"][0]["how"].is_string());
 
     // Restart without --join: it rejoins the members in its snapshot.
     let saved: Value = serde_json::from_slice(&std::fs::read(&snapshot).unwrap()).unwrap();
@@ -167,4 +177,147 @@ fn bad_config_files_flags_and_variables_are_refused_by_name() {
         &[],
     );
     assert!(err.contains("readable by other users") && err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn a_member_that_joins_a_running_cluster_prints_every_member_joined_fifty_starts_in_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cluster(dir.path(), 6);
+    let base = c.names();
+    let mut spec = c.new_spec("newcomer").unwrap();
+    spec.join = vec![c.gossip(0)];
+    let joined_by_newcomer = |seen: &[vigil_agent::harness::Seen]| {
+        let mut joined: Vec<String> = seen
+            .iter()
+            .filter(|s| s.by == "newcomer" && s.kind == "joined" && base.contains(&s.member))
+            .map(|s| s.member.clone())
+            .collect();
+        joined.sort();
+        joined.dedup();
+        joined
+    };
+    let mut newcomer = None;
+    for start in 1..=50 {
+        // Everything the newcomer prints from its start on.
+        let from = c.events().len();
+        match newcomer {
+            None => newcomer = Some(c.add(spec.clone()).unwrap()),
+            Some(i) => c.start(i).unwrap(),
+        }
+        let i = newcomer.unwrap();
+        let seen = c.events().wait_for(from, Duration::from_secs(15), |s| joined_by_newcomer(s) == base);
+        if let Err(seen) = seen {
+            panic!(
+                "start {start}: the newcomer printed `joined` only for {:?} of {base:?}\n{}",
+                joined_by_newcomer(&seen),
+                c.log_tail(i, 20)
+            );
+        }
+        c.stop(i, Duration::from_secs(10)).unwrap();
+    }
+}
+
+#[test]
+fn sighup_reloads_checks_and_log_level_and_nobody_reports_the_member_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("n3.toml");
+    std::fs::write(&conf, "log_level = \"info\"\n").unwrap();
+    let mut c = support::cluster(&dir.path().join("agents"));
+    let seed = c.add_agent("n1", &[]).unwrap();
+    c.add_agent("n2", &[seed]).unwrap();
+    let mut spec = c.new_spec("n3").unwrap();
+    spec.join = vec![c.gossip(seed)];
+    spec.env.push(("VIGIL_CONFIG".into(), conf.display().to_string()));
+    let n3 = c.add(spec).unwrap();
+    converged(&mut c);
+    let events = c.events().cursor();
+
+    // A check that fails, and a finer log level: in effect after SIGHUP.
+    std::fs::write(
+        &conf,
+        "log_level = \"info,vigil_agent=debug\"\n\n[[check]]\nname = \"reloaded\"\nscript = \"exit 2\"\ninterval = \"200ms\"\n",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        c.signal(n3, Signal::SIGHUP).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_until("the reloaded check's health reaches every member", Duration::from_secs(10), || {
+        (0..3).all(|i| {
+            vigil_agent::client::get(&c.url(i), "/v1/members/n3").is_ok_and(|m| {
+                m["health"]["status"] == "failing"
+                    && m["health"]["reason"].as_str().is_some_and(|r| r.starts_with("reloaded"))
+            })
+        })
+    });
+    assert!(c.is_running(n3), "SIGHUP must not end the agent:\n{}", c.log_tail(n3, 20));
+    let log = std::fs::read_to_string(c.log_path(n3)).unwrap();
+    assert!(log.contains("SIGHUP: reloading the configuration"), "{}", c.log_tail(n3, 20));
+    assert!(log.contains("checks, handlers and failover reloaded"), "{}", c.log_tail(n3, 20));
+
+    // A refused configuration keeps the running one.
+    std::fs::write(&conf, "log_level = \"info\"\nno_such_key = 1\n").unwrap();
+    c.signal(n3, Signal::SIGHUP).unwrap();
+    wait_until("the refusal is logged", Duration::from_secs(5), || {
+        std::fs::read_to_string(c.log_path(n3)).is_ok_and(|l| l.contains("configuration refused"))
+    });
+    assert!(c.is_running(n3));
+    let seen = events.wait_for(Duration::from_millis(500), |_| false).unwrap_or_else(|seen| seen);
+    let bad: Vec<_> = seen.iter().filter(|s| s.kind == "failed" || s.kind == "left").collect();
+    assert!(bad.is_empty(), "a reload is no failure and no leave: {bad:?}");
+}
+
+/// `vigil SUBCOMMAND --http URL ARGS...`: its exit success and output.
+fn vigil(url: &str, sub: &[&str], rest: &[&str]) -> (bool, String) {
+    // `--http` belongs to the first word (`vigil meta --http URL set ...`).
+    let out =
+        Command::new(EXE).arg(sub[0]).args(["--http", url]).args(&sub[1..]).args(rest).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_cli_sets_meta_and_health_filters_members_and_forces_a_failed_member_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cluster(dir.path(), 3);
+    let n1 = c.url(0);
+
+    // meta set merges, meta delete removes only the keys named.
+    assert!(vigil(&n1, &["meta", "set"], &["role=web", "zone=a"]).0);
+    let (ok, out) = vigil(&n1, &["meta", "delete"], &["zone"]);
+    assert!(ok, "{out}");
+    let me = vigil_agent::client::get(&n1, "/v1/self").unwrap();
+    assert_eq!(me["meta"], serde_json::json!({"role": "web"}), "{me}");
+
+    let (ok, out) = vigil(&n1, &["health", "set"], &["degraded", "draining"]);
+    assert!(ok, "{out}");
+    wait_until("n1's health and meta reach n2", Duration::from_secs(10), || {
+        vigil_agent::client::get(&c.url(1), "/v1/members/n1")
+            .is_ok_and(|m| m["health"]["status"] == "degraded" && m["meta"]["role"] == "web")
+    });
+    let (ok, out) = vigil(&c.url(1), &["members"], &["--health", "degraded", "--meta", "role=web", "--json"]);
+    assert!(ok, "{out}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        listed.as_array().map(|a| a.iter().map(|m| m["name"].clone()).collect::<Vec<_>>()),
+        Some(vec!["n1".into()])
+    );
+
+    let (ok, out) = vigil(&n1, &["info"], &["--json"]);
+    assert!(ok, "{out}");
+    let info: Value = serde_json::from_str(&out).unwrap();
+    assert!(info["local_health"].is_u64() && info["name"] == "n1", "{info}");
+
+    // A live member is not forced out; a failed one is, everywhere.
+    let (ok, out) = vigil(&n1, &["force-leave"], &["n2"]);
+    assert!(!ok && out.contains("only a failed member"), "{out}");
+    c.kill(2);
+    wait_state(&mut c, 2, "dead", Duration::from_secs(15));
+    let (ok, out) = vigil(&n1, &["force-leave"], &["n3"]);
+    assert!(ok && out.contains("n3 is now left"), "{out}");
+    wait_state(&mut c, 2, "left", Duration::from_secs(10));
+    let (ok, out) = vigil(&n1, &["force-leave"], &["nobody"]);
+    assert!(!ok && out.contains("no member named"), "{out}");
 }

@@ -97,6 +97,9 @@ async fn members_have_the_documented_shape_and_filters_work() {
     assert_eq!(b["health"], serde_json::json!({"status": "ok", "reason": ""}));
     assert!(b["since_ms"].as_u64().unwrap() >= 1_000_000, "since_ms is Unix ms from the origin");
     assert!(b["incarnation"].as_u64().is_some() && b["phi"].as_f64().is_some());
+    // Only the local member knows its own Lifeguard score: it shows it.
+    assert_eq!(v[0]["local_health"].as_u64(), Some(0), "{}", v[0]);
+    assert!(b.get("local_health").is_none(), "{b}");
 
     assert_eq!(names(&f.get("/v1/members?state=alive").await.1), vec!["a", "b"]);
     assert!(names(&f.get("/v1/members?state=dead").await.1).is_empty());
@@ -208,6 +211,8 @@ fn event(n: u64) -> EventJson {
         suspicion_ms: None,
         declared_by: None,
         probe: None,
+        cause: None,
+        exit: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Scenarios 1, 2, 4 and 7 with 10 real agents in network namespaces (root
-//! only). Without root this fails, unless `VIGIL_CHAOS_SKIP=1` says to skip.
+//! only). Without root (or without `ip`/`nft`) it is skipped, saying why;
+//! under CI (`CI` set) it fails instead. `VIGIL_CHAOS_SKIP=1` skips it always.
 
 use vigil_chaos::report;
 use vigil_chaos::scenarios::{self, Options};
@@ -11,7 +12,13 @@ fn ci_scenarios_hold_with_ten_real_agents() {
         return;
     }
     if let Err(e) = vigil_chaos::net::preflight() {
-        panic!("vigil-chaos: the fault-injection suite cannot run: {e}");
+        if std::env::var_os("CI").is_some() {
+            panic!("vigil-chaos: the fault-injection suite cannot run (CI is set, so this fails): {e}");
+        }
+        eprintln!(
+            "vigil-chaos: SKIPPED the fault-injection suite: {e} (it needs root; under CI, with CI set, this fails)"
+        );
+        return;
     }
     let bin = vigil_chaos::find_agent_bin(None).unwrap_or_else(|e| panic!("vigil-chaos: {e}"));
     let opts = Options { members: 10, long: false, bin, verbose: true };

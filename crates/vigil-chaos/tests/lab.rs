@@ -1,4 +1,5 @@
-//! The namespace plumbing on its own (root only; `VIGIL_CHAOS_SKIP=1` skips).
+//! The namespace plumbing on its own (root only: skipped otherwise, saying
+//! why, except under CI (`CI` set), where it fails; `VIGIL_CHAOS_SKIP=1` skips).
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -14,7 +15,13 @@ fn root_or_skip() -> bool {
         return false;
     }
     if let Err(e) = net::preflight() {
-        panic!("vigil-chaos: namespace tests cannot run: {e}");
+        if std::env::var_os("CI").is_some() {
+            panic!("vigil-chaos: namespace tests cannot run (CI is set, so this fails): {e}");
+        }
+        eprintln!(
+            "vigil-chaos: SKIPPED namespace tests: {e} (they need root; under CI, with CI set, this fails)"
+        );
+        return false;
     }
     true
 }

@@ -392,7 +392,14 @@ pub(crate) fn declare_exited(cx: &mut Ctx, now: Instant, i: usize, incarnation: 
 }
 
 /// Member `i` is dead or left at `incarnation`, if that outranks what we hold.
-fn declare(cx: &mut Ctx, now: Instant, i: usize, incarnation: u64, state: State, by: Option<Name>) {
+pub(crate) fn declare(
+    cx: &mut Ctx,
+    now: Instant,
+    i: usize,
+    incarnation: u64,
+    state: State,
+    by: Option<Name>,
+) {
     declare_with(cx, now, i, incarnation, state, by, None);
 }
 

@@ -866,6 +866,25 @@ fn push_pull_request_is_merged_and_answered_with_this_members_table_on_the_strea
 // ---------------------------------------------------------------- leaving
 
 #[test]
+fn a_failed_member_forced_to_leave_is_left_and_gossiped_and_a_live_one_is_untouched() {
+    let mut core = me();
+    with_peers(&mut core, &[2, 3, 4]);
+    core.handle_datagram(Instant::ZERO, addr(9), &gossip(vec![dead(&peer(2), 0, "x")])).unwrap();
+    let _ = (events(&mut core), transmits(&mut core));
+
+    assert_eq!(core.force_leave(Instant::ZERO, &peer(2)), Some(State::Dead));
+    assert_eq!(core.member(&peer(2), Instant::ZERO).unwrap().state, State::Left);
+    assert_eq!(kinds(&events(&mut core)), vec![(EventKind::Left, peer(2))]);
+    let (at, _) = run_until_sent(&mut core, |t| decoded(t).updates.contains(&left(&peer(2), 0)));
+    assert!(at <= Instant::from_millis(1_000), "the leave is gossiped soon: at {at:?}");
+
+    assert_eq!(core.force_leave(Instant::ZERO, &peer(3)), Some(State::Alive));
+    assert_eq!(core.member(&peer(3), Instant::ZERO).unwrap().state, State::Alive, "only a failed member");
+    assert!(events(&mut core).is_empty());
+    assert_eq!(core.force_leave(Instant::ZERO, "nobody"), None);
+}
+
+#[test]
 fn graceful_leave_gossips_left_at_once_and_stops_probing() {
     let mut core = me();
     with_peers(&mut core, &[2, 3, 4, 5, 6]);

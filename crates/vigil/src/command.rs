@@ -38,6 +38,11 @@ pub(crate) enum Command {
     Members {
         reply: oneshot::Sender<Vec<Member>>,
     },
+    /// Mark a failed member left (`Core::force_leave`).
+    ForceLeave {
+        name: String,
+        reply: oneshot::Sender<Option<vigil_proto::State>>,
+    },
     /// A key operation, here only or on every member.
     Keys {
         op: KeyOp,
@@ -47,6 +52,10 @@ pub(crate) enum Command {
     },
     ListKeys {
         reply: oneshot::Sender<Option<Vec<String>>>,
+    },
+    /// The keys themselves, the primary first, to save them.
+    ExportKeys {
+        reply: oneshot::Sender<Option<Vec<crate::crypto::Key>>>,
     },
     Shutdown,
 }

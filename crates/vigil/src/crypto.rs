@@ -340,6 +340,11 @@ impl Keyring {
         &self.keys[0].key
     }
 
+    /// The installed keys, the primary first (to save the keyring).
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.keys.iter().map(|i| &i.key)
+    }
+
     /// Adds a key for receiving (no-op if present).
     pub fn install(&mut self, key: Key) -> Result<(), KeyError> {
         if self.keys.iter().any(|k| k.key == key) {

@@ -249,6 +249,13 @@ impl Driver {
             Command::ListKeys { reply } => {
                 let _ = reply.send(self.envelope.keyring().map(|r| Keyring::list(&r)));
             }
+            Command::ForceLeave { name, reply } => {
+                let now = self.now();
+                let _ = reply.send(self.core.force_leave(now, &name));
+            }
+            Command::ExportKeys { reply } => {
+                let _ = reply.send(self.envelope.keyring().map(|r| r.keys().cloned().collect()));
+            }
             Command::Shutdown => {}
         }
         self.publisher.changed();

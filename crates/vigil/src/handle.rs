@@ -42,7 +42,21 @@ pub struct Vigil {
 
 impl Vigil {
     /// Binds the sockets and starts the member. It knows nobody until it joins.
+    ///
+    /// Events start at once (a member that was known before may contact it
+    /// first): to receive every event of the member's life, use
+    /// [`Vigil::start_with_events`] rather than [`Vigil::subscribe`] after this.
     pub async fn start(config: Config) -> Result<Vigil, StartError> {
+        Ok(Vigil::start_with_events(config).await?.0)
+    }
+
+    /// Like [`Vigil::start`], and returns a subscription made before the
+    /// member runs: it receives every event of the member's life, from the
+    /// first (the members it learns of when it joins included). A
+    /// subscriber that falls behind is treated as by [`Vigil::subscribe`].
+    pub async fn start_with_events(
+        config: Config,
+    ) -> Result<(Vigil, broadcast::Receiver<Event>), StartError> {
         config.validate()?;
         let name = config.checked_name()?;
         let meta = config.checked_meta()?;
@@ -83,12 +97,13 @@ impl Vigil {
             tracing::warn!("FAULT INJECTION IS ON: this member drops or delays packets on purpose");
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        // Subscribed before the driver runs: no event can come before it.
+        let (events, first) = broadcast::channel(EVENT_BUFFER);
         let shared = Arc::new(Shared::new(advertise));
         let driver =
             Driver::new(core, (udp, listener), &config, seed, cmd_rx, events.clone(), shared.clone());
         let task = tokio::spawn(driver.run());
-        Ok(Vigil {
+        let vigil = Vigil {
             cmd: cmd_tx,
             events,
             shared,
@@ -96,7 +111,8 @@ impl Vigil {
             name: config.name,
             encrypted: config.keyring.is_some(),
             bound,
-        })
+        };
+        Ok((vigil, first))
     }
 
     /// This member's name.
@@ -172,9 +188,20 @@ impl Vigil {
         rx.await.map_err(|_| CommandError::Stopped)
     }
 
-    /// A stream of membership events from now on. A subscriber that falls
-    /// more than 4 096 events behind gets `RecvError::Lagged(n)`; the protocol
-    /// never waits for it.
+    /// Marks member `name`, held failed, as left: gossiped at once, so that
+    /// no member lists it as failed any more (Serf's `force-leave`; a member
+    /// that is in fact running refutes it). A member in another state is
+    /// left as it is. Returns the state it was in (`None`: unknown).
+    pub async fn force_leave(&self, name: &str) -> Result<Option<vigil_proto::State>, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::ForceLeave { name: name.to_string(), reply: tx }).await?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// A stream of membership events from now on: events before the call
+    /// are not in it (use [`Vigil::start_with_events`] to miss none). A
+    /// subscriber that falls more than 4 096 events behind gets
+    /// `RecvError::Lagged(n)`; the protocol never waits for it.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
@@ -227,6 +254,16 @@ impl Vigil {
         rx.await.map_err(|_| CommandError::Stopped)
     }
 
+    /// The keys in use now, the primary first (they change with
+    /// [`Vigil::key_local`], [`Vigil::key_cluster`] and with operations
+    /// other members apply here), so that it can be saved and used again
+    /// at the next start; `None` when traffic is not encrypted.
+    pub async fn key_material(&self) -> Result<Option<Vec<crate::crypto::Key>>, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::ExportKeys { reply: tx }).await?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
     /// Whether traffic is encrypted.
     pub fn encrypted(&self) -> bool {
         self.encrypted
@@ -272,5 +309,30 @@ impl Drop for Vigil {
         {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use vigil_proto::EventKind;
+
+    use super::*;
+
+    fn local(name: &str) -> Config {
+        Config::new(name, "127.0.0.1:0".parse().unwrap()).with_protocol(vigil_proto::Config::local())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscription_made_at_start_misses_no_event_of_the_join() {
+        let a = Vigil::start(local("a")).await.unwrap();
+        let (b, mut events) = Vigil::start_with_events(local("b")).await.unwrap();
+        b.join(&[a.local_addr().to_string()], Duration::from_secs(5)).await.unwrap();
+        // Whatever the scheduling, the subscription taken at start has it.
+        let joined = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+        assert_eq!((joined.kind, joined.member.name.as_str()), (EventKind::Joined, "a"));
+        a.shutdown().await;
+        b.shutdown().await;
     }
 }

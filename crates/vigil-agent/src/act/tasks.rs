@@ -28,7 +28,8 @@ struct Role {
 #[derive(Debug, Default)]
 pub struct ActShared {
     dispatcher: Option<Dispatcher>,
-    role: Mutex<Role>,
+    /// Shared with the failover task, which outlives a reload that keeps it.
+    role: Arc<Mutex<Role>>,
     /// Events the handler feed missed because it fell behind the event log.
     lagged: AtomicU64,
 }
@@ -59,25 +60,51 @@ pub struct Act {
 /// seeds (or rejoins from a snapshot), so it must not decide its failover
 /// role before it has met at least one other member.
 pub fn start(config: &ActConfig, vigil: Arc<Vigil>, log: &Arc<EventLog>, expect_peers: bool) -> Act {
+    start_keeping(config, vigil, log, expect_peers, None)
+}
+
+/// A running failover task, with the role it publishes.
+type Kept = ((watch::Sender<bool>, JoinHandle<bool>, FailoverConfig), Arc<Mutex<Role>>);
+
+/// [`start`], keeping a running failover task (`kept`) rather than
+/// starting one from `config.failover`.
+fn start_keeping(
+    config: &ActConfig,
+    vigil: Arc<Vigil>,
+    log: &Arc<EventLog>,
+    expect_peers: bool,
+    kept: Option<Kept>,
+) -> Act {
     let mut tasks = Vec::new();
     if !config.checks.is_empty() {
         tracing::info!(checks = config.checks.len(), "health checks started");
         tasks.push(vigil_act::checks::spawn(vigil.clone(), config.checks.clone()));
     }
     let dispatcher = (!config.handlers.is_empty()).then(|| Dispatcher::start(config.handlers.clone()));
-    let shared = Arc::new(ActShared { dispatcher, ..ActShared::default() });
+    let (kept, role) = match kept {
+        Some((f, role)) => (Some(f), role),
+        None => (None, Arc::default()),
+    };
+    let shared = Arc::new(ActShared { dispatcher, role, ..ActShared::default() });
     if shared.dispatcher.is_some() {
         let (_, rx) = log.resume(None);
         tasks.push(tokio::spawn(feed_handlers(shared.clone(), rx, vigil.name().to_string())));
     }
-    let failover = config.failover.clone().map(|f| {
-        if let Ok(mut role) = shared.role.lock() {
-            role.group = Some(f.group.clone());
-        }
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task =
-            tokio::spawn(failover_task(f.clone(), vigil.clone(), shared.clone(), stop_rx, expect_peers));
-        (stop_tx, task, f)
+    let failover = kept.or_else(|| {
+        config.failover.clone().map(|f| {
+            if let Ok(mut role) = shared.role.lock() {
+                role.group = Some(f.group.clone());
+            }
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(failover_task(
+                f.clone(),
+                vigil.clone(),
+                shared.role.clone(),
+                stop_rx,
+                expect_peers,
+            ));
+            (stop_tx, task, f)
+        })
     });
     Act { shared, tasks, failover, vigil }
 }
@@ -86,6 +113,33 @@ impl Act {
     /// What the API reads.
     pub fn shared(&self) -> Arc<ActShared> {
         self.shared.clone()
+    }
+
+    /// Applies a new configuration (SIGHUP): checks and handlers restart
+    /// with it; the failover task is kept as it is (role and all) when
+    /// `[failover]` did not change, else stopped as by [`Act::shutdown`]
+    /// (an active member demotes) and started anew. Handlers receive the
+    /// events logged from now on.
+    pub async fn reload(mut self, config: &ActConfig, log: &Arc<EventLog>) -> Act {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let same = format!("{:?}", self.failover.as_ref().map(|f| &f.2)) == format!("{:?}", config.failover);
+        let vigil = self.vigil.clone();
+        let kept = if same {
+            let role = self.shared.role.clone();
+            self.failover.take().map(|f| (f, role))
+        } else {
+            self.shutdown().await;
+            None
+        };
+        tracing::info!(
+            checks = config.checks.len(),
+            handlers = config.handlers.len(),
+            failover = if same { "unchanged" } else { "restarted" },
+            "checks, handlers and failover reloaded"
+        );
+        start_keeping(config, vigil, log, true, kept)
     }
 
     /// Stops the failover task (letting a running script finish) and, if the
@@ -201,7 +255,7 @@ async fn run_role_script(f: &FailoverConfig, vigil: &Vigil, t: Transition, why: 
 async fn failover_task(
     f: FailoverConfig,
     vigil: Arc<Vigil>,
-    shared: Arc<ActShared>,
+    shared_role: Arc<Mutex<Role>>,
     mut stop: watch::Receiver<bool>,
     expect_peers: bool,
 ) -> bool {
@@ -225,7 +279,7 @@ async fn failover_task(
         }
         let was_quorate = decider.has_quorum(&members);
         if let Some(t) = decider.update(Instant::now(), vigil.name(), &members) {
-            if let Ok(mut role) = shared.role.lock() {
+            if let Ok(mut role) = shared_role.lock() {
                 role.active = decider.is_active();
             }
             let why = match t {

@@ -54,6 +54,9 @@ pub fn describe(e: &Value) -> String {
     if let Some(by) = e.get("declared_by").and_then(Value::as_str) {
         line.push_str(&format!("; declared failed by {by}"));
     }
+    if let Some(cause) = e.get("cause").and_then(Value::as_str) {
+        line.push_str(&format!("; {cause}"));
+    }
     printable(&line)
 }
 
@@ -101,5 +104,24 @@ pub fn events(args: &EventsArgs) -> Result<(), ClientError> {
             }
         }
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_on_kernel_evidence_is_described_with_its_cause() {
+        let e = serde_json::json!({"kind": "failed", "member": "n3", "addr": "127.0.0.1:1", "incarnation": 1,
+            "suspected_by": ["n1"], "confirmations": 1, "declared_by": "n1",
+            "cause": "process exited: stream closed at n1; connection refused at n2"});
+        let line = describe(&e);
+        assert!(
+            line.ends_with(
+                "declared failed by n1; process exited: stream closed at n1; connection refused at n2"
+            ),
+            "{line}"
+        );
     }
 }

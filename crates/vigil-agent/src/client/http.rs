@@ -83,7 +83,7 @@ pub fn get_text(base: &str, path: &str) -> Result<String, ClientError> {
     resp.body_mut().read_to_string().map_err(|e| unreachable(&url, &e))
 }
 
-/// `POST` or `PUT` a JSON body.
+/// `POST` or `PUT` a JSON body (`DELETE`: no body).
 pub fn send(method: &str, base: &str, path: &str, body: &Value) -> Result<Value, ClientError> {
     let url = format!("{base}{path}");
     let a = agent(Some(Duration::from_secs(30)));
@@ -92,6 +92,14 @@ pub fn send(method: &str, base: &str, path: &str, body: &Value) -> Result<Value,
     let result = match (method, auth) {
         ("PUT", Some(auth)) => a.put(&url).header("Authorization", auth.as_str()).send_json(body),
         ("PUT", None) => a.put(&url).send_json(body),
+        // No body, but every call that changes the agent says JSON (the API
+        // refuses other content types before it acts).
+        ("DELETE", Some(auth)) => a
+            .delete(&url)
+            .header("Content-Type", "application/json")
+            .header("Authorization", auth.as_str())
+            .call(),
+        ("DELETE", None) => a.delete(&url).header("Content-Type", "application/json").call(),
         (_, Some(auth)) => a.post(&url).header("Authorization", auth.as_str()).send_json(body),
         (_, None) => a.post(&url).send_json(body),
     };

@@ -6,9 +6,25 @@ use super::http::{ClientArgs, ClientError, base_url, get, get_text};
 use super::members::{meta_text, s};
 
 /// `vigil info`.
-pub fn info(args: &ClientArgs) -> Result<(), ClientError> {
-    let base = base_url(&args.http);
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// The agent.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print `/v1/self` (this member's entry, local health, traffic,
+    /// warnings) as JSON instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `vigil info`.
+pub fn info(args: &InfoArgs) -> Result<(), ClientError> {
+    let base = base_url(&args.client.http);
     let me = get(&base, "/v1/self")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&me).unwrap_or_default());
+        return Ok(());
+    }
     let all = get(&base, "/v1/members")?;
     let count =
         |state: &str| all.as_array().map_or(0, |a| a.iter().filter(|m| s(m, "state") == state).count());

@@ -1,6 +1,7 @@
-//! `vigil members`, `vigil join`, `vigil leave`.
+//! `vigil members`, `vigil join`, `vigil leave`, `vigil force-leave`,
+//! `vigil meta set|delete`, `vigil health set`.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::http::{ClientArgs, ClientError, base_url, get, send};
@@ -17,6 +18,76 @@ pub struct MembersArgs {
     /// Only members in this state (alive, suspect, dead, left).
     #[arg(long)]
     pub state: Option<String>,
+    /// Only members of this health (ok, degraded, failing).
+    #[arg(long)]
+    pub health: Option<String>,
+    /// Only members with this metadata, KEY=VALUE (repeatable, all must hold).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+}
+
+/// `vigil force-leave`.
+#[derive(Debug, Args)]
+pub struct ForceLeaveArgs {
+    /// The agent.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The failed member to mark left (`DELETE /v1/members/NAME`).
+    pub name: String,
+}
+
+/// `vigil meta`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// The agent.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to change.
+    #[command(subcommand)]
+    pub op: MetaOp,
+}
+
+/// `vigil meta set|delete`: merged into the member's metadata (the API's
+/// `PUT /v1/self/meta` replaces it all; these read it first).
+#[derive(Debug, Subcommand)]
+pub enum MetaOp {
+    /// Set keys, KEY=VALUE..., keeping the others.
+    Set {
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+    /// Delete keys, keeping the others.
+    Delete {
+        /// Keys.
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
+
+/// `vigil health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The agent.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to change.
+    #[command(subcommand)]
+    pub op: HealthOp,
+}
+
+/// `vigil health set`.
+#[derive(Debug, Subcommand)]
+pub enum HealthOp {
+    /// Publish this member's health (`PUT /v1/self/health`); checks, if
+    /// configured, publish theirs again at their next run.
+    Set {
+        /// ok, degraded or failing.
+        status: String,
+        /// Why (shown with the status).
+        #[arg(default_value = "")]
+        reason: String,
+    },
 }
 
 /// `vigil join`.
@@ -100,16 +171,73 @@ pub fn table(members: &[Value]) -> String {
 /// `vigil members`.
 pub fn members(args: &MembersArgs) -> Result<(), ClientError> {
     let base = base_url(&args.client.http);
-    let path = match &args.state {
-        Some(state) => format!("/v1/members?state={state}"),
-        None => "/v1/members".into(),
-    };
+    let mut query: Vec<String> = Vec::new();
+    if let Some(state) = &args.state {
+        query.push(format!("state={}", super::watch::encode(state)));
+    }
+    if let Some(health) = &args.health {
+        query.push(format!("health={}", super::watch::encode(health)));
+    }
+    for m in &args.meta {
+        let (k, v) = m
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| ClientError(format!("--meta `{m}`: expected KEY=VALUE")))?;
+        query.push(format!("meta.{}={}", super::watch::encode(k), super::watch::encode(v)));
+    }
+    let path =
+        if query.is_empty() { "/v1/members".to_string() } else { format!("/v1/members?{}", query.join("&")) };
     let v = get(&base, &path)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print!("{}", table(v.as_array().map(Vec::as_slice).unwrap_or_default()));
     }
+    Ok(())
+}
+
+/// `vigil force-leave`.
+pub fn force_leave(args: &ForceLeaveArgs) -> Result<(), ClientError> {
+    let path = format!("/v1/members/{}", super::watch::encode(&args.name));
+    let v = send("DELETE", &base_url(&args.client.http), &path, &Value::Null)?;
+    println!("{} is now {}", args.name, s(&v, "state"));
+    Ok(())
+}
+
+/// `vigil meta set|delete`.
+pub fn meta(args: &MetaArgs) -> Result<(), ClientError> {
+    let base = base_url(&args.client.http);
+    let me = get(&base, "/v1/self")?;
+    let mut map: serde_json::Map<String, Value> =
+        me.get("meta").and_then(Value::as_object).cloned().unwrap_or_default();
+    match &args.op {
+        MetaOp::Set { pairs } => {
+            for p in pairs {
+                let (k, v) = p
+                    .split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| ClientError(format!("`{p}`: expected KEY=VALUE")))?;
+                map.insert(k.to_string(), Value::String(v.to_string()));
+            }
+        }
+        MetaOp::Delete { keys } => {
+            for k in keys {
+                map.remove(k);
+            }
+        }
+    }
+    let v = send("PUT", &base, "/v1/self/meta", &Value::Object(map))?;
+    println!("meta: {}", meta_text(&v));
+    Ok(())
+}
+
+/// `vigil health set`.
+pub fn health(args: &HealthArgs) -> Result<(), ClientError> {
+    let HealthOp::Set { status, reason } = &args.op;
+    let body = serde_json::json!({ "status": status, "reason": reason });
+    let v = send("PUT", &base_url(&args.client.http), "/v1/self/health", &body)?;
+    let h = v.get("health").cloned().unwrap_or(Value::Null);
+    println!("health: {} {}", s(&h, "status"), s(&h, "reason"));
     Ok(())
 }
 

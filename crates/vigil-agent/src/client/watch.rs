@@ -2,12 +2,17 @@
 //! a reload command when it changes (consul-template is the model).
 //!
 //! Each second it reads `/v1/members?state=alive&health=ok` plus the filter
-//! (`role=web` becomes `meta.role=web`) from the local agent. When the set
-//! changed and then stayed the same for `--debounce`, it renders the template
-//! (minijinja syntax) with `members`, each having `name`, `addr`, `host`,
-//! `port` (the `port` metadata if set, else the gossip port), `meta`,
-//! `health`; writes the output atomically if it differs from the file; and
-//! runs `--exec` through `sh -c`.
+//! (`role=web` becomes `meta.role=web`) from the local agent and renders the
+//! template (minijinja syntax) with `members`, each having `name`, `addr`,
+//! `host`, `port` (the `port` metadata if set, else the gossip port), `meta`,
+//! `health`. Only the rendering is compared: fields the template does not
+//! use, and those that change on every read (`phi`, `rtt_ms`, `since_ms`),
+//! never count as a change. When the rendering changed and then stayed the
+//! same for `--debounce`, it writes the output atomically if it differs from
+//! the file, and runs `--exec` through `sh -c`. So a change shows in the file
+//! within the debounce plus one poll (a second at most).
+//!
+//! It logs on stderr like the agent (`--log-format`, `RUST_LOG`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -90,7 +95,8 @@ pub(crate) fn query(filters: &[String]) -> Result<String, ClientError> {
     Ok(q)
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a query value.
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -156,7 +162,7 @@ fn apply(opts: &WatchOptions, template: &str, members: &[Value]) -> Result<bool,
         return Ok(false);
     }
     write_atomically(&opts.out, &text)?;
-    eprintln!("vigil watch: wrote {} ({} members)", opts.out.display(), members.len());
+    tracing::info!(out = %opts.out.display(), members = members.len(), "vigil watch: wrote the file");
     if let Some(cmd) = &opts.exec {
         reload(cmd);
     }
@@ -174,38 +180,46 @@ pub fn run(opts: &WatchOptions) -> Result<(), ClientError> {
     let fetch = || -> Result<Vec<Value>, ClientError> {
         Ok(get(&base, &path)?.as_array().cloned().unwrap_or_default())
     };
-    let mut current = fetch()?;
-    apply(opts, &template, &current)?;
+    let first = fetch()?;
+    apply(opts, &template, &first)?;
     if opts.once {
         return Ok(());
     }
-    let names = |ms: &[Value]| -> Vec<String> {
-        let mut v: Vec<String> = ms.iter().map(|m| m.to_string()).collect();
-        v.sort();
-        v
-    };
-    let mut pending: Option<(Vec<Value>, Instant)> = None;
+    let mut current = render(&template, &first)?;
+    tracing::info!(out = %opts.out.display(), debounce = ?opts.debounce, "vigil watch: watching");
+    let poll = poll_interval(opts.debounce);
+    // A rendering that differs from `current`, and since when it holds.
+    let mut pending: Option<(String, Instant)> = None;
     loop {
-        std::thread::sleep(Duration::from_secs(1).min(opts.debounce.max(Duration::from_millis(100))));
+        std::thread::sleep(poll);
         let latest = match fetch() {
             Ok(v) => v,
             Err(e) => {
-                eprintln!("vigil watch: {e}");
+                tracing::warn!("vigil watch: {e}");
                 continue;
             }
         };
-        match &mut pending {
-            _ if names(&latest) == names(&current) => pending = None,
-            Some((set, since)) if names(set) == names(&latest) => {
+        let text = render(&template, &latest)?;
+        match &pending {
+            _ if text == current => pending = None,
+            Some((p, since)) if *p == text => {
                 if since.elapsed() >= opts.debounce {
                     apply(opts, &template, &latest)?;
-                    current = latest;
+                    current = text;
                     pending = None;
                 }
             }
-            _ => pending = Some((latest, Instant::now())),
+            _ => {
+                tracing::debug!("vigil watch: the rendering changed; waiting for it to settle");
+                pending = Some((text, Instant::now()));
+            }
         }
     }
+}
+
+/// Time between reads: a second, or less for a short debounce.
+fn poll_interval(debounce: Duration) -> Duration {
+    Duration::from_secs(1).min(debounce.max(Duration::from_millis(100)))
 }
 
 #[cfg(test)]

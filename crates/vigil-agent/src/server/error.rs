@@ -15,6 +15,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 404.
     NotFound(String),
+    /// 409: the target is not in a state that allows it.
+    Conflict(String),
     /// 503: the member cannot do it now (shut down, no seed answered).
     Unavailable(String),
     /// 500: logged, not shown.
@@ -29,6 +31,7 @@ impl IntoResponse for ApiError {
         let (status, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {
                 tracing::error!("internal error in the API: {m}");

@@ -68,6 +68,7 @@ mod tests {
             phi: 0.0,
             rtt_ms: None,
             since_ms: 0,
+            local_health: None,
         }
     }
 

@@ -30,6 +30,11 @@ pub struct MemberJson {
     pub rtt_ms: Option<f64>,
     /// When the member's state last changed, Unix milliseconds.
     pub since_ms: u64,
+    /// The local member only: its Lifeguard local health score (0 is
+    /// healthy; it rises when this member misses acks, nacks or was not
+    /// scheduled), so that a sick member shows which one it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_health: Option<u32>,
 }
 
 impl MemberJson {
@@ -46,6 +51,7 @@ impl MemberJson {
             phi: if m.phi.is_finite() { m.phi } else { f64::MAX },
             rtt_ms: m.rtt.map(|d| d.as_secs_f64() * 1e3),
             since_ms: origin_ms + m.since.as_micros() / 1000,
+            local_health: None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `GET /v1/members` (with filters, and the text feed) and
-//! `GET /v1/members/{name}`.
+//! `GET /v1/members` (with filters, and the text feed),
+//! `GET /v1/members/{name}` and `DELETE /v1/members/{name}` (force-leave).
 
 use std::collections::BTreeMap;
 
@@ -85,6 +85,31 @@ pub(crate) async fn list(
     let list = s.vigil().members();
     let list: Vec<MemberJson> = list.iter().filter(|m| keep(m)).map(|m| s.member_json(m)).collect();
     Ok(if text { feeds::text(&list) } else { Json(list).into_response() })
+}
+
+/// `DELETE /v1/members/{name}`: a failed member is marked left at once
+/// and that is gossiped (Serf's `force-leave`); 409 for a member in another
+/// state, 404 for an unknown one. Answers the member's entry now.
+pub(crate) async fn force_leave(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<MemberJson>> {
+    match s.vigil().force_leave(&name).await? {
+        None => Err(ApiError::NotFound(format!("no member named `{name}`"))),
+        Some(MemberState::Dead) => {
+            tracing::info!(member = %name, "forced to leave (it was failed)");
+            let now = s.vigil().members_now().await?;
+            let m = now
+                .iter()
+                .find(|m| m.name.as_str() == name)
+                .ok_or_else(|| ApiError::NotFound(format!("`{name}` is forgotten")))?;
+            Ok(Json(s.member_json(m)))
+        }
+        Some(other) => Err(ApiError::Conflict(format!(
+            "`{name}` is {}: only a failed member can be forced to leave",
+            other.as_str()
+        ))),
+    }
 }
 
 /// `GET /v1/members/{name}`.

@@ -19,6 +19,16 @@
 //! | `vigil_members` | gauge | `state` |
 //! | `vigil_handler_runs_total` | counter | `handler`, `result` (`ok`, `failed`) |
 //! | `vigil_handler_dropped_total` | counter | |
+//! | `vigil_envelopes_total` | counter | `version` |
+//! | `vigil_streams_refused_total` | counter | `reason` |
+//! | `vigil_name_conflicts_total` | counter | |
+//! | `vigil_evidence_total` | counter | `kind` (`port_unreachable`, `refused`, `stream_closed`) |
+//! | `vigil_verifications_total`, `vigil_exits_confirmed_total`, `vigil_evidence_refuted_total` | counter | |
+//! | `vigil_stalls_total`, `vigil_stalled_seconds_total` | counter | |
+//! | `vigil_last_stall_seconds` | gauge | how long the last stall lasted (0: none yet) |
+//! | `vigil_farewells_total`, `vigil_backlog_drained_total` | counter | |
+//! | `vigil_watch_streams` | gauge | `direction` (`out`, `in`) |
+//! | `vigil_build_info` | gauge (1) | `version` |
 
 use std::sync::atomic::Ordering;
 
@@ -76,6 +86,9 @@ pub(crate) async fn scrape(State(s): State<AppState>) -> Response {
 pub fn render(m: &Metrics, members: &[Member], events: u64, act: Option<&ActShared>) -> String {
     let mut r = Registry::with_prefix("vigil");
     library(&mut r, m);
+    let build = Family::<Labels, Gauge<i64>>::default();
+    build.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())]).set(1);
+    r.register("build_info", "The agent's version (the value is 1)", build);
     counter(&mut r, "events", "Membership events seen by this agent", events);
     let health = Gauge::<i64>::default();
     health.set(i64::from(m.local_health));
@@ -135,10 +148,76 @@ fn library(r: &mut Registry, m: &Metrics) {
         "State exchanges started because a member held left or dead sent a packet",
         p.returned_checks,
     );
+    counter(
+        r,
+        "name_conflicts",
+        "Name conflicts: joins refused and claims from another address",
+        p.name_conflicts,
+    );
+    labelled(
+        r,
+        "envelopes",
+        "Packets opened, by envelope version (legacy: 1, current: 2)",
+        None,
+        "version",
+        m.envelopes.iter().map(|(v, n)| (v.to_string(), *n)),
+    );
+    labelled(
+        r,
+        "streams_refused",
+        "Inbound stream connections refused or dropped before they authenticated, by reason",
+        None,
+        "reason",
+        m.streams_refused.iter().map(|(v, n)| (v.to_string(), *n)),
+    );
+    evidence(r, m);
     counter(r, "send_errors", "Datagrams that could not be sent", m.send_errors);
     counter(r, "stream_errors", "TCP exchanges that failed", m.stream_errors);
     #[cfg(feature = "testing")]
     counter(r, "fault_drops", "Packets dropped by fault injection (tests only)", m.fault_drops);
+}
+
+/// Kernel evidence, its verification, stalls and watch streams.
+fn evidence(r: &mut Registry, m: &Metrics) {
+    let p = &m.protocol;
+    labelled(
+        r,
+        "evidence",
+        "Kernel evidence that a member's process is gone, by kind",
+        None,
+        "kind",
+        m.evidence.iter().map(|(k, n)| (k.to_string(), *n)),
+    );
+    counter(r, "verifications", "Evidence verified with other members", p.verifications_started);
+    counter(r, "exits_confirmed", "Process exits confirmed (declared failed at once)", p.exits_confirmed);
+    counter(r, "evidence_refuted", "Evidence refuted: the member answered", p.evidence_refuted);
+    counter(r, "stalls", "Times this member was not running (stopped, starved)", p.stalls);
+    let stalled =
+        prometheus_client::metrics::counter::Counter::<f64, std::sync::atomic::AtomicU64>::default();
+    stalled.inc_by(p.stalled_for.as_secs_f64());
+    r.register_with_unit("stalled", "Time this member was not running, in all", Unit::Seconds, stalled);
+    let last = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    last.set(m.last_stall.map_or(0.0, |s| s.lasted.as_secs_f64()));
+    r.register_with_unit("last_stall", "How long the last stall lasted (0: none yet)", Unit::Seconds, last);
+    counter(r, "farewells", "Farewells read on watch streams (a watched member left)", m.farewells_received);
+    counter(
+        r,
+        "backlog_drained",
+        "Packets found queued when timers fell due, handled first",
+        m.backlog_drained,
+    );
+    let streams = Family::<Labels, Gauge<i64>>::default();
+    streams
+        .get_or_create(&vec![("direction", "out".to_string())])
+        .set(i64::try_from(m.watching).unwrap_or(0));
+    streams
+        .get_or_create(&vec![("direction", "in".to_string())])
+        .set(i64::try_from(m.watched_by).unwrap_or(0));
+    r.register(
+        "watch_streams",
+        "Watch streams open, to watched members (out) and for watchers (in)",
+        streams,
+    );
 }
 
 /// Known members by state.
@@ -199,5 +278,32 @@ mod tests {
         assert!(text.contains("vigil_events_total 1"), "{text}");
         assert!(text.contains("vigil_handler_dropped_total 0"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn evidence_stalls_watch_streams_and_the_build_are_rendered() {
+        let mut m = Metrics::default();
+        m.evidence = vec![("refused", 2), ("stream_closed", 3)];
+        m.watching = 2;
+        m.watched_by = 1;
+        m.farewells_received = 4;
+        m.protocol.exits_confirmed = 5;
+        m.protocol.stalls = 1;
+        m.protocol.stalled_for = std::time::Duration::from_millis(1500);
+        let text = render(&m, &[], 0, None);
+        for line in [
+            "vigil_evidence_total{kind=\"refused\"} 2",
+            "vigil_evidence_total{kind=\"stream_closed\"} 3",
+            "vigil_watch_streams{direction=\"out\"} 2",
+            "vigil_watch_streams{direction=\"in\"} 1",
+            "vigil_farewells_total 4",
+            "vigil_exits_confirmed_total 5",
+            "vigil_stalls_total 1",
+            "vigil_stalled_seconds_total 1.5",
+            "vigil_last_stall_seconds 0.0",
+            concat!("vigil_build_info{version=\"", env!("CARGO_PKG_VERSION"), "\"} 1"),
+        ] {
+            assert!(text.contains(line), "`{line}` missing:\n{text}");
+        }
     }
 }

@@ -54,7 +54,7 @@ pub use state::AppState;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/members", get(members::list))
-        .route("/v1/members/{name}", get(members::one))
+        .route("/v1/members/{name}", get(members::one).delete(members::force_leave))
         .route("/v1/self", get(local::get_self))
         .route("/v1/events", get(events::stream))
         .route("/v1/join", post(local::join))

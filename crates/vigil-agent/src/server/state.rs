@@ -32,7 +32,8 @@ struct Inner {
     /// Traffic is not encrypted (shown as a warning).
     plaintext: bool,
     /// Checks, handlers and failover ([`crate::act`]), if started.
-    act: Option<Arc<ActShared>>,
+    /// Replaced when a reload restarts them.
+    act: std::sync::Mutex<Option<Arc<ActShared>>>,
     /// Accepted `Host` names and limits.
     api: ApiOptions,
     /// One permit per event-stream subscriber, `api.max_subscribers` in all.
@@ -55,7 +56,7 @@ impl AppState {
                 stop_rx,
                 token: None,
                 plaintext: false,
-                act: None,
+                act: std::sync::Mutex::new(None),
                 subscribers: Arc::new(Semaphore::new(ApiOptions::default().max_subscribers)),
                 api: ApiOptions::default(),
             }),
@@ -72,11 +73,15 @@ impl AppState {
     }
 
     /// Attaches the running checks, handlers and failover; call before sharing.
-    pub fn with_act(mut self, act: Arc<ActShared>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.act = Some(act);
-        }
+    pub fn with_act(self, act: Arc<ActShared>) -> Self {
+        self.set_act(act);
         self
+    }
+
+    /// Attaches the checks, handlers and failover that replace the running
+    /// ones (a reload).
+    pub fn set_act(&self, act: Arc<ActShared>) {
+        *self.inner.act.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(act);
     }
 
     /// Sets the accepted `Host` names and the limits; call before sharing.
@@ -101,7 +106,7 @@ impl AppState {
 
     /// The running checks, handlers and failover, if attached.
     pub fn act(&self) -> Option<Arc<ActShared>> {
-        self.inner.act.clone()
+        self.inner.act.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The bearer token mutating calls need, if any.
@@ -121,6 +126,11 @@ impl AppState {
 
     /// The event history and live feed.
     pub fn log(&self) -> &EventLog {
+        &self.inner.log
+    }
+
+    /// The event history and live feed, shared.
+    pub fn log_arc(&self) -> &Arc<EventLog> {
         &self.inner.log
     }
 
@@ -147,7 +157,11 @@ impl AppState {
 
     /// A member as the API shows it.
     pub fn member_json(&self, m: &Member) -> MemberJson {
-        MemberJson::new(m, self.inner.origin_ms)
+        let mut json = MemberJson::new(m, self.inner.origin_ms);
+        if m.name.as_str() == self.inner.vigil.name() {
+            json.local_health = Some(self.inner.vigil.metrics().local_health);
+        }
+        json
     }
 
     /// Leaves once; later calls return at once.

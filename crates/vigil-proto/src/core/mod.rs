@@ -32,6 +32,7 @@ use crate::event::{Event, EventKind, NameConflict};
 use crate::hash::unit_from_seed;
 use crate::kernel::Unreachable;
 use crate::local::Local;
+use crate::member::State;
 use crate::member::{Health, Identity, Meta};
 use crate::merge;
 use crate::probe::{Failure, PingReq, Prober};
@@ -144,6 +145,24 @@ impl Core {
         cx.emit_self(EventKind::Left);
         cx.gossip_round();
         self.finish(now);
+    }
+
+    /// An operator's word that member `name`, held failed, is gone for good
+    /// (Serf's `force-leave`): it is marked left at its incarnation (left
+    /// outranks failed), and that is gossiped, so that no member lists it
+    /// as failed any more; it is forgotten after `dead_retention` like any
+    /// member that left. If it is in fact running, it refutes. A member in
+    /// any other state is left as it is. Returns the state it was in
+    /// (`None`: unknown).
+    pub fn force_leave(&mut self, now: Instant, name: &str) -> Option<State> {
+        let cx = &mut self.cx;
+        let i = cx.table.get(name)?;
+        let (state, incarnation) = (cx.table.entry(i).state, cx.table.entry(i).incarnation);
+        if state == State::Dead {
+            merge::declare(cx, now, i, incarnation, State::Left, None);
+            self.finish(now);
+        }
+        Some(state)
     }
 
     /// While leaving: the packet to write on every watch stream this member
