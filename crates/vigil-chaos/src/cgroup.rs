@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result, io};
-use crate::net::PREFIX;
+
+/// Names of the groups this crate makes (the lab's namespaces use the same
+/// prefix, so one look at a machine shows what vigil-chaos left).
+const PREFIX: &str = "vigil-chaos-";
 
 /// Where the cgroup v1 CPU controller is mounted.
 pub const ROOT: &str = "/sys/fs/cgroup/cpu";
