@@ -31,6 +31,7 @@ pub(super) use starve::run as starve;
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::events::{Event, EventLog};
+use crate::report::Report;
 
 /// The pause tolerance of the `lan` preset the scenarios run.
 const PAUSE_TOLERANCE: Duration = Duration::from_secs(5);
@@ -96,6 +97,34 @@ struct Detection {
     missing: Vec<String>,
     /// The last observer's `failed` event, for its evidence.
     slowest: Option<Event>,
+}
+
+impl Detection {
+    /// The full-detection time; above `slow_ms`, a note names the last
+    /// observer's evidence; if some observer never declared it, an unmet
+    /// expectation names them (`bound`: how long the scenario waited).
+    fn full_or_report(
+        &self,
+        r: &mut Report,
+        victim: &str,
+        t0_ms: u64,
+        slow_ms: u64,
+        bound: Duration,
+    ) -> Option<u64> {
+        let Some(ms) = self.full_ms else {
+            r.expect(
+                false,
+                format!("{victim} not declared failed within {} s by {:?}", bound.as_secs(), self.missing),
+            );
+            return None;
+        };
+        if ms > slow_ms
+            && let Some(e) = &self.slowest
+        {
+            r.notes.push(format!("{victim}: last to declare it: {}", evidence(e, t0_ms)));
+        }
+        Some(ms)
+    }
 }
 
 fn detection(events: &EventLog, observers: &[String], victim: &str, t0_ms: u64) -> Detection {

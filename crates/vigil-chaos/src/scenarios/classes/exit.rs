@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{QUIET, detection, evidence, s2, victims, wait_all_said};
+use super::{QUIET, detection, s2, victims, wait_all_said};
 use crate::error::Result;
 use crate::events::now_ms;
 use crate::report::{Report, median_max};
@@ -39,24 +39,7 @@ pub(crate) fn run(opts: &Options) -> Result<Report> {
         c.kill(v);
         let all = wait_all_said(&c, from, &survivors, "failed", &victim, DETECT_BOUND)?;
         let d = detection(c.events(), &survivors, &victim, t0);
-        match d.full_ms {
-            Some(ms) => {
-                full.push(ms);
-                if ms > TARGET_MS
-                    && let Some(e) = &d.slowest
-                {
-                    r.notes.push(format!("{victim}: last to declare it: {}", evidence(e, t0)));
-                }
-            }
-            None => r.expect(
-                false,
-                format!(
-                    "{victim} not declared failed within {} s by {:?}",
-                    DETECT_BOUND.as_secs(),
-                    d.missing
-                ),
-            ),
-        }
+        full.extend(d.full_or_report(&mut r, &victim, t0, TARGET_MS, DETECT_BOUND));
         first.extend(d.first_ms);
         progress(
             opts,

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{QUIET, detection, evidence, s2, victims, wait_all_said};
+use super::{QUIET, detection, s2, victims, wait_all_said};
 use crate::error::Result;
 use crate::events::now_ms;
 use crate::nft::{self, Rule};
@@ -62,27 +62,10 @@ pub(crate) fn run(opts: &Options) -> Result<Report> {
         c.kill(v);
         let all = wait_all_said(&c, from, &survivors, "failed", &victim, DETECT_BOUND)?;
         let d = detection(c.events(), &survivors, &victim, t0);
-        match d.full_ms {
-            Some(ms) => {
-                if in_loss {
-                    lossy.push(ms)
-                } else {
-                    lossless.push(ms)
-                }
-                if let Some(e) = &d.slowest
-                    && in_loss
-                {
-                    r.notes.push(format!("{victim} (in loss): last to declare it: {}", evidence(e, t0)));
-                }
-            }
-            None => r.expect(
-                false,
-                format!(
-                    "{victim} not declared failed within {} s by {:?}",
-                    DETECT_BOUND.as_secs(),
-                    d.missing
-                ),
-            ),
+        let label = if in_loss { format!("{victim} (in loss)") } else { victim.clone() };
+        let slow = if in_loss { 0 } else { u64::MAX };
+        if let Some(ms) = d.full_or_report(&mut r, &label, t0, slow, DETECT_BOUND) {
+            if in_loss { lossy.push(ms) } else { lossless.push(ms) }
         }
         progress(
             opts,

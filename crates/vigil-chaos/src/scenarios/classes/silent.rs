@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-use super::{
-    PAUSE_TOLERANCE, QUIET, back_alive, detection, evidence, s2, victims, wait_all_said, wait_events,
-};
+use super::{PAUSE_TOLERANCE, QUIET, back_alive, detection, s2, victims, wait_all_said, wait_events};
 use crate::error::Result;
 use crate::events::now_ms;
 use crate::net;
@@ -82,24 +80,7 @@ pub(crate) fn run(opts: &Options) -> Result<Report> {
         all?;
         restored?;
         let d = detection(c.events(), &others, &victim, t0);
-        match d.full_ms {
-            Some(ms) => {
-                full.push(ms);
-                if ms > TARGET_MS
-                    && let Some(e) = &d.slowest
-                {
-                    r.notes.push(format!("{victim}: last to declare it: {}", evidence(e, t0)));
-                }
-            }
-            None => r.expect(
-                false,
-                format!(
-                    "{victim} not declared failed within {} s by {:?}",
-                    DETECT_BOUND.as_secs(),
-                    d.missing
-                ),
-            ),
-        }
+        full.extend(d.full_or_report(&mut r, &victim, t0, TARGET_MS, DETECT_BOUND));
         first.extend(d.first_ms);
         let doubting = super::doubters(c.events(), &others, &victim, t0);
         let came_back = wait_events(c.events(), from, BACK_BOUND, |seen| {
