@@ -55,6 +55,7 @@
 
 pub mod act;
 pub mod agent;
+pub mod args;
 pub mod cli;
 pub mod client;
 pub mod config;
