@@ -19,7 +19,7 @@
 //! - [`scenarios`]: the eight reliability scenarios, and five benchmarks by
 //!   failure class (9–13, issue 13); each returns a [`Report`].
 //! - [`report`]: the table and docs/RELIABILITY.md.
-//! - [`bench`]: the idle footprint of N agents (CPU, RSS, bytes on the
+//! - [`mod@bench`]: the idle footprint of N agents (CPU, RSS, bytes on the
 //!   interface), for docs/BENCHMARKS.md.
 //! - [`signal`]: Ctrl-C/SIGTERM/SIGHUP become an error every wait returns,
 //!   so cleanup runs through the guards.

@@ -1,5 +1,5 @@
 //! The eight scenarios of the fault-injection suite, and the five
-//! benchmarks by failure class of issue 13 (9–13, in [`classes`]). Each
+//! benchmarks by failure class of issue 13 (9–13, in `classes`). Each
 //! starts its own cluster, applies one kind of fault, checks outcomes
 //! through the agents' HTTP APIs and event streams, and returns a
 //! [`Report`].
