@@ -348,6 +348,15 @@ pub(crate) fn on_suspicion_timeout(cx: &mut Ctx, now: Instant, name: &Name, toke
         return;
     }
     let incarnation = e.incarnation;
+    // Held while this member heard no one (below), and now it hears others
+    // again: the suspect was asked only while nothing got through, so it is
+    // asked once more before anything is declared.
+    let heard_again = suspicion.is_some_and(|s| s.held && cx.heard_other_since(i, s.started));
+    if heard_again && let Some(s) = cx.suspicions.get_mut(name) {
+        s.held = false;
+        s.last_chance = false;
+    }
+    let suspicion = cx.suspicions.get(name);
     if suspicion.is_some_and(|s| !s.last_chance) {
         // The suspect was not asked before the deadline (it came too soon):
         // ask it now and wait one more period. If it is alive, its ack
@@ -368,12 +377,12 @@ pub(crate) fn on_suspicion_timeout(cx: &mut Ctx, now: Instant, name: &Name, toke
     // claims would otherwise reach the others the moment its link healed,
     // and they would fail a healthy member on the word of the one member
     // that could not hear anybody. Not in a pair (no one else to hear).
-    if let Some(s) = cx.suspicions.get(name)
-        && cx.table.active() >= 2
-        && !cx.heard_other_since(i, s.started)
-    {
-        cx.stats.deaf_holds += 1;
+    let deaf = cx.table.active() >= 2
+        && cx.suspicions.get(name).is_some_and(|s| !cx.heard_other_since(i, s.started));
+    if deaf && let Some(s) = cx.suspicions.get_mut(name) {
+        s.held = true;
         let token = s.token;
+        cx.stats.deaf_holds += 1;
         let wait = cx.config.probe_interval * cx.local.health_multiplier();
         cx.schedule(now + wait, Timer::Suspicion { name: name.clone(), token });
         return;

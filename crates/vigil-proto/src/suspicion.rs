@@ -24,6 +24,10 @@ pub(crate) struct Suspicion {
     /// The suspect was pinged once more, with its suspicion, before its
     /// deadline.
     pub(crate) last_chance: bool,
+    /// Its deadline passed while this member heard no one else: held, not
+    /// declared. Once others are heard again, the suspect gets a new last
+    /// chance before anything is declared.
+    pub(crate) held: bool,
     /// When the suspect, heard from without refuting, was last reminded.
     pub(crate) reminded: Option<Instant>,
     /// When the suspicion's timer will end it.
@@ -46,6 +50,7 @@ impl Suspicion {
             token: 0,
             probe,
             last_chance: false,
+            held: false,
             reminded: None,
             deadline: started,
         }

@@ -132,6 +132,14 @@ fn a_member_that_hears_no_one_declares_no_one_failed() {
     assert_eq!(failed_after(&mut core, 60, silent), Vec::<String>::new());
     assert!(core.stats().deaf_holds > 0);
     assert_eq!(core.member(&peer(2), Instant::from_millis(60_000)).unwrap().state, State::Suspect);
+
+    // Its link heals: the others answer (and refute what rides their pings).
+    // Each suspect is asked again before anything is declared, so hearing
+    // one peer again does not condemn the others it held.
+    assert_eq!(failed_after(&mut core, 90, acking_alive), Vec::<String>::new());
+    for host in [2, 3, 4] {
+        assert_eq!(core.member(&peer(host), Instant::from_millis(90_000)).unwrap().state, State::Alive);
+    }
 }
 
 #[test]
