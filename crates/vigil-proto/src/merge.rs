@@ -351,7 +351,9 @@ pub(crate) fn on_suspicion_timeout(cx: &mut Ctx, now: Instant, name: &Name, toke
     // Held while this member heard no one (below), and now it hears others
     // again: the suspect was asked only while nothing got through, so it is
     // asked once more before anything is declared.
-    let heard_again = suspicion.is_some_and(|s| s.held && cx.heard_other_since(i, s.started));
+    // "Hears" means recently: within the last two (stretched) periods.
+    let recent = now - (cx.config.probe_interval * cx.local.health_multiplier()) * 2;
+    let heard_again = suspicion.is_some_and(|s| s.held && cx.heard_other_since(i, s.started.max(recent)));
     if heard_again && let Some(s) = cx.suspicions.get_mut(name) {
         s.held = false;
         s.last_chance = false;
@@ -372,13 +374,15 @@ pub(crate) fn on_suspicion_timeout(cx: &mut Ctx, now: Instant, name: &Name, toke
         return;
     }
     // A member that heard from no one but the suspect since the suspicion
-    // started is more likely the one cut off (its link, its firewall, its
+    // started, or not lately (a suspicion heard just before its link went
+    // down, and refuted since where it could not hear), is more likely the
+    // one cut off (its link, its firewall, its
     // host's network) than the suspect: it declares no one, and waits. Its
     // claims would otherwise reach the others the moment its link healed,
     // and they would fail a healthy member on the word of the one member
     // that could not hear anybody. Not in a pair (no one else to hear).
     let deaf = cx.table.active() >= 2
-        && cx.suspicions.get(name).is_some_and(|s| !cx.heard_other_since(i, s.started));
+        && cx.suspicions.get(name).is_some_and(|s| !cx.heard_other_since(i, s.started.max(recent)));
     if deaf && let Some(s) = cx.suspicions.get_mut(name) {
         s.held = true;
         let token = s.token;
