@@ -362,29 +362,17 @@ pub async fn run_reloading(
         }
     };
     let config = running;
-    if let Some(live_at) = taken {
-        // The member has stopped already: nothing to leave.
-        act.shutdown().await;
-        state.stop();
-        let _ = stop_snap_tx.send(true);
-        if let Some(w) = writer {
-            let _ = w.await;
-        }
-        if let Some(w) = keyring_writer {
-            let _ = w.await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-        pump_task.abort();
-        return Err(RunError::NameTaken { name: config.name.clone(), live_at });
-    }
     // An active failover member demotes before it tells the cluster it leaves.
     act.shutdown().await;
     #[cfg(feature = "testing")]
     faults_file.inspect(tokio::task::JoinHandle::abort);
-    match state.leave().await {
-        Ok(true) => tracing::info!("left: the cluster was told"),
-        Ok(false) => tracing::warn!("left, but not every member may have been told in time"),
-        Err(e) => tracing::warn!("leave failed: {e}"),
+    // A member whose name was taken has stopped already: nothing to leave.
+    if taken.is_none() {
+        match state.leave().await {
+            Ok(true) => tracing::info!("left: the cluster was told"),
+            Ok(false) => tracing::warn!("left, but not every member may have been told in time"),
+            Err(e) => tracing::warn!("leave failed: {e}"),
+        }
     }
     state.stop();
     let _ = stop_snap_tx.send(true);
@@ -393,6 +381,11 @@ pub async fn run_reloading(
     }
     if let Some(w) = keyring_writer {
         let _ = w.await;
+    }
+    if let Some(live_at) = taken {
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        pump_task.abort();
+        return Err(RunError::NameTaken { name: config.name.clone(), live_at });
     }
     if let Some(dir) = &config.data_dir {
         snapshot::write_now(&vigil, dir).await;
