@@ -244,7 +244,11 @@ async fn oversized_frames_on_256_connections_cost_little_memory_and_no_suspicion
     }
     let refused = ms[0].metrics().streams_refused;
     let count = |r: &str| refused.iter().find(|(k, _)| *k == r).unwrap().1;
-    assert!(count("too_large") >= 100, "{refused:?}");
+    // Every oversized announcement was refused before its frame was read:
+    // as too large, or at accept when the stalled half held the slots (how
+    // the 256 split between the two depends on the scheduler).
+    assert!(count("too_large") + count("busy") >= 128, "{refused:?}");
+    assert!(count("too_large") >= 32, "{refused:?}");
     drop(held);
     shutdown(&ms).await;
 }
