@@ -8,7 +8,6 @@ use rand::RngExt;
 use super::ctx::Ctx;
 use super::timers::Timer;
 use super::{apply, suspect};
-use crate::anti_entropy;
 use crate::member::Name;
 use crate::merge;
 use crate::probe;
@@ -57,7 +56,7 @@ impl Core {
                     && let Some(&i) = cx.sample(1, |e| e.state.is_active()).first()
                 {
                     let dst = cx.table.entry(i).addr();
-                    anti_entropy::send_digest(cx, dst);
+                    self.exchanges.start(cx, now, dst);
                 }
             }
             Timer::Reconnect => {
@@ -67,7 +66,7 @@ impl Core {
                     let k = cx.rng.random_range(0..dead);
                     if let (Some(i), _) = cx.table.dead(k) {
                         let dst = cx.table.entry(i).addr();
-                        anti_entropy::send_digest(cx, dst);
+                        self.exchanges.start(cx, now, dst);
                     }
                 }
             }
@@ -90,6 +89,7 @@ impl Core {
         if let Some(failure) = self.prober.conclude(cx) {
             suspect(cx, now, failure);
         }
+        self.exchanges.fall_back(cx, now);
         if cx.local.leaving() {
             return;
         }
