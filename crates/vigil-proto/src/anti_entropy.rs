@@ -157,8 +157,10 @@ pub(crate) fn on_push_pull(
     }
 }
 
-/// Sends a digest over a stream, with this member's own state.
-fn send_digest_stream(cx: &mut Ctx, dst: SocketAddr) {
+/// Sends a digest over a stream, with this member's own state: the
+/// reconnect to a member held dead (likely gone: a datagram to it would
+/// carry gossip to no one), and the fallback.
+pub(crate) fn send_digest_stream(cx: &mut Ctx, dst: SocketAddr) {
     let sums = bucket_sums(cx, bucket_count(cx.table.len() + 1));
     let states = vec![cx.local.wire_state()];
     cx.send_stream(dst, Message::Digest { reply: false, sums, states });

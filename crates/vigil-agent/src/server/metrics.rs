@@ -142,6 +142,13 @@ fn library(r: &mut Registry, m: &Metrics) {
     counter(r, "refutations", "Times this member refuted a suspicion of itself", p.refutations);
     counter(r, "failures_declared", "Members this member declared failed", p.failures_declared);
     counter(r, "push_pulls", "Full-state exchanges started", p.push_pulls_sent);
+    counter(r, "digest_datagrams", "Anti-entropy digests sent in a datagram", p.digest_datagrams_sent);
+    counter(
+        r,
+        "digest_fallbacks",
+        "Digest exchanges sent again over TCP: no answer to the datagram within a probe interval",
+        p.digest_fallbacks,
+    );
     counter(
         r,
         "returned_checks",

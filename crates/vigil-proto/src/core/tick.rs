@@ -9,6 +9,7 @@ use super::ctx::Ctx;
 use super::timers::Timer;
 use super::{apply, suspect};
 use crate::member::Name;
+use crate::anti_entropy;
 use crate::merge;
 use crate::probe;
 use crate::time::Instant;
@@ -66,7 +67,8 @@ impl Core {
                     let k = cx.rng.random_range(0..dead);
                     if let (Some(i), _) = cx.table.dead(k) {
                         let dst = cx.table.entry(i).addr();
-                        self.exchanges.start(cx, now, dst);
+                        cx.stats.push_pulls_sent += 1;
+                        anti_entropy::send_digest_stream(cx, dst);
                     }
                 }
             }
