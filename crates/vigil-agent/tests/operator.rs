@@ -1,14 +1,20 @@
 //! An operator's paths around the core, with real agent processes on
 //! 127.0.0.1: the metrics a failure and a return leave (and that the text
-//! parses as OpenMetrics). Every agent is killed when its cluster guard
-//! drops; every wait is bounded.
+//! parses as OpenMetrics), keys given on standard input, a rotated keyring
+//! that survives a restart, and SIGHUP with a changed key file. Every agent
+//! is killed when its cluster guard drops; every wait is bounded.
 
 mod support;
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use support::openmetrics::{self, Family};
-use support::{converged, observers, wait_until};
+use support::{EXE, converged, observers, wait_until};
+use vigil::Key;
 use vigil_agent::harness::Cluster;
 
 /// Waits until every running agent but `victim` shows it in `state`.
@@ -107,4 +113,164 @@ fn the_openmetrics_reader_refuses_what_a_scraper_would() {
     ] {
         assert!(openmetrics::parse(bad).is_err(), "accepted:\n{bad}");
     }
+}
+
+/// A private (0600) file holding `text`.
+fn secret(path: &Path, text: &str) -> PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    path.to_path_buf()
+}
+
+/// `vigil keys --http URL ARGS...` with `stdin` on its standard input:
+/// success and output.
+fn keys(url: &str, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = Command::new(EXE)
+        .args(["keys", "--http", url])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Agent `i`'s key fingerprints, the primary first.
+fn fingerprints(c: &Cluster, i: usize) -> Vec<String> {
+    let v = vigil_agent::client::get(&c.url(i), "/v1/keys").unwrap();
+    v["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect()
+}
+
+/// The keys saved in agent `i`'s data directory (its `keyring`, mode 0600).
+fn saved(c: &Cluster, i: usize) -> Vec<String> {
+    let saved = vigil_agent::secrets::load_saved(&c.spec(i).data_dir).ok().flatten();
+    saved.map(|s| s.keys.iter().map(Key::fingerprint).collect()).unwrap_or_default()
+}
+
+#[test]
+fn a_rotation_fed_on_standard_input_survives_a_restart_with_the_original_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = support::cluster(dir.path());
+    let n1 = c.add_agent("n1", &[]).unwrap();
+    c.add_agent("n2", &[n1]).unwrap();
+    converged(&mut c);
+    let original = std::fs::read_to_string(c.key_file().unwrap()).unwrap();
+    let old = Key::from_base64(original.trim()).unwrap();
+    let new = Key::generate();
+    let url = c.url(0);
+
+    // The key comes on standard input (`-`) or from a private file, never argv.
+    let (ok, out) = keys(&url, &["install", "--key-file", "-"], &format!("{}\n", new.to_base64()));
+    assert!(ok && out.contains("applied by 2 member(s)"), "{out}");
+    let file = secret(&dir.path().join("new.key"), &format!("{}\n", new.to_base64()));
+    let (ok, out) = keys(&url, &["use", "--key-file", file.to_str().unwrap()], "");
+    assert!(ok, "{out}");
+    let (ok, out) = keys(&url, &["remove", "--key-file", "-"], &original);
+    assert!(ok, "{out}");
+    let (ok, out) = keys(&url, &["install", "--key-file", "-"], "not a key\n");
+    assert!(!ok && out.contains("base64"), "{out}");
+    let (ok, out) = keys(&url, &["install", "--key-file", "-", new.to_base64().as_str()], "");
+    assert!(!ok && out.contains("cannot be used with"), "a key and a key file: {out}");
+    for i in [0, 1] {
+        assert_eq!(fingerprints(&c, i), vec![new.fingerprint()], "{}", c.name(i));
+    }
+
+    // n2 saved the rotated keyring (0600); it restarts with its original key file.
+    wait_until("n2 saves the rotated keyring", Duration::from_secs(10), || {
+        saved(&c, 1) == [new.fingerprint()]
+    });
+    assert_eq!(c.spec(1).key_file.as_deref(), Some(c.key_file().unwrap().as_path()));
+    assert_eq!(std::fs::read_to_string(c.key_file().unwrap()).unwrap(), original);
+    c.stop(1, Duration::from_secs(10)).unwrap();
+    c.start(1).unwrap();
+    wait_state(&mut c, 1, "alive", Duration::from_secs(15));
+    converged(&mut c);
+    assert_eq!(fingerprints(&c, 1), vec![new.fingerprint()], "n2 runs with the rotated key");
+    assert!(!fingerprints(&c, 1).contains(&old.fingerprint()));
+    assert!(c.log_tail(1, 200).contains("rotations survive restarts"), "{}", c.log_tail(1, 20));
+}
+
+#[test]
+fn an_agent_reads_its_key_from_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = support::cluster(dir.path());
+    let n1 = c.add_agent("n1", &[]).unwrap();
+    // n2's key reaches it on standard input only: a file opened by the
+    // shell that execs the agent, as a pipe or a credential would.
+    let mut spec = c.new_spec("n2").unwrap();
+    spec.join = vec![c.gossip(n1)];
+    spec.key_file = Some("-".into());
+    spec.env.push(("VIGIL_EXIT_ON_STDIN_EOF".into(), "false".into()));
+    let key_file = c.key_file().unwrap();
+    spec.wrapper =
+        vec!["sh".into(), "-c".into(), format!("exec \"$0\" \"$@\" < '{}'", key_file.display()).into()];
+    let n2 = c.add(spec).unwrap();
+    converged(&mut c);
+    assert_eq!(fingerprints(&c, n2), fingerprints(&c, n1));
+    assert!(c.log_tail(n2, 200).contains("keys from standard input"), "{}", c.log_tail(n2, 20));
+    // SIGHUP does not read standard input again, and keeps the keys.
+    c.signal(n2, Signal::SIGHUP).unwrap();
+    wait_until("n2 says it does not read standard input again", Duration::from_secs(5), || {
+        c.log_tail(n2, 50).contains("not read again")
+    });
+    assert_eq!(fingerprints(&c, n2), fingerprints(&c, n1));
+
+    // With exit_on_stdin_eof, `-` is refused (both want standard input).
+    let out = Command::new(EXE)
+        .args(["agent", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--key-file", "-"])
+        .env("VIGIL_EXIT_ON_STDIN_EOF", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("exit_on_stdin_eof"), "{err}");
+}
+
+#[test]
+fn sighup_adds_a_changed_key_files_key_on_this_member_only_and_removes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = support::cluster(&dir.path().join("agents"));
+    let n1 = c.add_agent("n1", &[]).unwrap();
+    // n2 has a key file of its own (the same key).
+    let original = std::fs::read_to_string(c.key_file().unwrap()).unwrap();
+    let own = secret(&dir.path().join("n2.key"), &original);
+    let mut spec = c.new_spec("n2").unwrap();
+    spec.join = vec![c.gossip(n1)];
+    spec.key_file = Some(own.clone());
+    let n2 = c.add(spec).unwrap();
+    converged(&mut c);
+    let events = c.events().cursor();
+    let before = fingerprints(&c, n2);
+    assert_eq!(before.len(), 1);
+
+    // The operator replaces the key in n2's file, and sends SIGHUP.
+    let new = Key::generate();
+    secret(&own, &format!("{}\n", new.to_base64()));
+    c.signal(n2, Signal::SIGHUP).unwrap();
+    wait_until("n2 adds the new key", Duration::from_secs(10), || fingerprints(&c, n2).len() == 2);
+    assert_eq!(fingerprints(&c, n2), vec![before[0].clone(), new.fingerprint()], "the primary is kept");
+    assert_eq!(fingerprints(&c, n1), before, "on this member only");
+    let log = c.log_tail(n2, 200);
+    assert!(log.contains("1 key(s) added") && log.contains(&new.fingerprint()), "{log}");
+    // A second SIGHUP with the same file changes nothing.
+    c.signal(n2, Signal::SIGHUP).unwrap();
+    wait_until("the second reload is logged", Duration::from_secs(5), || {
+        c.log_tail(n2, 200).matches("SIGHUP: reloading the configuration").count() == 2
+    });
+    assert_eq!(fingerprints(&c, n2).len(), 2);
+    assert_eq!(c.log_tail(n2, 200).matches("key(s) added").count(), 1);
+
+    // Still one cluster: the two keep hearing each other, nobody failed.
+    converged(&mut c);
+    let seen = events.wait_for(Duration::from_millis(500), |_| false).unwrap_or_else(|seen| seen);
+    assert!(seen.iter().all(|s| s.kind != "failed" && s.kind != "left"), "{seen:?}");
 }
