@@ -313,6 +313,19 @@ fn suspicions_are_timed_until_refuted_or_failed_and_a_failed_member_back_alive_i
 }
 
 #[test]
+fn a_member_back_after_its_failure_was_forgotten_is_no_flap() {
+    let mut core = me();
+    with_peers(&mut core, &[2, 3]);
+    core.handle_datagram(Instant::ZERO, addr(3), &gossip(vec![dead("p2", 0, "p3")])).unwrap();
+    // Past dead_retention (LAN: 30 min) the failure is forgotten.
+    let later = Instant::from_millis(31 * 60 * 1000);
+    run_until(&mut core, later, acking);
+    assert!(core.member("p2", later).is_none(), "p2 is forgotten");
+    core.handle_datagram(later, addr(2), &gossip(vec![alive("p2", 1, 2)])).unwrap();
+    assert_eq!(core.stats().flaps, 0);
+}
+
+#[test]
 fn every_acked_probe_counts_its_round_trip() {
     let mut core = me();
     with_peers(&mut core, &[2, 3]);
