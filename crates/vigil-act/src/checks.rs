@@ -211,9 +211,28 @@ pub fn combine(results: &BTreeMap<String, Outcome>) -> Health {
     Health::new(worst, &reason).unwrap_or_default()
 }
 
+/// Each check's status in force (its threshold applied), by check name, as
+/// [`spawn_reporting`] keeps it.
+pub type CheckStatuses = Arc<std::sync::Mutex<BTreeMap<String, HealthStatus>>>;
+
 /// Runs every check in the background and publishes the combined health to
 /// `vigil` whenever it changes. Drop the returned handle (or abort it) to stop.
 pub fn spawn(vigil: Arc<Vigil>, checks: Vec<Check>) -> tokio::task::JoinHandle<()> {
+    spawn_reporting(vigil, checks, CheckStatuses::default())
+}
+
+/// [`spawn`], keeping each check's status in force in `statuses` (replaced
+/// at the start: every check at `ok` until its results say otherwise).
+pub fn spawn_reporting(
+    vigil: Arc<Vigil>,
+    checks: Vec<Check>,
+    statuses: CheckStatuses,
+) -> tokio::task::JoinHandle<()> {
+    let report = move |results: &BTreeMap<String, Outcome>| {
+        if let Ok(mut s) = statuses.lock() {
+            *s = results.iter().map(|(k, o)| (k.clone(), o.status)).collect();
+        }
+    };
     tokio::spawn(async move {
         let (tx, mut rx) = mpsc::channel::<(String, Outcome)>(64);
         let mut runners = tokio::task::JoinSet::new();
@@ -237,6 +256,7 @@ pub fn spawn(vigil: Arc<Vigil>, checks: Vec<Check>) -> tokio::task::JoinHandle<(
             });
         }
         drop(tx);
+        report(&results);
         let mut published = Health::ok();
         while let Some((name, outcome)) = rx.recv().await {
             let Some(d) = debounced.get_mut(&name) else { continue };
@@ -244,6 +264,7 @@ pub fn spawn(vigil: Arc<Vigil>, checks: Vec<Check>) -> tokio::task::JoinHandle<(
                 tracing::info!(check = %name, status = d.current().status.as_str(), detail = %d.current().detail, "health check changed");
             }
             results.insert(name, d.current().clone());
+            report(&results);
             let health = combine(&results);
             if health != published {
                 published = health.clone();

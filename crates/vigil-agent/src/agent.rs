@@ -217,7 +217,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
 
 /// [`run`], and with `reload`, on every SIGHUP: reads the configuration
 /// again and applies what can change while the member runs (checks,
-/// handlers, failover, log level, the key file's keys); a refused
+/// handlers, failover, log level, new keys of the key file, added); a refused
 /// configuration is logged and the running one kept. Settings that need a
 /// restart (name, addresses, preset, protocol, data directory) are logged
 /// as such.
@@ -251,12 +251,12 @@ pub async fn run_reloading(
     let (key_file_tx, key_file_rx) = watch::channel(String::new());
     match &config.key_file {
         Some(path) => {
-            let (keys, from) =
-                secrets::start_keys(path, config.data_dir.as_deref()).map_err(RunError::Secret)?;
-            let file_keys =
-                secrets::parse_keys(&secrets::read_secret(path, "key file").map_err(RunError::Secret)?, path)
-                    .map_err(RunError::Secret)?;
+            // Read once: `-` is standard input.
+            let text = secrets::read_key_source(path, "key file").map_err(RunError::Secret)?;
+            let file_keys = secrets::parse_keys(&text, path).map_err(RunError::Secret)?;
             key_file_tx.send_replace(secrets::fingerprints(&file_keys));
+            let (keys, from) = secrets::start_keys_from(file_keys, path, config.data_dir.as_deref())
+                .map_err(RunError::Secret)?;
             let ring = secrets::keyring_of(&keys, &config.cluster_name, path).map_err(RunError::Secret)?;
             tracing::info!(cluster = %config.cluster_name, keys = ring.list().len(), "traffic is encrypted; {from}");
             lib = lib.with_keyring(ring);
@@ -427,22 +427,7 @@ async fn apply_reload(
         tracing::error!("SIGHUP: {e}");
     }
     if let (Some(_), Some(path)) = (&old.key_file, &new.key_file) {
-        let keys = secrets::read_secret(path, "key file").and_then(|t| secrets::parse_keys(&t, path));
-        match keys {
-            Ok(keys) => {
-                let fps = secrets::fingerprints(&keys);
-                if *key_file.borrow() != fps {
-                    match secrets::apply_keys(state.vigil(), &keys).await {
-                        Ok(()) => {
-                            tracing::info!(keys = keys.len(), "SIGHUP: the key file's keys are in use");
-                            key_file.send_replace(fps);
-                        }
-                        Err(e) => tracing::error!("SIGHUP: key file {}: {e}", path.display()),
-                    }
-                }
-            }
-            Err(e) => tracing::error!("SIGHUP: the running keys are kept: {e}"),
-        }
+        secrets::reload_key_file(state.vigil(), path, key_file).await;
     }
     let act = act.reload(&new.act, state.log_arc()).await;
     state.set_act(act.shared());

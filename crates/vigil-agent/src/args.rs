@@ -101,7 +101,8 @@ pub struct AgentArgs {
     pub leave_timeout: Option<Duration>,
     /// File holding the cluster key (base64, as `vigil keygen` prints it; more
     /// lines: more keys, the first used for sending). Must not be readable by
-    /// other users. Required unless --insecure-plaintext.
+    /// other users. `-` reads it from standard input, at start only (so it
+    /// never sits in a file). Required unless --insecure-plaintext.
     #[arg(long, env = "VIGIL_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
     /// Cluster name, bound into every packet: clusters that share a key but

@@ -301,6 +301,12 @@ impl AgentConfig {
             (Some(_), true) => {
                 return Err(invalid("insecure_plaintext", "cannot be combined with key_file: choose one"));
             }
+            (Some(k), false) if crate::secrets::is_stdin(k) && self.exit_on_stdin_eof => {
+                return Err(invalid(
+                    "key_file",
+                    "`-` (the key from standard input) cannot be combined with exit_on_stdin_eof",
+                ));
+            }
             _ => {}
         }
         if self.cluster_name.is_empty() || self.cluster_name.len() > 128 {

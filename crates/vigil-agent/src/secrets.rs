@@ -8,8 +8,8 @@
 //! whenever they change (`vigil keys install/use/remove` from any member), so
 //! that a rotation survives a restart. The file records the fingerprints of
 //! the key file it last read: at a start the saved keyring is used unless
-//! the key file changed since (then the key file wins, as it does when it
-//! changes and the agent is sent SIGHUP).
+//! the key file changed since (then the key file wins). On SIGHUP a changed
+//! key file's new keys are added to the running ones, none removed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,29 @@ pub fn read_secret(path: &Path, what: &str) -> Result<String, String> {
         return Err(format!("{what} {} is {} bytes: not a {what}", path.display(), meta.len()));
     }
     std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+/// The path that names standard input where a key file is asked for.
+pub const STDIN: &str = "-";
+
+/// Whether `path` names standard input (`-`).
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN
+}
+
+/// Reads a key file, or standard input to its end for `-` (so that a key
+/// never sits in argv or a file), at most 4096 bytes either way.
+pub fn read_key_source(path: &Path, what: &str) -> Result<String, String> {
+    if !is_stdin(path) {
+        return read_secret(path, what);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(std::io::stdin(), MAX_SECRET_FILE + 1), &mut text)
+        .map_err(|e| format!("{what} from standard input: {e}"))?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!("{what} from standard input is over {MAX_SECRET_FILE} bytes: not a {what}"));
+    }
+    Ok(text)
 }
 
 /// The keys of a key file's text (one base64 key a line; `#` comments and
@@ -134,6 +157,17 @@ pub fn save(dir: &Path, keys: &[Key], key_file: &str) -> std::io::Result<()> {
 /// says where they came from.
 pub fn start_keys(key_file: &Path, data_dir: Option<&Path>) -> Result<(Vec<Key>, String), String> {
     let file_keys = parse_keys(&read_secret(key_file, "key file")?, key_file)?;
+    start_keys_from(file_keys, key_file, data_dir)
+}
+
+/// [`start_keys`] with the key file's keys read already (from `key_file`,
+/// or standard input for `-`).
+pub fn start_keys_from(
+    file_keys: Vec<Key>,
+    key_file: &Path,
+    data_dir: Option<&Path>,
+) -> Result<(Vec<Key>, String), String> {
+    let key_file = if is_stdin(key_file) { Path::new("standard input") } else { key_file };
     let Some(dir) = data_dir else {
         return Ok((file_keys, format!("keys from {}", key_file.display())));
     };
@@ -169,6 +203,56 @@ pub async fn apply_keys(vigil: &Vigil, keys: &[Key]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Adds to the member's keyring, on this member only, those of `keys` it
+/// lacks (for receiving); removes none and keeps the primary (SIGHUP with a
+/// changed key file). Returns the keys added.
+pub async fn add_keys(vigil: &Vigil, keys: &[Key]) -> Result<Vec<Key>, String> {
+    let running = vigil.key_material().await.map_err(|e| e.to_string())?.unwrap_or_default();
+    let mut added = Vec::new();
+    for k in keys.iter().filter(|k| !running.contains(k)) {
+        vigil.key_local(KeyOp::Install, k.clone()).await.map_err(|e| e.to_string())?;
+        added.push(k.clone());
+    }
+    Ok(added)
+}
+
+/// SIGHUP: reads the key file at `path` again and, if it changed since it
+/// was last read (`last`: its keys' fingerprints), adds its new keys to the
+/// member's keyring ([`add_keys`]) and logs what changed.
+pub async fn reload_key_file(vigil: &Vigil, path: &Path, last: &watch::Sender<String>) {
+    if is_stdin(path) {
+        tracing::info!("SIGHUP: the key came from standard input at start; it is not read again");
+        return;
+    }
+    let keys = match read_secret(path, "key file").and_then(|t| parse_keys(&t, path)) {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::error!("SIGHUP: the running keys are kept: {e}");
+            return;
+        }
+    };
+    let fps = fingerprints(&keys);
+    if *last.borrow() == fps {
+        return;
+    }
+    match add_keys(vigil, &keys).await {
+        Ok(added) => {
+            let running = vigil.keys().await.ok().flatten().unwrap_or_default();
+            tracing::info!(
+                added = %fingerprints(&added),
+                primary = running.first().map_or("", String::as_str),
+                keys = %running.join(","),
+                "SIGHUP: key file {} changed: {} key(s) added for receiving on this member; none removed, \
+                 the primary kept (send with a new key cluster-wide with `vigil keys use`)",
+                path.display(),
+                added.len()
+            );
+            last.send_replace(fps);
+        }
+        Err(e) => tracing::error!("SIGHUP: key file {}: {e}", path.display()),
+    }
 }
 
 /// Keeps `dir/keyring` equal to the member's keyring until `stop` turns

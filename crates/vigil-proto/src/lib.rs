@@ -104,5 +104,5 @@ pub use member::{
     Health, HealthStatus, Identity, MAX_META_LEN, MAX_NAME_LEN, MAX_REASON_LEN, Member, Meta, Name, State,
 };
 pub use snapshot::Snapshot;
-pub use stats::Stats;
+pub use stats::{Histogram, Histograms, RTT_BUCKETS, SUSPICION_BUCKETS, Stats};
 pub use time::Instant;

@@ -190,7 +190,20 @@ fn transition(cx: &mut Ctx, now: Instant, i: usize, state: State, incarnation: u
     let name = e.name.clone();
     cx.table.set_claim(i, incarnation, state, now);
     if state != State::Suspect {
+        // A suspicion held here ends: refuted (alive again) or failed.
+        if let Some(s) = cx.suspicions.get(&name) {
+            let lasted = now - s.started;
+            match state {
+                State::Alive => cx.stats.histograms.suspicion_refuted.observe(lasted),
+                State::Dead => cx.stats.histograms.suspicion_failed.observe(lasted),
+                _ => {}
+            }
+        }
         cx.suspicions.remove(&name);
+    }
+    // Failed, then alive (or suspected at a newer incarnation) again: a flap.
+    if old_state == State::Dead && state.is_active() {
+        cx.stats.flaps += 1;
     }
     if was_active != state.is_active() {
         cx.watches.invalidate();

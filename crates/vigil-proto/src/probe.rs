@@ -178,8 +178,10 @@ impl Prober {
                 && !p.stalled
             {
                 let hash = cx.table.entry(i).hash;
+                let rtt = now - p.sent_at;
+                cx.stats.histograms.probe_rtt.observe(rtt);
                 let peer = cx.peers.touch(hash, &p.target, now, cx.config.phi_window);
-                peer.rtt.sample(now - p.sent_at);
+                peer.rtt.sample(rtt);
                 peer.phi.heartbeat(now);
             }
             // An ack that waited out this member's own stall says nothing

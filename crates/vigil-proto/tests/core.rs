@@ -283,6 +283,61 @@ fn claims_are_ordered_by_incarnation_then_left_over_dead_over_suspect_over_alive
 }
 
 #[test]
+fn suspicions_are_timed_until_refuted_or_failed_and_a_failed_member_back_alive_is_a_flap() {
+    let mut core = me();
+    let from = addr(9);
+    // Timers run up to each claim (the peers ack), so that this member
+    // never finds itself stalled.
+    let mut feed = |at: u64, update: Update| {
+        let now = Instant::from_millis(at);
+        run_until(&mut core, now, acking);
+        core.handle_datagram(now, from, &gossip(vec![update])).unwrap();
+    };
+    feed(0, alive("p2", 2, 2));
+    feed(0, suspect("p2", 2, "x"));
+    feed(800, alive("p2", 3, 2)); // refuted after 0.8 s
+    feed(2000, suspect("p2", 3, "x"));
+    feed(2300, dead("p2", 3, "x")); // failed after 0.3 s
+    feed(4000, alive("p2", 4, 2)); // back: a flap
+    feed(4000, alive("p3", 1, 3));
+    feed(5000, dead("p3", 1, "x")); // failed without a suspicion here: not timed
+    feed(5000, left("p2", 4));
+    feed(6000, alive("p2", 5, 2)); // back after a leave: no flap
+
+    let stats = core.stats();
+    let h = &stats.histograms;
+    assert_eq!((h.suspicion_refuted.count(), h.suspicion_refuted.sum()), (1, ms(800)));
+    assert_eq!((h.suspicion_failed.count(), h.suspicion_failed.sum()), (1, ms(300)));
+    assert_eq!(h.suspicion_failed.buckets().find(|(_, n)| *n == 1).unwrap().0, Some(ms(500)));
+    assert_eq!(stats.flaps, 1);
+}
+
+#[test]
+fn a_member_back_after_its_failure_was_forgotten_is_no_flap() {
+    let mut core = me();
+    with_peers(&mut core, &[2, 3]);
+    core.handle_datagram(Instant::ZERO, addr(3), &gossip(vec![dead("p2", 0, "p3")])).unwrap();
+    // Past dead_retention (LAN: 30 min) the failure is forgotten.
+    let later = Instant::from_millis(31 * 60 * 1000);
+    run_until(&mut core, later, acking);
+    assert!(core.member("p2", later).is_none(), "p2 is forgotten");
+    core.handle_datagram(later, addr(2), &gossip(vec![alive("p2", 1, 2)])).unwrap();
+    assert_eq!(core.stats().flaps, 0);
+}
+
+#[test]
+fn every_acked_probe_counts_its_round_trip() {
+    let mut core = me();
+    with_peers(&mut core, &[2, 3]);
+    run_until(&mut core, Instant::from_millis(3000), acking);
+    let stats = core.stats();
+    assert!(stats.probes_sent >= 3, "{stats:?}");
+    let rtt = &stats.histograms.probe_rtt;
+    // The fake peers answer at once: every round trip is in the first bucket.
+    assert_eq!((rtt.count(), rtt.buckets().next().unwrap().1), (stats.probes_sent, stats.probes_sent));
+}
+
+#[test]
 fn failure_declared_by_another_member_names_it() {
     let mut core = me();
     with_peers(&mut core, &[2]);

@@ -13,7 +13,7 @@
 //! | --- | --- |
 //! | [`Vigil`] | start, join, members, subscribe, set metadata and health, leave, shut down |
 //! | [`Config`] | name, addresses, protocol preset ([`vigil_proto::Config::lan`] etc.) |
-//! | [`Metrics`] | counters: traffic by message kind, rejections, probes, suspicions, kernel evidence, stalls ([`Stall`]) |
+//! | [`Metrics`] | counters: traffic by message kind, rejections, probes, suspicions, flaps, kernel evidence, stalls ([`Stall`]); histograms of probe round trips and suspicion durations |
 //! | [`Keyring`], [`Key`], [`KeyOp`] | encryption keys, and their rotation across a running cluster |
 //! | `Faults` | fault injection for tests (drops, delays, blocked peers): only with the cargo feature `testing` |
 //!

@@ -97,7 +97,9 @@ pub struct Metrics {
     /// Packets dropped on purpose by fault injection (feature `testing` only).
     #[cfg(feature = "testing")]
     pub fault_drops: u64,
-    /// The protocol core's counters (probes, failed probes, suspicions, refutations, ...).
+    /// The protocol core's counters (probes, failed probes, suspicions,
+    /// refutations, flaps, ...) and histograms (probe round trips,
+    /// suspicion durations until refuted or failed).
     pub protocol: vigil_proto::Stats,
     /// Lifeguard local health score (0 is healthy).
     pub local_health: u32,

@@ -32,6 +32,8 @@ pub struct ActShared {
     role: Arc<Mutex<Role>>,
     /// Events the handler feed missed because it fell behind the event log.
     lagged: AtomicU64,
+    /// Each check's status in force, by name (none without checks).
+    checks: vigil_act::checks::CheckStatuses,
 }
 
 impl ActShared {
@@ -44,6 +46,12 @@ impl ActShared {
     /// and whether it acts as the group's active member now.
     pub fn role(&self) -> (Option<String>, bool) {
         self.role.lock().map(|r| (r.group.clone(), r.active)).unwrap_or_default()
+    }
+
+    /// Each configured check and its status in force (its threshold
+    /// applied; `ok` until its results say otherwise), by name.
+    pub fn checks(&self) -> Vec<(String, vigil::HealthStatus)> {
+        self.checks.lock().map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default()
     }
 }
 
@@ -76,16 +84,17 @@ fn start_keeping(
     kept: Option<Kept>,
 ) -> Act {
     let mut tasks = Vec::new();
+    let checks = vigil_act::checks::CheckStatuses::default();
     if !config.checks.is_empty() {
         tracing::info!(checks = config.checks.len(), "health checks started");
-        tasks.push(vigil_act::checks::spawn(vigil.clone(), config.checks.clone()));
+        tasks.push(vigil_act::checks::spawn_reporting(vigil.clone(), config.checks.clone(), checks.clone()));
     }
     let dispatcher = (!config.handlers.is_empty()).then(|| Dispatcher::start(config.handlers.clone()));
     let (kept, role) = match kept {
         Some((f, role)) => (Some(f), role),
         None => (None, Arc::default()),
     };
-    let shared = Arc::new(ActShared { dispatcher, role, ..ActShared::default() });
+    let shared = Arc::new(ActShared { dispatcher, role, checks, ..ActShared::default() });
     if shared.dispatcher.is_some() {
         let (_, rx) = log.resume(None);
         tasks.push(tokio::spawn(feed_handlers(shared.clone(), rx, vigil.name().to_string())));

@@ -27,20 +27,38 @@ pub enum KeysCommand {
     /// Fingerprints of the installed keys, the primary first.
     List,
     /// Add a key for receiving.
-    Install {
-        /// The key, base64 (as `vigil keygen` prints it).
-        key: String,
-    },
+    Install(KeyArg),
     /// Make an installed key the one used for sending.
-    Use {
-        /// The key, base64.
-        key: String,
-    },
+    Use(KeyArg),
     /// Remove a key that is not used for sending.
-    Remove {
-        /// The key, base64.
-        key: String,
-    },
+    Remove(KeyArg),
+}
+
+/// The key of `vigil keys install|use|remove`: in argv, or from a file or
+/// standard input (`--key-file -`), which keeps it out of argv (`ps`,
+/// shell history).
+#[derive(Debug, Args)]
+pub struct KeyArg {
+    /// The key, base64 (as `vigil keygen` prints it).
+    #[arg(required_unless_present = "key_file", conflicts_with = "key_file")]
+    pub key: Option<String>,
+    /// Read the key from FILE (mode 0600, 0400, 0640 or 0440), or from
+    /// standard input with `-`; one key, base64.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl KeyArg {
+    /// The key, base64, from argv, the file or standard input.
+    pub fn base64(&self) -> Result<String, ClientError> {
+        let Some(path) = &self.key_file else { return Ok(self.key.clone().unwrap_or_default()) };
+        let text = crate::secrets::read_key_source(path, "key file").map_err(ClientError)?;
+        let keys = crate::secrets::parse_keys(&text, path).map_err(ClientError)?;
+        match keys.as_slice() {
+            [k] => Ok(k.to_base64()),
+            _ => Err(ClientError(format!("{}: one key expected, found {}", path.display(), keys.len()))),
+        }
+    }
 }
 
 /// `vigil keygen`.
@@ -64,9 +82,9 @@ pub fn keys(args: &KeysArgs) -> Result<(), ClientError> {
             }
             return Ok(());
         }
-        KeysCommand::Install { key } => ("install", key),
-        KeysCommand::Use { key } => ("use", key),
-        KeysCommand::Remove { key } => ("remove", key),
+        KeysCommand::Install(k) => ("install", k.base64()?),
+        KeysCommand::Use(k) => ("use", k.base64()?),
+        KeysCommand::Remove(k) => ("remove", k.base64()?),
     };
     let body = json!({"key": key, "local": args.local});
     let r = send("POST", &base, &format!("/v1/keys/{op}"), &body)?;

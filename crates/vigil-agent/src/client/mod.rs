@@ -21,7 +21,7 @@ mod watch;
 pub use events::{EventsArgs, describe, events};
 pub use http::{ClientArgs, ClientError, base_url, get, get_text, get_within, send};
 pub use info::{InfoArgs, info, metric_sum};
-pub use keys::{KeysArgs, KeysCommand, keygen, keys};
+pub use keys::{KeyArg, KeysArgs, KeysCommand, keygen, keys};
 pub use members::{
     ForceLeaveArgs, HealthArgs, HealthOp, JoinArgs, MembersArgs, MetaArgs, MetaOp, force_leave, health, join,
     leave, members, meta, table,

@@ -29,6 +29,11 @@
 //! | `vigil_farewells_total`, `vigil_backlog_drained_total` | counter | |
 //! | `vigil_watch_streams` | gauge | `direction` (`out`, `in`) |
 //! | `vigil_build_info` | gauge (1) | `version` |
+//! | `vigil_probe_rtt_seconds` | histogram | round trips of this member's acked direct probes |
+//! | `vigil_suspicion_duration_seconds` | histogram | `outcome` (`refuted`, `failed`): suspicions held here, from start to end |
+//! | `vigil_member_flaps_total` | counter | members held failed that came back alive |
+//! | `vigil_check_status` | gauge | `check`: 1 passing (ok), 0 not (degraded or failing) |
+//! | `vigil_failover_role` | gauge | `group`, `role` (`active`, `standby`): 1 for the role held now |
 
 use std::sync::atomic::Ordering;
 
@@ -36,6 +41,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -68,6 +75,31 @@ fn labelled(
     match unit {
         Some(unit) => registry.register_with_unit(name, help, unit, family),
         None => registry.register(name, help, family),
+    }
+}
+
+/// Histograms the library counted (fixed buckets, by label set), copied
+/// into the registry as they are.
+#[derive(Debug, Default)]
+struct Counted(Vec<(Labels, vigil_proto::Histogram)>);
+
+impl EncodeMetric for Counted {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (labels, h) in &self.0 {
+            let buckets: Vec<(f64, u64)> =
+                h.buckets().map(|(le, n)| (le.map_or(f64::INFINITY, |d| d.as_secs_f64()), n)).collect();
+            let (sum, count) = (h.sum().as_secs_f64(), h.count());
+            if labels.is_empty() {
+                encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            } else {
+                encoder.encode_family(labels)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -195,6 +227,7 @@ fn library(r: &mut Registry, m: &Metrics) {
         m.streams_refused.iter().map(|(v, n)| (v.to_string(), *n)),
     );
     evidence(r, m);
+    durations(r, m);
     counter(r, "send_errors", "Datagrams that could not be sent", m.send_errors);
     counter(r, "stream_errors", "TCP exchanges that failed", m.stream_errors);
     #[cfg(feature = "testing")]
@@ -244,6 +277,28 @@ fn evidence(r: &mut Registry, m: &Metrics) {
     );
 }
 
+/// Probe round trips, suspicion durations and flaps.
+fn durations(r: &mut Registry, m: &Metrics) {
+    let h = &m.protocol.histograms;
+    r.register_with_unit(
+        "probe_rtt",
+        "Round trips of this member's acked direct probes",
+        Unit::Seconds,
+        Counted(vec![(Vec::new(), h.probe_rtt.clone())]),
+    );
+    let outcome = |o: &str| vec![("outcome", o.to_string())];
+    r.register_with_unit(
+        "suspicion_duration",
+        "Suspicions held by this member, from their start until refuted (alive again) or failed",
+        Unit::Seconds,
+        Counted(vec![
+            (outcome("refuted"), h.suspicion_refuted.clone()),
+            (outcome("failed"), h.suspicion_failed.clone()),
+        ]),
+    );
+    counter(r, "member_flaps", "Members held failed here that came back alive", m.protocol.flaps);
+}
+
 /// Known members by state.
 fn member_states(r: &mut Registry, members: &[Member]) {
     use vigil::State;
@@ -255,7 +310,8 @@ fn member_states(r: &mut Registry, members: &[Member]) {
     r.register("members", "Known members by state, this one included", by_state);
 }
 
-/// Event handler runs by handler and result, and events not handled.
+/// Event handler runs by handler and result, events not handled, check
+/// statuses and the failover role.
 fn handlers(r: &mut Registry, act: Option<&ActShared>) {
     let runs = Family::<Labels, Counter<u64>>::default();
     let dropped = Counter::<u64>::default();
@@ -268,6 +324,25 @@ fn handlers(r: &mut Registry, act: Option<&ActShared>) {
         }
         dropped.inc_by(d.stats.dropped.load(Ordering::Relaxed));
     }
+    let checks = Family::<Labels, Gauge<i64>>::default();
+    let roles = Family::<Labels, Gauge<i64>>::default();
+    if let Some(a) = act {
+        for (name, status) in a.checks() {
+            checks.get_or_create(&vec![("check", name)]).set(i64::from(status == vigil::HealthStatus::Ok));
+        }
+        if let (Some(group), active) = a.role() {
+            for (role, held) in [("active", active), ("standby", !active)] {
+                let labels = vec![("group", group.clone()), ("role", role.to_string())];
+                roles.get_or_create(&labels).set(i64::from(held));
+            }
+        }
+    }
+    r.register(
+        "check_status",
+        "Each health check's status in force: 1 passing (ok), 0 degraded or failing",
+        checks,
+    );
+    r.register("failover_role", "This member's role in its failover group: 1 for the role it holds", roles);
     r.register("handler_runs", "Event handler runs, by handler and result", runs);
     r.register(
         "handler_dropped",
@@ -302,6 +377,34 @@ mod tests {
         assert!(text.contains("vigil_events_total 1"), "{text}");
         assert!(text.contains("vigil_handler_dropped_total 0"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn round_trips_suspicions_and_flaps_are_rendered_as_histograms_and_a_counter() {
+        use std::time::Duration;
+        let mut m = Metrics::default();
+        let h = &mut m.protocol.histograms;
+        h.probe_rtt.observe(Duration::from_micros(300));
+        h.probe_rtt.observe(Duration::from_secs(2));
+        h.suspicion_failed.observe(Duration::from_secs(3));
+        m.protocol.flaps = 2;
+        let text = render(&m, &[], 0, None);
+        for line in [
+            "# TYPE vigil_probe_rtt_seconds histogram",
+            "# UNIT vigil_probe_rtt_seconds seconds",
+            "vigil_probe_rtt_seconds_count 2",
+            "vigil_probe_rtt_seconds_bucket{le=\"0.00025\"} 0",
+            "vigil_probe_rtt_seconds_bucket{le=\"0.0005\"} 1",
+            "vigil_probe_rtt_seconds_bucket{le=\"1.0\"} 1",
+            "vigil_probe_rtt_seconds_bucket{le=\"+Inf\"} 2",
+            "vigil_suspicion_duration_seconds_count{outcome=\"failed\"} 1",
+            "vigil_suspicion_duration_seconds_sum{outcome=\"failed\"} 3.0",
+            "vigil_suspicion_duration_seconds_bucket{le=\"5.0\",outcome=\"failed\"} 1",
+            "vigil_suspicion_duration_seconds_count{outcome=\"refuted\"} 0",
+            "vigil_member_flaps_total 2",
+        ] {
+            assert!(text.contains(line), "`{line}` missing:\n{text}");
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! cluster of it, and the one bounded wait.
 #![allow(dead_code)] // each test file uses a part
 
+pub(crate) mod openmetrics;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
