@@ -388,7 +388,7 @@ mod tests {
         h.probe_rtt.observe(Duration::from_secs(2));
         h.suspicion_failed.observe(Duration::from_secs(3));
         m.protocol.flaps = 2;
-        let text = render(&m, &[], 0, None);
+        let text = render(&m, &[], 0, None, &[]);
         for line in [
             "# TYPE vigil_probe_rtt_seconds histogram",
             "# UNIT vigil_probe_rtt_seconds seconds",
