@@ -92,6 +92,8 @@ pub(crate) struct JoinRec {
     pub(crate) at: u64,
     pub(crate) seen: usize,
     pub(crate) done_after: Option<u64>,
+    /// The new member left or crashed before every live member held it.
+    pub(crate) abandoned: bool,
 }
 
 /// A metadata update, and how far it has spread.
@@ -184,7 +186,16 @@ impl Observer {
         self.kind_msgs[k] += 1;
     }
 
+    /// `member` stops (a leave begins, or a crash): a join of its that has
+    /// not converged yet never will, and is not counted as unconverged.
+    pub(crate) fn on_gone(&mut self, member: u32) {
+        if let Some(idx) = self.active_join.remove(&member) {
+            self.joins[idx].abandoned = true;
+        }
+    }
+
     pub(crate) fn on_crash(&mut self, now: u64, member: u32, class: Stop, up_lives: Vec<u32>) {
+        self.on_gone(member);
         let idx = self.crashes.len();
         self.crashes.push(CrashRec {
             member,
@@ -299,7 +310,7 @@ impl Observer {
 
     pub(crate) fn on_join(&mut self, now: u64, member: u32) {
         let idx = self.joins.len();
-        self.joins.push(JoinRec { at: now, seen: 0, done_after: None });
+        self.joins.push(JoinRec { at: now, seen: 0, done_after: None, abandoned: false });
         self.active_join.insert(member, idx);
     }
 

@@ -95,8 +95,10 @@ pub struct Traffic {
 pub struct Joins {
     /// Joins.
     pub count: usize,
-    /// Not seen by every live member by the end.
+    /// Not seen by every live member by the end (the new member still up).
     pub unconverged: usize,
+    /// The new member left or crashed before every live member held it.
+    pub abandoned: usize,
     /// Join to every live member holding the new member.
     pub convergence: Quantiles,
 }
@@ -287,7 +289,8 @@ pub(crate) fn detection(obs: &Observer, bound_first_s: f64, bound_full_s: f64) -
 pub(crate) fn joins(obs: &Observer) -> Joins {
     Joins {
         count: obs.joins.len(),
-        unconverged: obs.joins.iter().filter(|j| j.done_after.is_none()).count(),
+        unconverged: obs.joins.iter().filter(|j| j.done_after.is_none() && !j.abandoned).count(),
+        abandoned: obs.joins.iter().filter(|j| j.abandoned).count(),
         convergence: Quantiles::of(obs.joins.iter().filter_map(|j| j.done_after).collect()),
     }
 }
@@ -376,7 +379,12 @@ impl fmt::Display for Report {
             ),
             (
                 "join convergence",
-                format!("{}; {} unconverged", q(&self.joins.convergence), self.joins.unconverged),
+                format!(
+                    "{}; {} unconverged, {} left or crashed before converging",
+                    q(&self.joins.convergence),
+                    self.joins.unconverged,
+                    self.joins.abandoned
+                ),
             ),
             ("update to 50%", q(&self.dissemination.reach_50)),
             ("update to 99%", q(&self.dissemination.reach_99)),

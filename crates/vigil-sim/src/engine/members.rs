@@ -231,6 +231,7 @@ impl Engine {
         if !self.begin_leave(id) {
             return;
         }
+        self.obs.on_gone(id as u32);
         let deadline = self.now + 5_000_000;
         self.push(self.now + 100_000, Ev::LeaveCheck { member: id as u32, deadline });
     }
