@@ -77,3 +77,50 @@ impl<K: Hash + Eq + Clone, V: Clone> Index<K, V> {
         base.extend(std::mem::take(&mut self.added));
     }
 }
+
+/// A map from 64-bit keys (hashes of names) for point lookups, iterated
+/// only in key order (sorted on demand), as the B-tree it replaces was.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyMap<V> {
+    map: HashMap<u64, V, FixedState>,
+}
+
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        KeyMap { map: HashMap::default() }
+    }
+}
+
+impl<V> KeyMap<V> {
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn get(&self, k: u64) -> Option<&V> {
+        self.map.get(&k)
+    }
+
+    pub(crate) fn get_mut(&mut self, k: u64) -> Option<&mut V> {
+        self.map.get_mut(&k)
+    }
+
+    pub(crate) fn contains_key(&self, k: u64) -> bool {
+        self.map.contains_key(&k)
+    }
+
+    pub(crate) fn remove(&mut self, k: u64) -> Option<V> {
+        self.map.remove(&k)
+    }
+
+    /// The value at `k`, inserted with `f` if absent.
+    pub(crate) fn get_or_insert_with(&mut self, k: u64, f: impl FnOnce() -> V) -> &mut V {
+        self.map.entry(k).or_insert_with(f)
+    }
+
+    /// Every entry, in key order.
+    pub(crate) fn sorted(&self) -> Vec<(u64, &V)> {
+        let mut all: Vec<(u64, &V)> = self.map.iter().map(|(&k, v)| (k, v)).collect();
+        all.sort_unstable_by_key(|&(k, _)| k);
+        all
+    }
+}

@@ -213,7 +213,9 @@ impl Ctx {
         // Beyond MAX_PEERS members, arrivals start no new measurements (acks
         // to this member's own probes do): random gossip senders would only
         // churn the bounded map.
-        if self.table.len() <= MAX_PEERS || self.peers.get(name.as_str()).is_some() {
+        if let Some(p) = self.peers.get_mut(e.hash, &name) {
+            p.heard(now);
+        } else if self.table.len() <= MAX_PEERS {
             self.peers.touch(e.hash, &name, now, self.config.phi_window).phi.heartbeat(now);
         }
         Some(name)
