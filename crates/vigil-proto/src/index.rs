@@ -124,3 +124,39 @@ impl<V> KeyMap<V> {
         all
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_see_their_own_changes_and_freeze_folds_them() {
+        let mut base: Index<String, u32> = Index::default();
+        base.insert("a".into(), 1);
+        base.insert("b".into(), 2);
+        base.freeze();
+        let (mut x, y) = (base.clone(), base.clone());
+        x.remove(&"a".to_string());
+        x.insert("b".into(), 20);
+        x.insert("c".into(), 3);
+        assert_eq!((x.get("a"), x.get("b"), x.get("c")), (None, Some(&20), Some(&3)));
+        assert_eq!((y.get("a"), y.get("b"), y.get("c")), (Some(&1), Some(&2), None));
+        x.freeze();
+        assert_eq!((x.get("a"), x.get("b"), x.get("c")), (None, Some(&20), Some(&3)));
+        assert_eq!(y.get("a"), Some(&1), "the shared base untouched");
+        // Re-adding a key removed from the base.
+        x.insert("a".into(), 10);
+        assert_eq!(x.get("a"), Some(&10));
+    }
+
+    #[test]
+    fn key_maps_list_in_key_order() {
+        let mut m = KeyMap::default();
+        for k in [u64::MAX, 7, 0, 1 << 40, 3] {
+            m.get_or_insert_with(k, || k.wrapping_mul(2));
+        }
+        assert_eq!(m.remove(3), Some(6));
+        let keys: Vec<u64> = m.sorted().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![0, 7, 1 << 40, u64::MAX]);
+    }
+}

@@ -115,3 +115,41 @@ impl Timers {
         self.first
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_micros(ms * 1000)
+    }
+
+    /// The kept earliest deadline against the map's (what `next` asserts too).
+    fn first(t: &Timers) -> Option<Instant> {
+        assert_eq!(t.first, t.map.first_key_value().map(|((at, _), _)| *at));
+        t.first
+    }
+
+    #[test]
+    fn the_earliest_deadline_follows_schedule_cancel_pop_and_postpone() {
+        let mut t = Timers::default();
+        assert_eq!(first(&t), None);
+        t.schedule(at(300), Timer::Probe);
+        let early = t.schedule(at(100), Timer::Gossip);
+        t.schedule(at(200), Timer::PushPull);
+        assert_eq!(first(&t), Some(at(100)));
+        t.cancel(early);
+        assert_eq!(first(&t), Some(at(200)));
+        t.cancel(early);
+        assert_eq!(first(&t), Some(at(200)), "a second cancel changes nothing");
+        assert_eq!(t.pop_due(at(150)), None);
+        assert_eq!(t.pop_due(at(250)), Some(Timer::PushPull));
+        assert_eq!(first(&t), Some(at(300)));
+        t.schedule(at(320), Timer::Reconnect);
+        t.postpone_overdue(at(310), std::time::Duration::from_millis(50));
+        assert_eq!(first(&t), Some(at(320)), "the overdue one moved after it");
+        assert_eq!(t.pop_due(at(400)), Some(Timer::Reconnect));
+        assert_eq!(t.pop_due(at(400)), Some(Timer::Probe));
+        assert_eq!(first(&t), None);
+    }
+}
