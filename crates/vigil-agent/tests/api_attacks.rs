@@ -234,6 +234,51 @@ fn idle_connections_beyond_the_cap_are_refused_closed_and_descriptors_stay_bound
     assert!(snapshot.exists(), "the snapshot is written: {}", c.log_tail(0, 10));
 }
 
+/// A request whose body trickles (or never comes) holds its connection for
+/// at most `http_idle_timeout` and gets a 408; a body over the limit gets a
+/// 413 without being read whole; both are counted by reason in
+/// `vigil_http_refused_total`, and the API answers meanwhile.
+#[test]
+fn a_slow_or_oversized_request_body_is_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = one_agent(dir.path(), &["--http-idle-timeout", "1s"]);
+    let http = c.http(0);
+    let host = format!("Host: {http}");
+
+    // Headers announce 100 bytes; one arrives, then nothing (the socket stays open).
+    let mut slow = TcpStream::connect(http).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "PUT /v1/self/health HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    assert_eq!(
+        raw(http, &format!("GET /healthz HTTP/1.1\r\n{host}"), "").0,
+        200,
+        "the API answers meanwhile"
+    );
+    let mut out = Vec::new();
+    let _ = slow.read_to_end(&mut out);
+    let (status, body) = status_and_body(&String::from_utf8_lossy(&out));
+    assert_eq!(status, 408, "{body}");
+    assert!(error_of(&body).contains("http_idle_timeout"), "{body}");
+
+    let big = format!("{{\"status\":\"ok\",\"reason\":\"{}\"}}", "x".repeat(vigil_agent::server::MAX_BODY));
+    let (status, body) =
+        raw(http, &format!("PUT /v1/self/health HTTP/1.1\r\n{host}\r\nContent-Type: application/json"), &big);
+    assert_eq!(status, 413, "{body}");
+
+    let (status, metrics) = raw(http, &format!("GET /metrics HTTP/1.1\r\n{host}"), "");
+    assert_eq!(status, 200);
+    for line in [
+        "vigil_http_refused_total{reason=\"slow_body\"} 1",
+        "vigil_http_refused_total{reason=\"large_body\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+    assert!(c.is_running(0));
+}
+
 fn agent_exit(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(EXE)
         .arg("agent")

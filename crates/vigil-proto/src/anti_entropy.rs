@@ -11,6 +11,15 @@
 //! costs `4·B` bytes each way instead of the whole table; when they differ,
 //! only the differing buckets (≈ 8 members each) travel. Joins still exchange
 //! the whole table: the joiner knows nothing yet.
+//!
+//! A digest that fits in a datagram (up to 256 buckets: about 2 000
+//! members) goes as one, without the initiator's own state, and is answered
+//! in a datagram when the answer fits too; when the tables agree the answer
+//! is an empty digest ("no difference"). A TCP connection costs some ten
+//! frames with their headers; two datagrams cost two. An initiator that
+//! hears no answer within a probe interval (a lost datagram, or a member of
+//! an earlier release, which ignores a digest in a datagram) sends the same
+//! digest over a stream.
 
 use std::net::SocketAddr;
 
@@ -147,21 +156,36 @@ pub(crate) fn on_push_pull(
     }
 }
 
-/// Starts a periodic anti-entropy exchange with `dst`: sends the digest.
-pub(crate) fn send_digest(cx: &mut Ctx, dst: SocketAddr) {
+/// Sends a digest over a stream, with this member's own state: the
+/// reconnect to a member held dead (likely gone: a datagram to it would
+/// carry gossip to no one), and the fallback.
+pub(crate) fn send_digest_stream(cx: &mut Ctx, dst: SocketAddr) {
     let sums = bucket_sums(cx, bucket_count(cx.table.len() + 1));
     let states = vec![cx.local.wire_state()];
-    cx.stats.push_pulls_sent += 1;
     cx.send_stream(dst, Message::Digest { reply: false, sums, states });
 }
 
-/// A digest arrived on a stream from `from`. Refutations the merge calls
-/// for are sent before the answer.
+/// Whether `message`, alone, fits in a datagram.
+fn fits_datagram(cx: &Ctx, message: &Message) -> bool {
+    let mut buf = Vec::new();
+    codec::encode_message(&mut buf, message);
+    // The update count byte follows the message.
+    buf.len() < cx.config.max_packet_size
+}
+
+/// A datagram digest's answer comes within a probe interval or not at all.
+fn answer_due(cx: &Ctx, sent: Instant) -> Instant {
+    sent + cx.config.probe_interval
+}
+
+/// A digest arrived from `from`, on a stream or in a datagram
+/// (`by_datagram`). Refutations the merge calls for are sent before the
+/// answer. An answer without sums says "no difference".
 pub(crate) fn on_digest(
     cx: &mut Ctx,
     now: Instant,
     from: SocketAddr,
-    reply: bool,
+    (reply, by_datagram): (bool, bool),
     sums: Vec<u32>,
     states: Vec<MemberState>,
 ) {
@@ -178,6 +202,20 @@ pub(crate) fn on_digest(
         // Our sums and our states where the initiator's table differs.
         let states = states_differing(cx, &sums);
         let own = bucket_sums(cx, sums.len());
+        // A digest that came in a datagram, from a member, is answered in
+        // one if the answer fits: "no difference" as an empty digest.
+        if by_datagram && cx.table.by_addr(&from).is_some() {
+            let answer = if own == sums {
+                Message::Digest { reply: true, sums: Vec::new(), states: Vec::new() }
+            } else {
+                Message::Digest { reply: true, sums: own.clone(), states: states.clone() }
+            };
+            if fits_datagram(cx, &answer) {
+                cx.stats.digest_datagrams_sent += 1;
+                cx.send(from, &answer, None);
+                return;
+            }
+        }
         cx.send_stream(from, Message::Digest { reply: true, sums: own, states });
     } else {
         // After merging their differing states, send ours where we still differ.
@@ -188,20 +226,59 @@ pub(crate) fn on_digest(
     }
 }
 
-/// Anti-entropy's own state: when a returned member was last asked.
+/// Most digest exchanges started by datagram that wait for an answer.
+const MAX_WAITING: usize = 4;
+
+/// Anti-entropy's own state: the exchanges started by datagram that wait
+/// for an answer, and when a returned member was last asked.
 #[derive(Debug, Default)]
-pub(crate) struct Returns {
+pub(crate) struct Exchanges {
+    /// Destination, and when its answer is due.
+    waiting: Vec<(SocketAddr, Instant)>,
     last_check: Option<Instant>,
 }
 
-impl Returns {
+impl Exchanges {
+    /// Starts an exchange with `dst`: its digest in a datagram when it fits
+    /// (the answer awaited), over a stream otherwise.
+    pub(crate) fn start(&mut self, cx: &mut Ctx, now: Instant, dst: SocketAddr) {
+        cx.stats.push_pulls_sent += 1;
+        let sums = bucket_sums(cx, bucket_count(cx.table.len() + 1));
+        let digest = Message::Digest { reply: false, sums, states: Vec::new() };
+        if !fits_datagram(cx, &digest) {
+            send_digest_stream(cx, dst);
+            return;
+        }
+        cx.stats.digest_datagrams_sent += 1;
+        cx.send(dst, &digest, None);
+        self.waiting.retain(|(to, _)| *to != dst);
+        if self.waiting.len() == MAX_WAITING {
+            self.waiting.remove(0);
+        }
+        self.waiting.push((dst, answer_due(cx, now)));
+    }
+
+    /// An answer to a digest arrived from `from`.
+    pub(crate) fn answered(&mut self, from: SocketAddr) {
+        self.waiting.retain(|(to, _)| *to != from);
+    }
+
+    /// Exchanges whose answer is overdue are started again over a stream.
+    pub(crate) fn fall_back(&mut self, cx: &mut Ctx, now: Instant) {
+        while let Some(k) = self.waiting.iter().position(|(_, due)| *due <= now) {
+            let (dst, _) = self.waiting.remove(k);
+            cx.stats.digest_fallbacks += 1;
+            send_digest_stream(cx, dst);
+        }
+    }
+
     /// A member held `left` or `dead` for a while sent a datagram that says
     /// nothing about itself: it is running again and this member missed the
     /// news (the tail of infection-style gossip; nothing else contacts a
     /// member held `left` before the next periodic exchange). Ask it for its
     /// state with a digest exchange, at most once per probe interval.
     /// `i` is the sender's slot.
-    pub(crate) fn check(&mut self, cx: &mut Ctx, now: Instant, from: SocketAddr, i: usize) {
+    pub(crate) fn check_return(&mut self, cx: &mut Ctx, now: Instant, from: SocketAddr, i: usize) {
         let e = cx.table.entry(i);
         let quiet = cx.config.probe_interval * 2;
         if cx.local.leaving() || e.state.is_active() || e.since + quiet > now {
@@ -212,7 +289,7 @@ impl Returns {
         }
         self.last_check = Some(now);
         cx.stats.returned_checks += 1;
-        send_digest(cx, from);
+        self.start(cx, now, from);
     }
 }
 

@@ -120,6 +120,8 @@ pub struct Event {
     pub kind: EventKind,
     /// The member after the change.
     pub member: Member,
-    /// For `Suspected` and `Failed`: why.
-    pub evidence: Option<Evidence>,
+    /// For `Suspected` and `Failed`: why. Boxed: it is most of an event's
+    /// size and most events have none (every buffered event slot of a
+    /// subscriber channel pays for the largest).
+    pub evidence: Option<Box<Evidence>>,
 }

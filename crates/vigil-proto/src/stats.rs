@@ -38,6 +38,12 @@ pub struct Stats {
     /// Digest exchanges started because a member held left or dead sent a
     /// datagram (it came back and this member had missed it).
     pub returned_checks: u64,
+    /// Digests (asked or answered) sent in a datagram rather than over a
+    /// stream.
+    pub digest_datagrams_sent: u64,
+    /// Digest exchanges started by datagram that drew no answer within a
+    /// probe interval and were started again over a stream.
+    pub digest_fallbacks: u64,
     /// Kernel evidence handed in by the runtime (`handle_unreachable`).
     pub evidence_received: u64,
     /// Verifications of kernel evidence started (intermediaries asked to confirm).

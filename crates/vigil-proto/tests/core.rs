@@ -343,14 +343,14 @@ fn probe_nacked_by_every_intermediary_suspects_at_once_then_fails_after_the_susp
     assert_eq!(kinds(&ev), vec![(EventKind::Suspected, target.clone())]);
     assert_eq!(
         ev[0].evidence,
-        Some(Evidence {
+        Some(Box::new(Evidence {
             suspected_by: suspected_by.clone(),
             confirmations: 2,
             suspicion_duration: Duration::ZERO,
             declared_by: None,
             probe: Some(probe.clone()),
             exit: None,
-        })
+        }))
     );
     assert_eq!(core.stats().nacks_received, 2);
     assert_eq!(core.local_health(), 0, "every intermediary answered: our own path is fine");
@@ -382,14 +382,14 @@ fn probe_nacked_by_every_intermediary_suspects_at_once_then_fails_after_the_susp
     assert_eq!(failed.member.state, State::Dead);
     assert_eq!(
         failed.evidence,
-        Some(Evidence {
+        Some(Box::new(Evidence {
             suspected_by,
             confirmations: 2,
             suspicion_duration: t2 - t1,
             declared_by: Some(name("me")),
             probe: Some(probe),
             exit: None,
-        })
+        }))
     );
     assert_eq!(core.stats().failures_declared, 1);
 }

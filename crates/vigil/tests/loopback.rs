@@ -60,7 +60,9 @@ async fn a_member_that_leaves_is_left_everywhere_and_never_failed() {
 
 /// The address a seed that is not up yet will answer at: a TCP port held
 /// for the whole test (so no other socket can take it), which refuses
-/// (closes at once) until the seed is up, then forwards to it.
+/// (resets at once, as a port nothing listens on does) until the seed is
+/// up, then forwards to it. (A plain close would read as a seed that read
+/// the join and rejected it.)
 struct LateSeed {
     addr: SocketAddr,
     attempts: Arc<AtomicUsize>,
@@ -76,7 +78,10 @@ impl LateSeed {
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 attempts.fetch_add(1, Ordering::SeqCst);
-                let Some(to) = *seed.lock().unwrap() else { continue };
+                let Some(to) = *seed.lock().unwrap() else {
+                    let _ = inbound.set_zero_linger();
+                    continue;
+                };
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;

@@ -17,6 +17,10 @@ pub enum ApiError {
     NotFound(String),
     /// 409: the target is not in a state that allows it.
     Conflict(String),
+    /// 408: the request's body did not arrive in time.
+    Timeout(String),
+    /// 413: the request's body is over the limit.
+    TooLarge(String),
     /// 503: the member cannot do it now (shut down, no seed answered).
     Unavailable(String),
     /// 500: logged, not shown.
@@ -32,6 +36,8 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {
                 tracing::error!("internal error in the API: {m}");

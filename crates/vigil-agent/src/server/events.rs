@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::{ApiError, ApiResult};
-use super::state::AppState;
+use super::state::{AppState, Refusal};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +32,7 @@ pub(crate) async fn stream(
     // Held by the stream: dropped, and the place given back, when the
     // subscriber goes (its connection closes) or the agent stops.
     let permit = s.subscriber().ok_or_else(|| {
+        s.refuse(Refusal::Subscribers);
         ApiError::Unavailable(format!(
             "too many event subscribers ({} connected, the limit of http_max_subscribers): try again later",
             s.api().max_subscribers

@@ -6,7 +6,6 @@
 //! snapshot file, the gossip streams or the handlers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -14,7 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::state::AppState;
+use super::state::{AppState, Refusal};
 
 /// How long connections in flight may take to finish once the agent stops.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -26,7 +25,6 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
     let router = super::app(state.clone());
     let slots = Arc::new(Semaphore::new(api.max_connections));
     let busy = busy_response(api.max_connections);
-    let refused = AtomicU64::new(0);
     let mut stop = state.stopping();
     // Each connection's task holds a receiver: all gone, all finished.
     let (done_tx, done_rx) = tokio::sync::watch::channel(());
@@ -46,7 +44,7 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refuse(stream, &busy);
-            let n = refused.fetch_add(1, Ordering::Relaxed);
+            let n = state.refuse(Refusal::Connections);
             if n.is_power_of_two() || n == 0 {
                 tracing::warn!(
                     limit = api.max_connections,

@@ -75,7 +75,8 @@ fn labelled(
 pub(crate) async fn scrape(State(s): State<AppState>) -> Response {
     let v = s.vigil();
     let events = s.log().next_id() - 1;
-    let body = render(&v.metrics(), &v.members(), events, s.act().as_deref());
+    let refused: Vec<_> = s.refusals().collect();
+    let body = render(&v.metrics(), &v.members(), events, s.act().as_deref(), &refused);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()
 }
@@ -83,7 +84,15 @@ pub(crate) async fn scrape(State(s): State<AppState>) -> Response {
 /// Renders the library's counters, the member counts, the event count and
 /// the handler counters (`act`, when handlers run) from one registry
 /// (OpenMetrics text, which Prometheus reads).
-pub fn render(m: &Metrics, members: &[Member], events: u64, act: Option<&ActShared>) -> String {
+///
+/// `http_refused`: the HTTP side's refusals by reason (`AppState::refusals`).
+pub fn render(
+    m: &Metrics,
+    members: &[Member],
+    events: u64,
+    act: Option<&ActShared>,
+    http_refused: &[(&'static str, u64)],
+) -> String {
     let mut r = Registry::with_prefix("vigil");
     library(&mut r, m);
     let build = Family::<Labels, Gauge<i64>>::default();
@@ -95,6 +104,14 @@ pub fn render(m: &Metrics, members: &[Member], events: u64, act: Option<&ActShar
     r.register("local_health_score", "Lifeguard local health score (0 is healthy)", health);
     member_states(&mut r, members);
     handlers(&mut r, act);
+    labelled(
+        &mut r,
+        "http_refused",
+        "HTTP connections and requests refused by a limit, by reason",
+        None,
+        "reason",
+        http_refused.iter().map(|(k, n)| ((*k).to_string(), *n)),
+    );
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &r);
@@ -142,6 +159,13 @@ fn library(r: &mut Registry, m: &Metrics) {
     counter(r, "refutations", "Times this member refuted a suspicion of itself", p.refutations);
     counter(r, "failures_declared", "Members this member declared failed", p.failures_declared);
     counter(r, "push_pulls", "Full-state exchanges started", p.push_pulls_sent);
+    counter(r, "digest_datagrams", "Anti-entropy digests sent in a datagram", p.digest_datagrams_sent);
+    counter(
+        r,
+        "digest_fallbacks",
+        "Digest exchanges sent again over TCP: no answer to the datagram within a probe interval",
+        p.digest_fallbacks,
+    );
     counter(
         r,
         "returned_checks",
@@ -262,7 +286,7 @@ mod tests {
         m.traffic =
             vec![vigil::KindCounts { kind: "ping", packets_out: 3, bytes_out: 90, ..Default::default() }];
         m.rejected = vec![("malformed", 2)];
-        let text = render(&m, &[], 0, None);
+        let text = render(&m, &[], 0, None, &[]);
         assert!(text.contains("vigil_sent_packets_total{kind=\"ping\"} 3"), "{text}");
         assert!(text.contains("vigil_sent_bytes_total{kind=\"ping\"} 90"), "{text}");
         assert!(text.contains("vigil_packets_rejected_total{reason=\"malformed\"} 2"), "{text}");
@@ -273,7 +297,7 @@ mod tests {
 
     #[test]
     fn one_registry_renders_the_handler_counters_before_one_end_marker() {
-        let text = render(&Metrics::default(), &[], 1, None);
+        let text = render(&Metrics::default(), &[], 1, None, &[]);
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("vigil_events_total 1"), "{text}");
         assert!(text.contains("vigil_handler_dropped_total 0"), "{text}");
@@ -290,7 +314,7 @@ mod tests {
         m.protocol.exits_confirmed = 5;
         m.protocol.stalls = 1;
         m.protocol.stalled_for = std::time::Duration::from_millis(1500);
-        let text = render(&m, &[], 0, None);
+        let text = render(&m, &[], 0, None, &[]);
         for line in [
             "vigil_evidence_total{kind=\"refused\"} 2",
             "vigil_evidence_total{kind=\"stream_closed\"} 3",

@@ -13,6 +13,7 @@
 //! | `options.rs` | [`ApiOptions`]: accepted `Host` names, limits |
 //! | `listen.rs` | [`serve`]: the connection loop, its cap and idle timeout |
 //! | `auth.rs` | request checks before any handler (Host, Origin, content type, the bearer token) |
+//! | `body.rs` | request bodies read whole within the idle timeout and a size limit (408, 413) |
 //! | `members.rs` | `GET /v1/members` (filters), `GET /v1/members/{name}` |
 //! | `feeds.rs` | `host:port` lines for load balancers (`?format=text`) |
 //! | `local.rs` | `/v1/self`, `/v1/self/meta`, `/v1/self/health`, `/v1/join`, `/v1/leave`, `/healthz` |
@@ -23,6 +24,7 @@
 //! | `dashboard.rs` | `/` and `/assets/{file}` |
 
 mod auth;
+mod body;
 mod dashboard;
 mod error;
 mod events;
@@ -41,6 +43,7 @@ use axum::Router;
 use axum::http::Uri;
 use axum::routing::{get, post, put};
 
+pub use body::MAX_BODY;
 pub use error::{ApiError, ApiResult};
 pub use groups::{GroupJson, groups_json};
 pub use json::MemberJson;
@@ -48,7 +51,7 @@ pub use keys::{KeyBody, ReportJson};
 pub use listen::serve;
 pub use metrics::render as render_metrics;
 pub use options::{ApiOptions, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_SUBSCRIBERS};
-pub use state::AppState;
+pub use state::{AppState, Refusal};
 
 /// The router: every endpoint of docs/OPERATIONS.md.
 pub fn app(state: AppState) -> Router {
@@ -69,6 +72,8 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(dashboard::index))
         .route("/assets/{file}", get(dashboard::asset))
         .fallback(not_found)
+        // Inside the guard: a refused request's body is never read.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), body::deadline))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .with_state(state)
 }

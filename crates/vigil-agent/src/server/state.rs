@@ -1,7 +1,7 @@
 //! What every handler shares: [`AppState`], one per agent lifetime.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -38,6 +38,38 @@ struct Inner {
     api: ApiOptions,
     /// One permit per event-stream subscriber, `api.max_subscribers` in all.
     subscribers: Arc<Semaphore>,
+    /// Connections and requests refused by a limit, by [`Refusal`].
+    refused: [AtomicU64; Refusal::ALL.len()],
+}
+
+/// Why the HTTP side refused a connection or a request (the label of
+/// `vigil_http_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over `http_max_connections`: answered 503 at accept and closed.
+    Connections,
+    /// Over `http_max_subscribers`: an event stream answered 503.
+    Subscribers,
+    /// A request body that did not arrive within `http_idle_timeout`: 408.
+    SlowBody,
+    /// A request body over the API's limit: 413.
+    LargeBody,
+}
+
+impl Refusal {
+    /// Every reason, in label order.
+    pub const ALL: [Refusal; 4] =
+        [Refusal::Connections, Refusal::Subscribers, Refusal::SlowBody, Refusal::LargeBody];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Connections => "connections",
+            Refusal::Subscribers => "subscribers",
+            Refusal::SlowBody => "slow_body",
+            Refusal::LargeBody => "large_body",
+        }
+    }
 }
 
 impl AppState {
@@ -59,6 +91,7 @@ impl AppState {
                 act: std::sync::Mutex::new(None),
                 subscribers: Arc::new(Semaphore::new(ApiOptions::default().max_subscribers)),
                 api: ApiOptions::default(),
+                refused: Default::default(),
             }),
         }
     }
@@ -102,6 +135,17 @@ impl AppState {
     /// none when `max_subscribers` are connected.
     pub fn subscriber(&self) -> Option<OwnedSemaphorePermit> {
         self.inner.subscribers.clone().try_acquire_owned().ok()
+    }
+
+    /// Counts one connection or request refused for `why`; returns how
+    /// many were refused for it before.
+    pub fn refuse(&self, why: Refusal) -> u64 {
+        self.inner.refused[why as usize].fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connections and requests refused so far, by reason label.
+    pub fn refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Refusal::ALL.iter().map(|r| (r.label(), self.inner.refused[*r as usize].load(Ordering::Relaxed)))
     }
 
     /// The running checks, handlers and failover, if attached.

@@ -138,6 +138,22 @@ impl<'a> Reader<'a> {
 
     /// A count, then that many member states; the count is checked against the
     /// bytes left before anything is allocated.
+    fn digest_sums(&mut self) -> Result<Vec<u32>, DecodeError> {
+        let log2 = self.u8("digest bucket count")?;
+        if log2 > MAX_DIGEST_BUCKETS_LOG2 {
+            return Err(DecodeError::Invalid { field: "digest bucket count", reason: "above 2^12" });
+        }
+        let count = 1usize << log2;
+        if count * 4 > self.buf.len() {
+            return Err(DecodeError::Truncated("digest sums"));
+        }
+        let mut sums = Vec::with_capacity(count);
+        for _ in 0..count {
+            sums.push(u32::from_be_bytes(self.array::<4>("digest sums")?));
+        }
+        Ok(sums)
+    }
+
     fn member_states(&mut self) -> Result<Vec<MemberState>, DecodeError> {
         let count = self.varint("member count")?;
         if count > (self.buf.len() / MIN_STATE_LEN) as u64 {
@@ -240,21 +256,11 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
         }
         MSG_DIGEST => {
             let flags = r.u8("digest flags")?;
-            if flags & !FLAG_REPLY != 0 {
+            if flags & !(FLAG_REPLY | FLAG_SAME) != 0 {
                 return Err(DecodeError::Invalid { field: "digest flags", reason: "unknown bits set" });
             }
-            let log2 = r.u8("digest bucket count")?;
-            if log2 > MAX_DIGEST_BUCKETS_LOG2 {
-                return Err(DecodeError::Invalid { field: "digest bucket count", reason: "above 2^12" });
-            }
-            let count = 1usize << log2;
-            if count * 4 > r.buf.len() {
-                return Err(DecodeError::Truncated("digest sums"));
-            }
-            let mut sums = Vec::with_capacity(count);
-            for _ in 0..count {
-                sums.push(u32::from_be_bytes(r.array::<4>("digest sums")?));
-            }
+            // "Same as yours": no bucket count, no sums.
+            let sums = if flags & FLAG_SAME != 0 { Vec::new() } else { r.digest_sums()? };
             let states = r.member_states()?;
             Message::Digest { reply: flags & FLAG_REPLY != 0, sums, states }
         }

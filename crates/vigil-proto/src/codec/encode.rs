@@ -131,7 +131,12 @@ pub fn encode_message(buf: &mut Vec<u8>, message: &Message) {
         }
         Message::Digest { reply, sums, states } => {
             buf.push(MSG_DIGEST);
-            buf.push(if *reply { FLAG_REPLY } else { 0 });
+            let same = if sums.is_empty() { FLAG_SAME } else { 0 };
+            buf.push(if *reply { FLAG_REPLY | same } else { same });
+            if sums.is_empty() {
+                put_states(buf, states);
+                return;
+            }
             // The encoder writes the largest power of two the sums fill, at
             // most 2^MAX_DIGEST_BUCKETS_LOG2, and drops any sums beyond it.
             let mut log2 = 0u8;

@@ -453,6 +453,17 @@ fn a_digest_has_exactly_these_bytes() {
 }
 
 #[test]
+fn a_digest_that_says_same_as_yours_carries_no_sums() {
+    let p = packet(Message::Digest { reply: true, sums: vec![], states: vec![] }, vec![]);
+    let bytes = encode(&p);
+    assert_eq!(bytes, [VERSION, 8, 0x02 | 0x04, 0, 0]);
+    assert_eq!(decode(&bytes), Ok(p));
+    // The flag with a bucket count after it is not "same": the count is
+    // read as the state count, and what follows does not decode.
+    assert!(decode(&[VERSION, 8, 0x06, 1, 1, 2, 3, 4, 0, 0]).is_err());
+}
+
+#[test]
 fn digest_bucket_count_and_flags_are_checked_before_allocating() {
     // 2^13 buckets: above the limit.
     assert_eq!(invalid_field(decode(&[VERSION, 8, 0, 13, 0, 0])), "digest bucket count");
@@ -462,6 +473,7 @@ fn digest_bucket_count_and_flags_are_checked_before_allocating() {
         Err(DecodeError::Truncated("digest sums"))
     );
     assert_eq!(invalid_field(decode(&[VERSION, 8, 0x01, 0, 0, 0, 0, 0, 0, 0])), "digest flags");
+    assert_eq!(invalid_field(decode(&[VERSION, 8, 0x08, 0, 0, 0, 0, 0, 0, 0])), "digest flags");
     // The encoder writes a power of two: 3 sums become 2.
     let bytes =
         encode(&packet(Message::Digest { reply: false, sums: vec![1, 2, 3], states: vec![] }, vec![]));
@@ -596,10 +608,15 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (any::<bool>(), any::<bool>(), proptest::collection::vec(arb_member_state(), 0..20)).prop_map(
             |(join, reply, states)| Message::PushPull { join, takeover: join && reply, reply, states }
         ),
-        (any::<bool>(), 0u32..=6, proptest::collection::vec(arb_member_state(), 0..8)).prop_flat_map(
+        // 7 stands for "same as yours": no sums.
+        (any::<bool>(), 0u32..=7, proptest::collection::vec(arb_member_state(), 0..8)).prop_flat_map(
             |(reply, log2, states)| {
-                proptest::collection::vec(any::<u32>(), 1usize << log2)
-                    .prop_map(move |sums| Message::Digest { reply, sums, states: states.clone() })
+                let n = if log2 == 7 { 0 } else { 1usize << log2 };
+                proptest::collection::vec(any::<u32>(), n).prop_map(move |sums| Message::Digest {
+                    reply,
+                    sums,
+                    states: states.clone(),
+                })
             }
         ),
     ]

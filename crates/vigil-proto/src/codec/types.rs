@@ -27,6 +27,8 @@ pub(super) const UPD_LEFT: u8 = 4;
 pub(super) const FLAG_JOIN: u8 = 0x01;
 pub(super) const FLAG_REPLY: u8 = 0x02;
 pub(super) const FLAG_TAKEOVER: u8 = 0x04;
+/// A digest whose sender's sums equal the ones it answers: no sums follow.
+pub(super) const FLAG_SAME: u8 = 0x04;
 
 /// Most piggybacked updates one packet may carry (the count is one byte).
 pub const MAX_UPDATES_PER_PACKET: usize = 255;
@@ -111,7 +113,9 @@ pub enum Message {
         /// buckets that still differ, as a push-pull reply.
         reply: bool,
         /// One sum per bucket; the count is a power of two, at most
-        /// 2^[`MAX_DIGEST_BUCKETS_LOG2`].
+        /// 2^[`MAX_DIGEST_BUCKETS_LOG2`]. None in an answer says "my sums
+        /// are the same as yours" (sent only in a datagram, to a member of
+        /// a release that asks by datagram).
         sums: Vec<u32>,
         /// The sender's own state first, then its states in the differing buckets.
         states: Vec<MemberState>,

@@ -140,7 +140,7 @@ impl Ctx {
 
     pub(crate) fn emit(&mut self, kind: EventKind, i: usize, now: Instant, evidence: Option<Evidence>) {
         let member = self.snapshot(i, now);
-        self.out.event(Event { kind, member, evidence });
+        self.out.event(Event { kind, member, evidence: evidence.map(Box::new) });
     }
 
     pub(crate) fn emit_self(&mut self, kind: EventKind) {

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-use crate::anti_entropy::{self, Returns};
+use crate::anti_entropy::{self, Exchanges};
 use crate::codec::{self, MemberState, Message, Update};
 use crate::config::Config;
 use crate::error::{ConfigError, DecodeError, MemberError};
@@ -62,7 +62,7 @@ pub struct Core {
     cx: Ctx,
     prober: Prober,
     verifier: Verifier,
-    returns: Returns,
+    exchanges: Exchanges,
 }
 
 impl Core {
@@ -100,7 +100,7 @@ impl Core {
             cx,
             prober: Prober::default(),
             verifier: Verifier::default(),
-            returns: Returns::default(),
+            exchanges: Exchanges::default(),
         };
         core.finish(now);
         Ok(core)
@@ -288,7 +288,7 @@ impl Core {
         if let Some(i) = slot
             && !about_sender
         {
-            self.returns.check(cx, now, from, i);
+            self.exchanges.check_return(cx, now, from, i);
             merge::remind(cx, now, i, from);
         }
         let mut source_told = false;
@@ -315,7 +315,13 @@ impl Core {
                 }
             }
             Message::Refused { seq, how } => self.on_refused(now, from, seq, how),
-            Message::Gossip | Message::PushPull { .. } | Message::Digest { .. } => {}
+            Message::Digest { reply, sums, states } => {
+                if reply {
+                    self.exchanges.answered(from);
+                }
+                anti_entropy::on_digest(cx, now, from, (reply, true), sums, states);
+            }
+            Message::Gossip | Message::PushPull { .. } => {}
         }
         let cx = &mut self.cx;
         if refute.source && !source_told {
@@ -425,7 +431,10 @@ impl Core {
                 self.verifier.refute(cx, Some(seq), sender.as_ref());
             }
             Message::Digest { reply, sums, states } => {
-                anti_entropy::on_digest(cx, now, from, reply, sums, states)
+                if reply {
+                    self.exchanges.answered(from);
+                }
+                anti_entropy::on_digest(cx, now, from, (reply, false), sums, states);
             }
             _ => {
                 return Err(DecodeError::Invalid {

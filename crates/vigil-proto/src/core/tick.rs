@@ -57,7 +57,7 @@ impl Core {
                     && let Some(&i) = cx.sample(1, |e| e.state.is_active()).first()
                 {
                     let dst = cx.table.entry(i).addr();
-                    anti_entropy::send_digest(cx, dst);
+                    self.exchanges.start(cx, now, dst);
                 }
             }
             Timer::Reconnect => {
@@ -67,7 +67,8 @@ impl Core {
                     let k = cx.rng.random_range(0..dead);
                     if let (Some(i), _) = cx.table.dead(k) {
                         let dst = cx.table.entry(i).addr();
-                        anti_entropy::send_digest(cx, dst);
+                        cx.stats.push_pulls_sent += 1;
+                        anti_entropy::send_digest_stream(cx, dst);
                     }
                 }
             }
@@ -90,6 +91,7 @@ impl Core {
         if let Some(failure) = self.prober.conclude(cx) {
             suspect(cx, now, failure);
         }
+        self.exchanges.fall_back(cx, now);
         if cx.local.leaving() {
             return;
         }
