@@ -27,7 +27,6 @@ use crate::codec::{self, MemberState, Message, Update};
 use crate::core::ctx::Ctx;
 use crate::event::NameConflict;
 use crate::hash::{claim_digest, name_hash};
-use crate::member::Name;
 use crate::merge::{apply_update, merge_states};
 use crate::refute::Refutations;
 use crate::table::{SUM_BUCKETS, bucket_of};
@@ -278,8 +277,8 @@ impl Exchanges {
     /// news (the tail of infection-style gossip; nothing else contacts a
     /// member held `left` before the next periodic exchange). Ask it for its
     /// state with a digest exchange, at most once per probe interval.
-    pub(crate) fn check_return(&mut self, cx: &mut Ctx, now: Instant, from: SocketAddr, name: &Name) {
-        let Some(i) = cx.table.get(name) else { return };
+    /// `i` is the sender's slot.
+    pub(crate) fn check_return(&mut self, cx: &mut Ctx, now: Instant, from: SocketAddr, i: usize) {
         let e = cx.table.entry(i);
         let quiet = cx.config.probe_interval * 2;
         if cx.local.leaving() || e.state.is_active() || e.since + quiet > now {

@@ -1,10 +1,11 @@
 //! Per-member measurements: adaptive probe timeout from round trips, and the
 //! phi-accrual suspicion level (Hayashibara et al., 2004).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::hash::name_hash;
+use crate::index::KeyMap;
 use crate::member::Name;
 use crate::time::Instant;
 
@@ -132,19 +133,53 @@ pub(crate) struct Peer {
     last: Instant,
 }
 
+impl Peer {
+    /// Something arrived from this peer: what [`Peers::touch`] and a
+    /// heartbeat do for a peer already measured.
+    pub(crate) fn heard(&mut self, now: Instant) {
+        self.last = now;
+        self.phi.heartbeat(now);
+    }
+}
+
 /// Measurements of the members heard from most recently (at most [`MAX_PEERS`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Peers {
-    /// By 64-bit hash of the name (cheaper to search than names); the
-    /// peer's name is checked on every lookup, so a collision only costs
-    /// the older peer its measurements.
-    map: BTreeMap<u64, Peer>,
+    /// The measurements, in no particular order.
+    slab: Vec<Peer>,
+    /// Their places in `slab` by 64-bit hash of the name (cheaper to
+    /// search than names); the peer's name is checked on every lookup, so
+    /// a collision only costs the older peer its measurements. Hashed (one
+    /// probe instead of a B-tree walk: every datagram looks its sender up
+    /// here); iterated in key order. The slab keeps the map's buckets
+    /// small: one such map per member per member in a simulation.
+    index: KeyMap<u32>,
 }
 
 impl Peers {
+    fn at(&self, key: u64) -> Option<usize> {
+        self.index.get(key).map(|&i| i as usize)
+    }
+
     pub(crate) fn get<Q: AsRef<str> + ?Sized>(&self, name: &Q) -> Option<&Peer> {
         let name = name.as_ref();
-        self.map.get(&name_hash(name)).filter(|p| p.name.as_str() == name)
+        self.at(name_hash(name)).map(|i| &self.slab[i]).filter(|p| p.name.as_str() == name)
+    }
+
+    /// The measurements of `name` (whose [`name_hash`] is `hash`), if it has any.
+    pub(crate) fn get_mut(&mut self, hash: u64, name: &Name) -> Option<&mut Peer> {
+        let i = self.at(hash)?;
+        Some(&mut self.slab[i]).filter(|p| p.name == *name)
+    }
+
+    /// Removes the peer at key `key` (present).
+    fn remove(&mut self, key: u64) {
+        let i = self.index.remove(key).expect("a peer at the key") as usize;
+        self.slab.swap_remove(i);
+        if let Some(moved) = self.slab.get(i) {
+            let slot = self.index.get_mut(name_hash(moved.name.as_str())).expect("the moved peer indexed");
+            *slot = u32::try_from(i).expect("at most MAX_PEERS peers");
+        }
     }
 
     /// The measurements of `name`, created (and the oldest half forgotten
@@ -152,13 +187,13 @@ impl Peers {
     /// `hash` is the name's [`name_hash`] (entries keep it).
     pub(crate) fn touch(&mut self, hash: u64, name: &Name, now: Instant, phi_window: usize) -> &mut Peer {
         let key = hash;
-        if !self.map.contains_key(&key) && self.map.len() >= MAX_PEERS {
+        if !self.index.contains_key(key) && self.index.len() >= MAX_PEERS {
             let mut lasts: Vec<(Instant, &Name, u64)> =
-                self.map.iter().map(|(k, p)| (p.last, &p.name, *k)).collect();
+                self.slab.iter().map(|p| (p.last, &p.name, name_hash(p.name.as_str()))).collect();
             lasts.sort();
             let old: Vec<u64> = lasts.into_iter().take(MAX_PEERS / 2).map(|(_, _, k)| k).collect();
             for k in old {
-                self.map.remove(&k);
+                self.remove(k);
             }
         }
         let fresh = || Peer {
@@ -167,7 +202,16 @@ impl Peers {
             phi: PhiDetector::new(phi_window),
             last: now,
         };
-        let p = self.map.entry(key).or_insert_with(fresh);
+        let i = match self.at(key) {
+            Some(i) => i,
+            None => {
+                self.slab.push(fresh());
+                let i = self.slab.len() - 1;
+                self.index.get_or_insert_with(key, || u32::try_from(i).expect("at most MAX_PEERS peers"));
+                i
+            }
+        };
+        let p = &mut self.slab[i];
         if p.name != *name {
             *p = fresh();
         }
@@ -179,13 +223,17 @@ impl Peers {
     pub(crate) fn forget<Q: AsRef<str> + ?Sized>(&mut self, name: &Q) {
         let name = name.as_ref();
         let key = name_hash(name);
-        if self.map.get(&key).is_some_and(|p| p.name.as_str() == name) {
-            self.map.remove(&key);
+        if self.get(name).is_some() {
+            self.remove(key);
         }
     }
 
+    /// Every peer, in the order of its name's hash.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Name, &Peer)> {
-        self.map.values().map(|p| (&p.name, p))
+        self.index.sorted().into_iter().map(|(_, &i)| {
+            let p = &self.slab[i as usize];
+            (&p.name, p)
+        })
     }
 }
 

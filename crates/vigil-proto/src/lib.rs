@@ -78,6 +78,7 @@ mod detector;
 mod error;
 mod event;
 mod hash;
+mod index;
 mod kernel;
 mod local;
 mod member;

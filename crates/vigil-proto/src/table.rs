@@ -15,7 +15,6 @@
 //! In a running agent there is one table and nothing is shared: the chunks
 //! are then plain vectors behind one more pointer.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::ops::RangeBounds;
@@ -23,6 +22,7 @@ use std::sync::Arc;
 
 use crate::codec::MemberState;
 use crate::hash::{claim_digest, name_hash, splitmix};
+use crate::index::Index;
 use crate::member::{Health, Meta, Name, State};
 use crate::time::Instant;
 
@@ -89,8 +89,12 @@ impl Entry {
 pub(crate) struct Table {
     chunks: Vec<Arc<Vec<Entry>>>,
     len: usize,
+    /// Slots by name, in name order: for listing the table.
     index: Overlay<Name, u32>,
-    by_addr: Overlay<SocketAddr, u32>,
+    /// The same, hashed: for lookups (a B-tree of names compares names
+    /// behind pointers at every level).
+    names: Index<Name, u32>,
+    by_addr: Index<SocketAddr, u32>,
     /// Every member by its place on the ring (see [`ring_key`]): whom to
     /// watch is "the next ones after me".
     ring: Overlay<u128, Name>,
@@ -226,7 +230,7 @@ impl Table {
     }
 
     pub(crate) fn get<Q: AsRef<str> + ?Sized>(&self, name: &Q) -> Option<usize> {
-        let i = *self.index.get(name.as_ref())? as usize;
+        let i = *self.names.get(name.as_ref())? as usize;
         self.visible(i).then_some(i)
     }
 
@@ -271,6 +275,7 @@ impl Table {
     pub(crate) fn push(&mut self, e: Entry) -> usize {
         let i = self.len;
         self.index.insert(e.name.clone(), slot(i));
+        self.names.insert(e.name.clone(), slot(i));
         self.by_addr.insert(e.addr(), slot(i));
         self.ring.insert(ring_key(&e), e.name.clone());
         if e.state.is_active() {
@@ -363,6 +368,7 @@ impl Table {
             self.dead.insert(slot(i));
         }
         self.index.remove(&gone.name);
+        self.names.remove(&gone.name);
         self.ring.remove(&ring_key(&gone));
         if self.by_addr.get(&gone.addr()) == Some(&slot(i)) {
             self.by_addr.remove(&gone.addr());
@@ -372,6 +378,7 @@ impl Table {
                 self.by_addr.insert(moved.addr(), slot(i));
             }
             self.index.insert(moved.name.clone(), slot(i));
+            self.names.insert(moved.name.clone(), slot(i));
             *self.entry_mut(i) = moved;
             if self.hidden == Some(last) {
                 self.hidden = Some(i);
@@ -385,6 +392,7 @@ impl Table {
     /// Folds the indexes into bases that copies share (see [`Table::shared_for`]).
     pub(crate) fn freeze(&mut self) {
         self.index.freeze();
+        self.names.freeze();
         self.by_addr.freeze();
         self.ring.freeze();
         self.sums.freeze();
@@ -394,7 +402,7 @@ impl Table {
     /// the table of member `name` in a cluster that this table describes.
     pub(crate) fn shared_for(&self, name: &str) -> Table {
         let mut t = self.clone();
-        if let Some(&i) = self.index.get(name) {
+        if let Some(&i) = self.names.get(name) {
             let i = i as usize;
             let e = self.entry(i);
             if e.state.is_active() {
@@ -427,23 +435,6 @@ impl<K, V> Default for Overlay<K, V> {
 }
 
 impl<K: Ord + Clone, V: Clone> Overlay<K, V> {
-    fn get<Q: Ord + ?Sized>(&self, k: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-    {
-        // Skipping empty maps matters: most lookups in a shared table find
-        // the key in the base, and the overlays are usually empty.
-        if !self.added.is_empty()
-            && let Some(v) = self.added.get(k)
-        {
-            return Some(v);
-        }
-        if !self.removed.is_empty() && self.removed.contains(k) {
-            return None;
-        }
-        self.base.get(k)
-    }
-
     fn insert(&mut self, k: K, v: V) {
         self.removed.remove(&k);
         self.added.insert(k, v);

@@ -194,15 +194,17 @@ impl Ctx {
         out
     }
 
-    /// Liveness evidence from whoever sent a datagram from `from`; returns the
-    /// name of the member known at that address.
     /// Whether any member other than slot `except` was heard from at or
     /// after `since`.
     pub(crate) fn heard_other_since(&self, except: usize, since: Instant) -> bool {
         self.heard.iter().flatten().any(|&(i, at)| i != except && at >= since)
     }
 
-    pub(crate) fn heard_from(&mut self, now: Instant, from: SocketAddr) -> Option<Name> {
+    /// Liveness evidence from whoever sent a datagram from `from`; returns the
+    /// slot and name of the member known at that address. The slot stays
+    /// valid while the datagram is handled: only a timer (reaping) removes
+    /// entries, and adding one moves none.
+    pub(crate) fn heard_from(&mut self, now: Instant, from: SocketAddr) -> Option<(usize, Name)> {
         let i = self.table.by_addr(&from)?;
         match self.heard[0] {
             Some((last, _)) if last == i => self.heard[0] = Some((i, now)),
@@ -213,9 +215,11 @@ impl Ctx {
         // Beyond MAX_PEERS members, arrivals start no new measurements (acks
         // to this member's own probes do): random gossip senders would only
         // churn the bounded map.
-        if self.table.len() <= MAX_PEERS || self.peers.get(name.as_str()).is_some() {
+        if let Some(p) = self.peers.get_mut(e.hash, &name) {
+            p.heard(now);
+        } else if self.table.len() <= MAX_PEERS {
             self.peers.touch(e.hash, &name, now, self.config.phi_window).phi.heartbeat(now);
         }
-        Some(name)
+        Some((i, name))
     }
 }

@@ -275,7 +275,7 @@ impl Core {
         }
         self.check_stall(now);
         let cx = &mut self.cx;
-        let sender = cx.heard_from(now, from);
+        let (slot, sender) = cx.heard_from(now, from).unzip();
         // Anything from a member is proof of life: kernel evidence against it was wrong.
         self.verifier.refute(cx, None, sender.as_ref());
         // Updates first: a suspicion of us riding on a ping is refuted in the ack.
@@ -285,13 +285,11 @@ impl Core {
             about_sender |= sender.as_ref() == Some(update.name());
             merge::apply_update(cx, &mut refute, now, update);
         }
-        if let Some(name) = &sender
+        if let Some(i) = slot
             && !about_sender
         {
-            self.exchanges.check_return(cx, now, from, name);
-            if let Some(i) = cx.table.get(name) {
-                merge::remind(cx, now, i, from);
-            }
+            self.exchanges.check_return(cx, now, from, i);
+            merge::remind(cx, now, i, from);
         }
         let mut source_told = false;
         match packet.message {

@@ -55,6 +55,10 @@ pub(crate) struct TimerKey(Instant, u64);
 pub(crate) struct Timers {
     map: BTreeMap<(Instant, u64), Timer>,
     next_token: u64,
+    /// The earliest deadline, kept beside the map: every input asks for it
+    /// (stall check, `poll_timeout`), and the map's first leaf is then
+    /// mostly out of the cache.
+    first: Option<Instant>,
 }
 
 impl Timers {
@@ -62,13 +66,20 @@ impl Timers {
     pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
         let token = self.token();
         self.map.insert((at, token), timer);
+        self.first = Some(self.first.map_or(at, |f| f.min(at)));
         TimerKey(at, token)
     }
 
     /// Removes a timer that is no longer needed (an idle caller is then not
     /// woken for nothing); a key of a timer that already fired is ignored.
     pub(crate) fn cancel(&mut self, key: TimerKey) {
-        self.map.remove(&(key.0, key.1));
+        if self.map.remove(&(key.0, key.1)).is_some() && self.first == Some(key.0) {
+            self.refresh_first();
+        }
+    }
+
+    fn refresh_first(&mut self) {
+        self.first = self.map.first_key_value().map(|((at, _), _)| *at);
     }
 
     /// A fresh token (shared with the ordering counter, so tokens are unique).
@@ -79,11 +90,12 @@ impl Timers {
 
     /// Removes and returns the earliest timer due at `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        let entry = self.map.first_entry()?;
-        if entry.key().0 > now {
+        if self.first.is_none_or(|f| f > now) {
             return None;
         }
-        Some(entry.remove())
+        let timer = self.map.pop_first().map(|(_, t)| t);
+        self.refresh_first();
+        timer
     }
 
     /// The caller did not run for `by` (a stall): every timer that fell due
@@ -94,10 +106,50 @@ impl Timers {
         for ((at, token), timer) in overdue {
             self.map.insert((at + by, token), timer);
         }
+        self.refresh_first();
     }
 
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.map.first_key_value().map(|((at, _), _)| *at)
+        debug_assert_eq!(self.first, self.map.first_key_value().map(|((at, _), _)| *at));
+        self.first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_micros(ms * 1000)
+    }
+
+    /// The kept earliest deadline against the map's (what `next` asserts too).
+    fn first(t: &Timers) -> Option<Instant> {
+        assert_eq!(t.first, t.map.first_key_value().map(|((at, _), _)| *at));
+        t.first
+    }
+
+    #[test]
+    fn the_earliest_deadline_follows_schedule_cancel_pop_and_postpone() {
+        let mut t = Timers::default();
+        assert_eq!(first(&t), None);
+        t.schedule(at(300), Timer::Probe);
+        let early = t.schedule(at(100), Timer::Gossip);
+        t.schedule(at(200), Timer::PushPull);
+        assert_eq!(first(&t), Some(at(100)));
+        t.cancel(early);
+        assert_eq!(first(&t), Some(at(200)));
+        t.cancel(early);
+        assert_eq!(first(&t), Some(at(200)), "a second cancel changes nothing");
+        assert_eq!(t.pop_due(at(150)), None);
+        assert_eq!(t.pop_due(at(250)), Some(Timer::PushPull));
+        assert_eq!(first(&t), Some(at(300)));
+        t.schedule(at(320), Timer::Reconnect);
+        t.postpone_overdue(at(310), std::time::Duration::from_millis(50));
+        assert_eq!(first(&t), Some(at(320)), "the overdue one moved after it");
+        assert_eq!(t.pop_due(at(400)), Some(Timer::Reconnect));
+        assert_eq!(t.pop_due(at(400)), Some(Timer::Probe));
+        assert_eq!(first(&t), None);
     }
 }
