@@ -12,17 +12,6 @@ use support::*;
 use vigil_proto::codec::{MemberState, Message, Packet};
 use vigil_proto::{Channel, Config, Core, Health, Identity, Instant, Meta, State, Transmit};
 
-fn state(who: &str, incarnation: u64, host: u8) -> MemberState {
-    MemberState {
-        name: name(who),
-        incarnation,
-        state: State::Alive,
-        addr: addr(host),
-        meta: Meta::default(),
-        health: Health::ok(),
-    }
-}
-
 /// "me" at 10.0.0.1 and "p2" at 10.0.0.2, each knowing the other (and `also`
 /// known to p2 only), without gossip: what they exchange is what the tests
 /// look at.
@@ -30,8 +19,8 @@ fn pair(also: &[MemberState]) -> [Core; 2] {
     let mut a = me();
     let identity = Identity { name: name("p2"), addr: addr(2), meta: Meta::default(), health: Health::ok() };
     let mut b = Core::new(Config::lan(), identity, 1, 7, Instant::ZERO).unwrap();
-    a.preload(Instant::ZERO, [state("p2", 1, 2)]);
-    b.preload(Instant::ZERO, [state("me", 1, 1)].into_iter().chain(also.iter().cloned()));
+    a.preload(Instant::ZERO, [state_of("p2", 1, 2)]);
+    b.preload(Instant::ZERO, [state_of("me", 1, 1)].into_iter().chain(also.iter().cloned()));
     events(&mut a);
     events(&mut b);
     [a, b]
@@ -134,7 +123,7 @@ fn agreeing_tables_exchange_two_datagrams_the_answer_an_empty_digest() {
 fn differing_tables_are_reconciled_by_the_datagram_answer() {
     // p2 knows p3; "me" learns it from the answer to its digest (or from
     // p2's digest, whichever starts first), with no gossip and no stream.
-    let mut cores = pair(&[state("p3", 4, 3)]);
+    let mut cores = pair(&[state_of("p3", 4, 3)]);
     let log = run(&mut cores, at(50), |_, _| false);
 
     let d = digests(&log);

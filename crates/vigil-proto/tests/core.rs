@@ -862,17 +862,6 @@ fn malformed_datagrams_are_refused_with_a_typed_error_and_change_nothing() {
 
 // ---------------------------------------------------------------- push-pull
 
-fn state_of(who: &str, incarnation: u64, host: u8) -> MemberState {
-    MemberState {
-        name: name(who),
-        incarnation,
-        state: State::Alive,
-        addr: addr(host),
-        meta: Meta::default(),
-        health: Health::ok(),
-    }
-}
-
 #[test]
 fn join_sends_one_push_pull_over_a_stream_with_this_member_first() {
     let mut core = me();

@@ -9,8 +9,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use vigil_proto::codec::{self, Message, Packet, Update};
-use vigil_proto::{Channel, Config, Core, Event, EventKind, Health, Identity, Instant, Meta, Name, Transmit};
+use vigil_proto::codec::{self, MemberState, Message, Packet, Update};
+use vigil_proto::{
+    Channel, Config, Core, Event, EventKind, Health, Identity, Instant, Meta, Name, State, Transmit,
+};
 
 /// The seed of every core.
 pub(crate) const SEED: u64 = 7;
@@ -191,5 +193,17 @@ pub(crate) fn acking_alive(core: &mut Core, now: Instant, t: &Transmit) {
         });
         core.handle_datagram(now, t.dst, &packet(Message::Ack { seq }, refutation.into_iter().collect()))
             .unwrap();
+    }
+}
+
+/// `who` at 10.0.0.`host`, alive at `incarnation`, as push-pull carries it.
+pub(crate) fn state_of(who: &str, incarnation: u64, host: u8) -> MemberState {
+    MemberState {
+        name: name(who),
+        incarnation,
+        state: State::Alive,
+        addr: addr(host),
+        meta: Meta::default(),
+        health: Health::ok(),
     }
 }
