@@ -437,12 +437,7 @@ async fn apply_reload(
 /// Completes when the member has stopped because a live member has its name
 /// (its join was refused, or it yielded), with that member's address.
 async fn name_taken(vigil: &Vigil) -> std::net::SocketAddr {
-    loop {
-        if let Some(at) = vigil.name_taken() {
-            return at;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    vigil.wait_name_taken().await
 }
 
 /// Stops the agent when standard input reaches its end (the parent is gone).

@@ -162,6 +162,13 @@ impl Vigil {
         self.shared.name_taken()
     }
 
+    /// Completes when [`Vigil::name_taken`] becomes known (never, if this
+    /// member keeps its name): what a service awaits to exit, without
+    /// polling.
+    pub async fn wait_name_taken(&self) -> SocketAddr {
+        self.shared.name_taken_at().await
+    }
+
     /// Starts joining through `seeds` in the background, retrying until one answers.
     pub async fn join_in_background(&self, seeds: &[String]) -> Result<(), CommandError> {
         self.send(Command::Join { seeds: seeds.to_vec(), reply: None }).await

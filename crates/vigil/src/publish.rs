@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant as TokioInstant;
@@ -32,7 +32,7 @@ pub(crate) struct Shared {
     local_addr: SocketAddr,
     /// Set when this member stopped because a live member at that address
     /// has its name.
-    name_taken: Mutex<Option<SocketAddr>>,
+    name_taken: tokio::sync::watch::Sender<Option<SocketAddr>>,
     /// The snapshots were read since the last refresh.
     wanted: AtomicBool,
 }
@@ -44,7 +44,7 @@ impl Shared {
             metrics: RwLock::new(Metrics::default()),
             traffic: Traffic::default(),
             local_addr,
-            name_taken: Mutex::new(None),
+            name_taken: tokio::sync::watch::Sender::new(None),
             wanted: AtomicBool::new(false),
         }
     }
@@ -57,14 +57,27 @@ impl Shared {
     /// Where the live member that has this member's name is, once this one
     /// stopped for it.
     pub(crate) fn name_taken(&self) -> Option<SocketAddr> {
-        self.name_taken.lock().ok().and_then(|n| *n)
+        *self.name_taken.borrow()
+    }
+
+    /// Completes once this member stopped because its name is taken, with
+    /// where the live member is (no polling: the driver's set wakes it).
+    pub(crate) async fn name_taken_at(&self) -> SocketAddr {
+        let mut rx = self.name_taken.subscribe();
+        loop {
+            if let Some(at) = *rx.borrow_and_update() {
+                return at;
+            }
+            // The sender lives as long as `self`.
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// This member stopped: the live member at `at` has its name.
     pub(crate) fn set_name_taken(&self, at: SocketAddr) {
-        if let Ok(mut n) = self.name_taken.lock() {
-            *n = Some(at);
-        }
+        self.name_taken.send_replace(Some(at));
     }
 
     /// Traffic counters, updated as packets pass.
