@@ -31,7 +31,7 @@ pub(super) use starve::run as starve;
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::events::{Event, EventLog};
-use crate::report::Report;
+use crate::report::{Report, median_max};
 
 /// The pause tolerance of the `lan` preset the scenarios run.
 const PAUSE_TOLERANCE: Duration = Duration::from_secs(5);
@@ -41,6 +41,15 @@ const QUIET: Duration = Duration::from_secs(3);
 /// Seconds with two decimals, from milliseconds.
 fn s2(ms: u64) -> String {
     format!("{:.2} s", ms as f64 / 1000.0)
+}
+
+/// Reports the median of `ms` as `label` and its max as "max" (both in
+/// seconds); returns them, none when `ms` is empty.
+fn median_and_max(r: &mut Report, label: &str, ms: &[u64]) -> Option<(u64, u64)> {
+    let (median, max) = median_max(ms)?;
+    r.figure(label, s2(median));
+    r.figure("max", s2(max));
+    Some((median, max))
 }
 
 /// Up to `k` members to fault, spread over the cluster and never one of

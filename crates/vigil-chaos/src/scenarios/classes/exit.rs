@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{QUIET, detection, s2, victims, wait_all_said};
+use super::{QUIET, detection, median_and_max, s2, victims, wait_all_said};
 use crate::error::Result;
 use crate::events::now_ms;
 use crate::report::{Report, median_max};
@@ -54,9 +54,7 @@ pub(crate) fn run(opts: &Options) -> Result<Report> {
     let names: Vec<String> = killed.iter().map(|&i| c.name(i)).collect();
     r.false_failures = false_failures(c.events(), start_ms, |e| names.contains(&e.member));
     r.expect(r.false_failures.is_empty(), "a live member was declared failed");
-    if let Some((median, max)) = median_max(&full) {
-        r.figure("full detection median", s2(median));
-        r.figure("max", s2(max));
+    if let Some((median, _)) = median_and_max(&mut r, "full detection median", &full) {
         r.expect(
             median <= TARGET_MS,
             format!("full detection median {} > target {}", s2(median), s2(TARGET_MS)),

@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::{QUIET, detection, s2, victims, wait_all_said};
+use super::{QUIET, detection, median_and_max, s2, victims, wait_all_said};
 use crate::error::Result;
 use crate::events::now_ms;
 use crate::nft::{self, Rule};
-use crate::report::{Report, median_max};
+use crate::report::Report;
 use crate::scenarios::{Options, PRESET, cluster, false_failures, progress};
 
 const LOSS_PERCENT: u8 = 30;
@@ -88,16 +88,8 @@ pub(crate) fn run(opts: &Options) -> Result<Report> {
     r.false_failures = false_failures(c.events(), start_ms, |e| names.contains(&e.member));
     r.expect(r.false_failures.is_empty(), "a live member was declared failed");
     let in_loss = c.events().of_kind_since("suspected", loss_start_ms).len();
-    let lo = median_max(&lossless);
-    let ly = median_max(&lossy);
-    if let Some((median, max)) = lo {
-        r.figure("lossless full detection median", s2(median));
-        r.figure("max", s2(max));
-    }
-    if let Some((median, max)) = ly {
-        r.figure("in loss median", s2(median));
-        r.figure("max", s2(max));
-    }
+    let lo = median_and_max(&mut r, "lossless full detection median", &lossless);
+    let ly = median_and_max(&mut r, "in loss median", &lossy);
     if let (Some((a, _)), Some((b, _))) = (lo, ly) {
         let ratio = b as f64 / a.max(1) as f64;
         r.figure("ratio", format!("{ratio:.1}×"));

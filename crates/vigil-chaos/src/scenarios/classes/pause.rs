@@ -8,10 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{QUIET, back_alive, detection, evidence, s2, victims, wait_events};
+use super::{QUIET, back_alive, detection, evidence, median_and_max, s2, victims, wait_events};
 use crate::error::Result;
 use crate::events::now_ms;
-use crate::report::{Report, median_max};
+use crate::report::Report;
 use crate::scenarios::{Options, PRESET, cluster, count, false_failures, progress};
 
 /// Short stops, each on another member.
@@ -143,13 +143,7 @@ pub(crate) fn run(opts: &Options) -> Result<Report> {
         windows.iter().any(|(m, a, b)| e.member == *m && e.time_ms >= *a && e.time_ms <= *b)
     });
     r.expect(r.false_failures.is_empty(), "a member not stopped (or woken) was declared failed");
-    if let Some((median, max)) = median_max(&full) {
-        r.figure("10 s stops: full detection median", s2(median));
-        r.figure("max", s2(max));
-    }
-    if let Some((median, max)) = median_max(&back) {
-        r.figure("back everywhere after SIGCONT, median", s2(median));
-        r.figure("max", s2(max));
-    }
+    median_and_max(&mut r, "10 s stops: full detection median", &full);
+    median_and_max(&mut r, "back everywhere after SIGCONT, median", &back);
     Ok(r)
 }

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use super::{PAUSE_TOLERANCE, QUIET, back_alive, detection, s2, victims, wait_all_said, wait_events};
+use super::{
+    PAUSE_TOLERANCE, QUIET, back_alive, detection, median_and_max, s2, victims, wait_all_said, wait_events,
+};
 use crate::error::Result;
 use crate::events::now_ms;
 use crate::net;
@@ -125,9 +127,7 @@ pub(crate) fn run(opts: &Options) -> Result<Report> {
             .any(|(m, a, b)| (e.member == *m || e.by == *m) && e.time_ms >= *a && e.time_ms <= b + 2000)
     });
     r.expect(r.false_failures.is_empty(), "a reachable member was declared failed");
-    if let Some((median, max)) = median_max(&full) {
-        r.figure("full detection median", s2(median));
-        r.figure("max", s2(max));
+    if let Some((median, _)) = median_and_max(&mut r, "full detection median", &full) {
         r.expect(
             median <= TARGET_MS,
             format!("full detection median {} > target {}", s2(median), s2(TARGET_MS)),
