@@ -14,7 +14,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use vigil::{Key, KeyOp, Keyring, Vigil};
@@ -25,8 +24,6 @@ const MAX_SECRET_FILE: u64 = 4096;
 const MIN_TOKEN_LEN: usize = 16;
 /// The keyring's file name in the data directory.
 pub const KEYRING_FILE: &str = "keyring";
-/// How often the running keyring is compared with the saved one.
-const KEYRING_POLL: Duration = Duration::from_secs(1);
 /// The comment line of a saved keyring that records the key file's keys.
 const FROM_KEY_FILE: &str = "# key file: ";
 
@@ -256,18 +253,22 @@ pub async fn reload_key_file(vigil: &Vigil, path: &Path, last: &watch::Sender<St
 }
 
 /// Keeps `dir/keyring` equal to the member's keyring until `stop` turns
-/// true: checks every second, saves on a change (and once at start).
+/// true: saves once at start, then whenever the keyring or the key file's
+/// record changes (woken by the change, no polling).
 /// `key_file` holds the fingerprints of the key file as last read.
 pub async fn keyring_writer(
     vigil: Arc<Vigil>,
     dir: PathBuf,
-    key_file: watch::Receiver<String>,
+    mut key_file: watch::Receiver<String>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut saved: Option<(Vec<String>, String)> = None;
+    let mut changes = vigil.keyring_changes();
+    // Without a SIGHUP handler the key file's record never changes.
+    let mut key_file_open = true;
     loop {
         let current = vigil.keys().await.ok().flatten();
-        let recorded = key_file.borrow().clone();
+        let recorded = key_file.borrow_and_update().clone();
         if let Some(list) = current
             && saved.as_ref() != Some(&(list.clone(), recorded.clone()))
             && let Ok(Some(keys)) = vigil.key_material().await
@@ -282,7 +283,8 @@ pub async fn keyring_writer(
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(KEYRING_POLL) => {}
+            r = changes.changed() => if r.is_err() { return },
+            r = key_file.changed(), if key_file_open => key_file_open = r.is_ok(),
         }
     }
 }

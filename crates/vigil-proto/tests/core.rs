@@ -830,7 +830,7 @@ fn malformed_datagrams_are_refused_with_a_typed_error_and_change_nothing() {
     let ping = packet(ping_to("me", 7), vec![]);
     let wrong_version = {
         let mut p = ping.clone();
-        p[0] = 2;
+        p[0] = 3;
         p
     };
     // A valid update followed by a truncated one: the whole packet is dropped.
@@ -842,8 +842,8 @@ fn malformed_datagrams_are_refused_with_a_typed_error_and_change_nothing() {
         packet(Message::PushPull { join: true, takeover: false, reply: false, states: vec![] }, vec![]);
     let cases: Vec<(&str, Vec<u8>, DecodeError)> = vec![
         ("empty", vec![], DecodeError::Empty),
-        ("truncated ping", ping[..5].to_vec(), DecodeError::Truncated("target hash")),
-        ("wrong version", wrong_version, DecodeError::UnknownVersion(2)),
+        ("truncated ping", ping[..7].to_vec(), DecodeError::Truncated("target hash")),
+        ("wrong version", wrong_version, DecodeError::UnknownVersion(3)),
         ("oversized", vec![codec::VERSION; 1401], DecodeError::TooLarge { len: 1401, max: 1400 }),
         ("truncated update", half_gossip, DecodeError::Truncated("metadata length")),
         (

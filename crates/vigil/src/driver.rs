@@ -380,6 +380,11 @@ impl Driver {
         }
     }
 
+    /// Marks each change of the keyring (see [`Vigil::keyring_changed`]).
+    pub(crate) fn keyring_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.envelope.keyring_changes()
+    }
+
     fn stream(&mut self, s: FromStream) {
         let now = self.now();
         match s {

@@ -20,6 +20,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use vigil_proto::codec;
+
 #[cfg(doc)]
 use crate::crypto::LEGACY_MARK;
 use crate::crypto::{
@@ -76,6 +78,8 @@ struct Inner {
     peers: Mutex<Peers>,
     /// Packets opened, by envelope: version 1, version 2.
     opened: [AtomicU64; 2],
+    /// How many times the keyring changed: wakes whoever saves it.
+    changes: tokio::sync::watch::Sender<u64>,
     /// Tests of the rolling upgrade: behave as a member of the previous
     /// release (seal unmarked version 1, read nothing else).
     #[cfg(feature = "testing")]
@@ -100,6 +104,7 @@ impl Envelope {
             windows: Mutex::new(ReplayWindow::default()),
             peers: Mutex::new(Peers::default()),
             opened: [AtomicU64::new(0), AtomicU64::new(0)],
+            changes: tokio::sync::watch::Sender::new(0),
             #[cfg(feature = "testing")]
             previous: std::sync::atomic::AtomicBool::new(false),
         }))
@@ -128,7 +133,15 @@ impl Envelope {
     pub(crate) fn change_keyring<R>(&self, f: impl FnOnce(&mut Keyring) -> R) -> Option<R> {
         let mut slot = self.0.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let ring = slot.as_mut()?;
-        Some(f(Arc::make_mut(ring)))
+        let r = f(Arc::make_mut(ring));
+        drop(slot);
+        self.0.changes.send_modify(|n| *n += 1);
+        Some(r)
+    }
+
+    /// Marks a change of the keyring each time it may have changed.
+    pub(crate) fn keyring_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.changes.subscribe()
     }
 
     /// Packets opened so far: version 1, version 2.
@@ -218,6 +231,12 @@ impl Envelope {
             Header::Legacy { reads_current } => Version::Legacy { reads_current },
         };
         let plain = decrypt(&ring)?;
+        // A member of the previous release cannot decode packet version 2
+        // (its decoder refuses the version byte): nothing in a version-1
+        // envelope may carry one.
+        if self.previous() && plain.first() == Some(&codec::VERSION) {
+            return Err(OpenError::NotEncrypted);
+        }
         if let Header::Current(sender) = header {
             // Two tasks may open copies of one envelope at once: one wins.
             lock(&self.0.windows).record(&sender).map_err(|_| OpenError::Replayed)?;
@@ -243,8 +262,10 @@ impl Envelope {
         let legacy = self.speaks(to) == Speaks::LegacyOnly;
         match self.keyring() {
             None => {
-                out.clear();
-                out.extend_from_slice(plain);
+                if codec::to_version_1(plain, out).is_err() {
+                    out.clear();
+                    out.extend_from_slice(plain);
+                }
             }
             Some(_) if self.previous() || (legacy && self.0.legacy) => {
                 *out = self.seal_as(lane, legacy, plain)
@@ -256,12 +277,29 @@ impl Envelope {
     /// Seals `plain` in version 1 (`legacy`, if still read) or version 2.
     pub(crate) fn seal_as(&self, lane: Lane, legacy: bool, plain: &[u8]) -> Vec<u8> {
         match self.keyring() {
-            None => plain.to_vec(),
+            None => packet_version_1(plain).into_owned(),
             #[cfg(feature = "testing")]
-            Some(ring) if self.previous() => ring.seal_unmarked(lane, plain),
-            Some(ring) if legacy && self.0.legacy => ring.seal_legacy(lane, plain),
+            Some(ring) if self.previous() => ring.seal_unmarked(lane, &packet_version_1(plain)),
+            Some(ring) if legacy && self.0.legacy => ring.seal_legacy(lane, &packet_version_1(plain)),
             Some(ring) => ring.seal(lane, plain),
         }
+    }
+}
+
+/// `plain` as a reader of version-1 envelopes (or of plaintext) reads it:
+/// a protocol packet rewritten in packet version 1. Only a version-2
+/// envelope carries packets of version 2 (docs/PROTOCOL.md, "Packet"): a
+/// member of the previous release reads neither, and an unencrypted
+/// cluster has no envelope to say what its peers read. Anything else (a
+/// control frame) as it is.
+fn packet_version_1(plain: &[u8]) -> Cow<'_, [u8]> {
+    if plain.first() != Some(&codec::VERSION) {
+        return Cow::Borrowed(plain);
+    }
+    let mut out = Vec::with_capacity(plain.len() + 2);
+    match codec::to_version_1(plain, &mut out) {
+        Ok(()) => Cow::Owned(out),
+        Err(_) => Cow::Borrowed(plain),
     }
 }
 
@@ -302,6 +340,34 @@ mod tests {
         assert!(env.open(Lane::Datagram, None, &legacy_at_max, 100).is_ok());
         let junk = vec![0x82; 65_507];
         assert_eq!(env.open(Lane::Datagram, None, &junk, 1400).unwrap_err(), OpenError::Oversized);
+    }
+
+    #[test]
+    fn packet_version_2_travels_only_in_envelope_version_2() {
+        use vigil_proto::codec::{Message, Packet, decode, encode, encode_version_1};
+        let ping = Packet { message: Message::Ping { seq: 0xF00D_CAFE, target: 7 }, updates: vec![] };
+        let (v2, v1) = (encode(&ping), encode_version_1(&ping));
+        assert_eq!((v2[0], v1[0]), (2, 1));
+        let ring = Keyring::new(Key::generate(), "c");
+        let env = Envelope::new(Some(ring.clone()), true);
+        let (old, new) = (addr(1), addr(2));
+        env.open(Lane::Datagram, Some(old), &ring.seal_unmarked(Lane::Datagram, b"a"), 1400).unwrap();
+        env.open(Lane::Datagram, Some(new), &ring.seal(Lane::Datagram, b"b"), 1400).unwrap();
+        let mut out = Vec::new();
+        env.seal_into(Lane::Datagram, &new, &v2, &mut out);
+        assert_eq!(ring.open(Lane::Datagram, &out).unwrap(), v2, "a member of this release: as it is");
+        env.seal_into(Lane::Datagram, &old, &v2, &mut out);
+        assert_eq!(ring.open(Lane::Datagram, &out).unwrap(), v1, "the previous release: version 1");
+        let stream = env.seal_as(Lane::Stream, true, &v2);
+        assert_eq!(ring.open(Lane::Stream, &stream).unwrap(), v1);
+        // A control frame is never rewritten.
+        assert_eq!(ring.open(Lane::Stream, &env.seal_as(Lane::Stream, true, &[0xC1, 1])).unwrap(), [0xC1, 1]);
+        // Without encryption no peer says what it reads: version 1 to all.
+        let plain = Envelope::new(None, true);
+        plain.seal_into(Lane::Datagram, &new, &v2, &mut out);
+        assert_eq!(out, v1);
+        assert_eq!(plain.seal_as(Lane::Stream, false, &v2), v1);
+        assert_eq!(decode(&out), Ok(ping));
     }
 
     #[test]

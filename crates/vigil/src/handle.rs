@@ -38,6 +38,7 @@ pub struct Vigil {
     name: String,
     encrypted: bool,
     bound: SocketAddr,
+    keyring_changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Vigil {
@@ -102,6 +103,7 @@ impl Vigil {
         let shared = Arc::new(Shared::new(advertise));
         let driver =
             Driver::new(core, (udp, listener), &config, seed, cmd_rx, events.clone(), shared.clone());
+        let keyring_changes = driver.keyring_changes();
         let task = tokio::spawn(driver.run());
         let vigil = Vigil {
             cmd: cmd_tx,
@@ -111,6 +113,7 @@ impl Vigil {
             name: config.name,
             encrypted: config.keyring.is_some(),
             bound,
+            keyring_changes,
         };
         Ok((vigil, first))
     }
@@ -269,6 +272,18 @@ impl Vigil {
         let (tx, rx) = oneshot::channel();
         self.send(Command::ExportKeys { reply: tx }).await?;
         rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// A receiver that sees each change of the keyring from now on (a key
+    /// installed, made primary or removed, here or by an operation another
+    /// member applied here): await its `changed()`; the value counts the
+    /// changes. For saving the keyring without polling; it never changes
+    /// when traffic is not encrypted, and `changed()` fails once the member
+    /// stopped.
+    pub fn keyring_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut rx = self.keyring_changes.clone();
+        rx.borrow_and_update();
+        rx
     }
 
     /// Whether traffic is encrypted.

@@ -57,6 +57,15 @@ impl<'a> Reader<'a> {
             .map_err(|_| DecodeError::Invalid { field: what, reason: "exceeds 32 bits" })
     }
 
+    /// A sequence number: four bytes in version 2, a varint32 in version 1.
+    fn seq(&mut self, version: u8) -> Result<u32, DecodeError> {
+        if version == VERSION_1 {
+            self.varint_u32("sequence number")
+        } else {
+            Ok(u32::from_be_bytes(self.array::<4>("sequence number")?))
+        }
+    }
+
     fn name(&mut self, what: &'static str) -> Result<Name, DecodeError> {
         let len = usize::from(self.u8(what)?);
         if len == 0 || len > MAX_NAME_LEN {
@@ -182,7 +191,7 @@ impl<'a> Reader<'a> {
 /// decoding it: for counting traffic by kind. `None` for an unknown version or type.
 pub fn message_kind(bytes: &[u8]) -> Option<&'static str> {
     match bytes {
-        [VERSION, kind, ..] => Some(match *kind {
+        [VERSION_1, kind, ..] | [VERSION, kind, ..] => Some(match *kind & !UPDATES_FOLLOW {
             MSG_PING => "ping",
             MSG_ACK => "ack",
             MSG_PING_REQ => "ping_req",
@@ -205,68 +214,25 @@ pub const MESSAGE_KINDS: [&str; 9] =
 /// Smallest encoding of one push-pull member state, used to bound counts.
 const MIN_STATE_LEN: usize = 1 + 1 + 1 + 1 + 1 + 4 + 2 + 1 + 1 + 1;
 
-/// Decodes one packet. Never panics; allocates at most in proportion to `bytes.len()`.
+/// Decodes one packet, of version 2 or 1. Never panics; allocates at most
+/// in proportion to `bytes.len()`.
 pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
     let mut r = Reader { buf: bytes };
-    let version = r.u8("version").map_err(|_| DecodeError::Empty)?;
-    if version != VERSION {
-        return Err(DecodeError::UnknownVersion(version));
-    }
-    let message = match r.u8("message type")? {
-        MSG_PING => {
-            let seq = r.varint_u32("sequence number")?;
-            let target = u32::from_be_bytes(r.array::<4>("target hash")?);
-            Message::Ping { seq, target }
-        }
-        MSG_ACK => Message::Ack { seq: r.varint_u32("sequence number")? },
-        MSG_PING_REQ => {
-            let seq = r.varint_u32("sequence number")?;
-            let target = r.name("target name")?;
-            let addr = r.addr()?;
-            let nack_after_ms = r.varint_u32("nack delay")?;
-            Message::PingReq { seq, target, addr, nack_after_ms }
-        }
-        MSG_NACK => Message::Nack { seq: r.varint_u32("sequence number")? },
-        MSG_CONFIRM => {
-            let seq = r.varint_u32("sequence number")?;
-            let target = r.name("target name")?;
-            let addr = r.addr()?;
-            let nack_after_ms = r.varint_u32("nack delay")?;
-            Message::Confirm { seq, target, addr, nack_after_ms }
-        }
-        MSG_REFUSED => {
-            let seq = r.varint_u32("sequence number")?;
-            let how = Unreachable::from_wire(r.u8("evidence kind")?)
-                .ok_or(DecodeError::Invalid { field: "evidence kind", reason: "unknown kind" })?;
-            Message::Refused { seq, how }
-        }
-        MSG_GOSSIP => Message::Gossip,
-        MSG_PUSH_PULL => {
-            let flags = r.u8("push-pull flags")?;
-            if flags & !(FLAG_JOIN | FLAG_REPLY | FLAG_TAKEOVER) != 0 {
-                return Err(DecodeError::Invalid { field: "push-pull flags", reason: "unknown bits set" });
+    let (version, message, updates_follow) = r.header_and_message()?;
+    let n = match (version, updates_follow) {
+        (VERSION_1, _) => r.u8("update count")?,
+        (_, true) => match r.u8("update count")? {
+            // A second encoding of the packet without updates.
+            0 => {
+                return Err(DecodeError::Invalid {
+                    field: "update count",
+                    reason: "0 after the updates bit",
+                });
             }
-            let states = r.member_states()?;
-            Message::PushPull {
-                join: flags & FLAG_JOIN != 0,
-                takeover: flags & FLAG_TAKEOVER != 0,
-                reply: flags & FLAG_REPLY != 0,
-                states,
-            }
-        }
-        MSG_DIGEST => {
-            let flags = r.u8("digest flags")?;
-            if flags & !(FLAG_REPLY | FLAG_SAME) != 0 {
-                return Err(DecodeError::Invalid { field: "digest flags", reason: "unknown bits set" });
-            }
-            // "Same as yours": no bucket count, no sums.
-            let sums = if flags & FLAG_SAME != 0 { Vec::new() } else { r.digest_sums()? };
-            let states = r.member_states()?;
-            Message::Digest { reply: flags & FLAG_REPLY != 0, sums, states }
-        }
-        other => return Err(DecodeError::UnknownMessage(other)),
+            n => n,
+        },
+        (_, false) => 0,
     };
-    let n = r.u8("update count")?;
     let mut updates = Vec::new();
     for _ in 0..n {
         updates.push(r.update()?);
@@ -275,4 +241,99 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, DecodeError> {
         return Err(DecodeError::TrailingBytes(r.buf.len()));
     }
     Ok(Packet { message, updates })
+}
+
+/// A version-2 packet's message and the bytes after it (the update count
+/// and the updates when the updates bit is set, else nothing); `None` when
+/// `bytes` is not a version-2 packet.
+pub(super) fn split_version_2(bytes: &[u8]) -> Result<Option<(Message, &[u8])>, DecodeError> {
+    if bytes.first() != Some(&VERSION) {
+        return Ok(None);
+    }
+    let mut r = Reader { buf: bytes };
+    let (_, message, updates_follow) = r.header_and_message()?;
+    if !updates_follow && !r.buf.is_empty() {
+        return Err(DecodeError::TrailingBytes(r.buf.len()));
+    }
+    Ok(Some((message, r.buf)))
+}
+
+impl Reader<'_> {
+    /// The version and message type bytes, then the message: the version,
+    /// the message, and (version 2) whether the updates bit is set.
+    fn header_and_message(&mut self) -> Result<(u8, Message, bool), DecodeError> {
+        let version = self.u8("version").map_err(|_| DecodeError::Empty)?;
+        if version != VERSION && version != VERSION_1 {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        let byte = self.u8("message type")?;
+        let (kind, updates_follow) = if version == VERSION {
+            (byte & !UPDATES_FOLLOW, byte & UPDATES_FOLLOW != 0)
+        } else {
+            (byte, false)
+        };
+        let message = self.message(version, kind)?;
+        Ok((version, message, updates_follow))
+    }
+
+    fn message(&mut self, version: u8, kind: u8) -> Result<Message, DecodeError> {
+        let r = self;
+        Ok(match kind {
+            MSG_PING => {
+                let seq = r.seq(version)?;
+                let target = u32::from_be_bytes(r.array::<4>("target hash")?);
+                Message::Ping { seq, target }
+            }
+            MSG_ACK => Message::Ack { seq: r.seq(version)? },
+            MSG_PING_REQ => {
+                let seq = r.seq(version)?;
+                let target = r.name("target name")?;
+                let addr = r.addr()?;
+                let nack_after_ms = r.varint_u32("nack delay")?;
+                Message::PingReq { seq, target, addr, nack_after_ms }
+            }
+            MSG_NACK => Message::Nack { seq: r.seq(version)? },
+            MSG_CONFIRM => {
+                let seq = r.seq(version)?;
+                let target = r.name("target name")?;
+                let addr = r.addr()?;
+                let nack_after_ms = r.varint_u32("nack delay")?;
+                Message::Confirm { seq, target, addr, nack_after_ms }
+            }
+            MSG_REFUSED => {
+                let seq = r.seq(version)?;
+                let how = Unreachable::from_wire(r.u8("evidence kind")?)
+                    .ok_or(DecodeError::Invalid { field: "evidence kind", reason: "unknown kind" })?;
+                Message::Refused { seq, how }
+            }
+            MSG_GOSSIP => Message::Gossip,
+            MSG_PUSH_PULL => {
+                let flags = r.u8("push-pull flags")?;
+                if flags & !(FLAG_JOIN | FLAG_REPLY | FLAG_TAKEOVER) != 0 {
+                    return Err(DecodeError::Invalid {
+                        field: "push-pull flags",
+                        reason: "unknown bits set",
+                    });
+                }
+                let states = r.member_states()?;
+                Message::PushPull {
+                    join: flags & FLAG_JOIN != 0,
+                    takeover: flags & FLAG_TAKEOVER != 0,
+                    reply: flags & FLAG_REPLY != 0,
+                    states,
+                }
+            }
+            MSG_DIGEST => {
+                let flags = r.u8("digest flags")?;
+                if flags & !(FLAG_REPLY | FLAG_SAME) != 0 {
+                    return Err(DecodeError::Invalid { field: "digest flags", reason: "unknown bits set" });
+                }
+                // "Same as yours": no bucket count, no sums.
+                let sums = if flags & FLAG_SAME != 0 { Vec::new() } else { r.digest_sums()? };
+                let states = r.member_states()?;
+                Message::Digest { reply: flags & FLAG_REPLY != 0, sums, states }
+            }
+            other => return Err(DecodeError::UnknownMessage(other)),
+        })
+    }
 }

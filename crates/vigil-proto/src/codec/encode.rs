@@ -77,40 +77,55 @@ pub fn encode_update(buf: &mut Vec<u8>, update: &Update) {
     }
 }
 
-/// Encodes a message header and body (without the update count and updates).
+/// Encodes a message header and body in the current version (without
+/// updates: [`finish`] adds their count, or leaves the packet at that).
 pub fn encode_message(buf: &mut Vec<u8>, message: &Message) {
-    buf.push(VERSION);
+    put_message(buf, message, VERSION);
+}
+
+/// A sequence number: four bytes big-endian in version 2 (a random 32-bit
+/// start makes a varint five bytes nearly always), a varint in version 1.
+fn put_seq(buf: &mut Vec<u8>, seq: u32, version: u8) {
+    if version == VERSION_1 {
+        put_varint(buf, u64::from(seq));
+    } else {
+        buf.extend_from_slice(&seq.to_be_bytes());
+    }
+}
+
+fn put_message(buf: &mut Vec<u8>, message: &Message, version: u8) {
+    buf.push(version);
     match message {
         Message::Ping { seq, target } => {
             buf.push(MSG_PING);
-            put_varint(buf, u64::from(*seq));
+            put_seq(buf, *seq, version);
             buf.extend_from_slice(&target.to_be_bytes());
         }
         Message::Ack { seq } => {
             buf.push(MSG_ACK);
-            put_varint(buf, u64::from(*seq));
+            put_seq(buf, *seq, version);
         }
         Message::PingReq { seq, target, addr, nack_after_ms } => {
             buf.push(MSG_PING_REQ);
-            put_varint(buf, u64::from(*seq));
+            put_seq(buf, *seq, version);
             put_name(buf, target);
             put_addr(buf, addr);
             put_varint(buf, u64::from(*nack_after_ms));
         }
         Message::Nack { seq } => {
             buf.push(MSG_NACK);
-            put_varint(buf, u64::from(*seq));
+            put_seq(buf, *seq, version);
         }
         Message::Confirm { seq, target, addr, nack_after_ms } => {
             buf.push(MSG_CONFIRM);
-            put_varint(buf, u64::from(*seq));
+            put_seq(buf, *seq, version);
             put_name(buf, target);
             put_addr(buf, addr);
             put_varint(buf, u64::from(*nack_after_ms));
         }
         Message::Refused { seq, how } => {
             buf.push(MSG_REFUSED);
-            put_varint(buf, u64::from(*seq));
+            put_seq(buf, *seq, version);
             buf.push(how.to_wire());
         }
         Message::Gossip => buf.push(MSG_GOSSIP),
@@ -165,14 +180,67 @@ fn put_states(buf: &mut Vec<u8>, states: &[MemberState]) {
     }
 }
 
+/// Ends a packet whose message [`encode_message`] wrote at the start of
+/// `buf`, with `count` updates written after a placeholder byte at
+/// `count_at`: sets the count, or, with none, takes the placeholder away
+/// (version 2 writes no count when no update follows).
+pub fn finish(buf: &mut Vec<u8>, count_at: usize, count: u8) {
+    if count == 0 {
+        buf.truncate(count_at);
+        return;
+    }
+    if let Some(kind) = buf.get_mut(1) {
+        *kind |= UPDATES_FOLLOW;
+    }
+    if let Some(c) = buf.get_mut(count_at) {
+        *c = count;
+    }
+}
+
 /// Encodes a whole packet. Updates beyond [`MAX_UPDATES_PER_PACKET`] are not written.
 pub fn encode(packet: &Packet) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64);
     encode_message(&mut buf, &packet.message);
+    let n = packet.updates.len().min(MAX_UPDATES_PER_PACKET);
+    let count_at = buf.len();
+    buf.push(0);
+    for u in packet.updates.iter().take(n) {
+        encode_update(&mut buf, u);
+    }
+    finish(&mut buf, count_at, u8::try_from(n).unwrap_or(u8::MAX));
+    buf
+}
+
+/// Encodes a whole packet in version 1, as a member of the previous
+/// release reads it.
+pub fn encode_version_1(packet: &Packet) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64);
+    put_message(&mut buf, &packet.message, VERSION_1);
     let n = packet.updates.len().min(MAX_UPDATES_PER_PACKET);
     buf.push(u8::try_from(n).unwrap_or(u8::MAX));
     for u in packet.updates.iter().take(n) {
         encode_update(&mut buf, u);
     }
     buf
+}
+
+/// Rewrites a version-2 packet as version 1 into `out` (cleared first),
+/// for a peer that reads nothing else: the message is decoded and written
+/// again, the updates (the same bytes in both versions) are copied. A
+/// version-1 packet, or anything that is not a packet (a stream's control
+/// frame), is copied as it is; a version-2 packet whose message does not
+/// decode is refused.
+pub fn to_version_1(packet: &[u8], out: &mut Vec<u8>) -> Result<(), crate::error::DecodeError> {
+    out.clear();
+    let Some((message, updates)) = super::decode::split_version_2(packet)? else {
+        out.extend_from_slice(packet);
+        return Ok(());
+    };
+    put_message(out, &message, VERSION_1);
+    if updates.is_empty() {
+        out.push(0);
+    } else {
+        out.extend_from_slice(updates);
+    }
+    Ok(())
 }

@@ -12,9 +12,9 @@ mod encode;
 mod types;
 
 pub use decode::{MESSAGE_KINDS, decode, message_kind};
-pub use encode::{encode, encode_message, encode_update};
+pub use encode::{encode, encode_message, encode_update, encode_version_1, finish, to_version_1};
 pub use types::{
-    MAX_DIGEST_BUCKETS_LOG2, MAX_UPDATES_PER_PACKET, MemberState, Message, Packet, Update, VERSION,
+    MAX_DIGEST_BUCKETS_LOG2, MAX_UPDATES_PER_PACKET, MemberState, Message, Packet, Update, VERSION, VERSION_1,
 };
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ fn invalid_field(result: Result<Packet, DecodeError>) -> &'static str {
 
 /// A gossip packet carrying exactly one raw update body.
 fn gossip_with_raw_update(update: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![VERSION, 5, 1];
+    let mut bytes = vec![VERSION_1, 5, 1];
     bytes.extend_from_slice(update);
     bytes
 }
@@ -151,14 +151,41 @@ fn ping_req_size_is_printed() {
 fn a_small_ping_has_exactly_these_bytes() {
     let p = packet(Message::Ping { seq: 300, target: 0xDEAD_BEEF }, vec![]);
     let expected = [
+        0x02, // version
+        0x01, // message type: ping (top bit clear: no updates follow)
+        0x00, 0x00, 0x01, 0x2C, // seq 300, big-endian
+        0xDE, 0xAD, 0xBE, 0xEF, // target hash, big-endian
+    ];
+    assert_eq!(encode(&p), expected);
+    assert_eq!(decode(&expected), Ok(p.clone()));
+    // The same ping in version 1, as the previous release wrote and reads it.
+    let v1 = [
         0x01, // version
         0x01, // message type: ping
         0xAC, 0x02, // seq 300 as LEB128 varint
         0xDE, 0xAD, 0xBE, 0xEF, // target hash, big-endian
         0x00, // update count
     ];
-    assert_eq!(encode(&p), expected);
-    assert_eq!(decode(&expected), Ok(p));
+    assert_eq!(encode_version_1(&p), v1);
+    assert_eq!(decode(&v1), Ok(p));
+}
+
+#[test]
+fn an_ack_of_a_random_sequence_number_is_six_bytes_and_one_with_updates_sets_the_top_bit() {
+    let ack = packet(Message::Ack { seq: 0x9E37_79B9 }, vec![]);
+    assert_eq!(encode(&ack), [0x02, 0x02, 0x9E, 0x37, 0x79, 0xB9]);
+    // Version 1 spent a varint (5 bytes for most random 32-bit values) and a count.
+    assert_eq!(encode_version_1(&ack).len(), 8);
+    let left = Update::Left { name: name("x"), incarnation: 1 };
+    let with = packet(Message::Ack { seq: 7 }, vec![left.clone()]);
+    let mut expected = vec![0x02, 0x82, 0, 0, 0, 7, 1];
+    expected.extend_from_slice(&update_bytes(&left));
+    assert_eq!(encode(&with), expected);
+    assert_eq!(decode(&expected), Ok(with));
+    // The updates bit with a count of 0 is a second encoding of "no updates": refused.
+    assert_eq!(invalid_field(decode(&[0x02, 0x82, 0, 0, 0, 7, 0])), "update count");
+    // Without the bit, anything after the message is trailing.
+    assert_eq!(decode(&[0x02, 0x02, 0, 0, 0, 7, 0]), Err(DecodeError::TrailingBytes(1)));
 }
 
 #[test]
@@ -206,13 +233,12 @@ fn a_push_pull_has_exactly_these_bytes() {
     };
     let p =
         packet(Message::PushPull { join: true, takeover: false, reply: true, states: vec![state] }, vec![]);
-    let mut expected = vec![0x01, 0x06, 0x03, 0x01]; // version, push-pull, flags join|reply, count 1
+    let mut expected = vec![0x02, 0x06, 0x03, 0x01]; // version, push-pull, flags join|reply, count 1
     expected.extend_from_slice(&[0x01, b'a', 0x02, 0x02]); // name, incarnation, state dead
     expected.push(0x06);
     expected.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
     expected.extend_from_slice(&[0x00, 0x01]); // port 1
     expected.extend_from_slice(&[0x00, 0x00, 0x00]); // health ok, no reason; empty meta
-    expected.push(0x00); // update count
     assert_eq!(encode(&p), expected);
     assert_eq!(decode(&expected), Ok(p));
 }
@@ -262,16 +288,16 @@ fn empty_input_is_empty() {
 #[test]
 fn unknown_version_is_refused() {
     let mut bytes = encode(&packet(Message::Ack { seq: 1 }, vec![]));
-    bytes[0] = 2;
-    assert_eq!(decode(&bytes), Err(DecodeError::UnknownVersion(2)));
+    bytes[0] = 3;
+    assert_eq!(decode(&bytes), Err(DecodeError::UnknownVersion(3)));
     assert_eq!(decode(&[0]), Err(DecodeError::UnknownVersion(0)));
 }
 
 #[test]
 fn unknown_message_type_is_refused() {
-    assert_eq!(decode(&[VERSION, 0, 0]), Err(DecodeError::UnknownMessage(0)));
-    assert_eq!(decode(&[VERSION, 7, 0]), Err(DecodeError::UnknownMessage(7)));
-    assert_eq!(decode(&[VERSION, 0xFF]), Err(DecodeError::UnknownMessage(0xFF)));
+    assert_eq!(decode(&[VERSION_1, 0, 0]), Err(DecodeError::UnknownMessage(0)));
+    assert_eq!(decode(&[VERSION_1, 7, 0]), Err(DecodeError::UnknownMessage(7)));
+    assert_eq!(decode(&[VERSION_1, 0xFF]), Err(DecodeError::UnknownMessage(0xFF)));
 }
 
 #[test]
@@ -299,7 +325,8 @@ fn one_extra_byte_is_trailing() {
     bytes.push(0);
     assert_eq!(decode(&bytes), Err(DecodeError::TrailingBytes(1)));
     // An update count lower than the updates present leaves them as trailing bytes.
-    let mut two = encode(&packet(Message::Gossip, vec![Update::Left { name: name("x"), incarnation: 1 }]));
+    let mut two =
+        encode_version_1(&packet(Message::Gossip, vec![Update::Left { name: name("x"), incarnation: 1 }]));
     two[2] = 0;
     assert_eq!(decode(&two), Err(DecodeError::TrailingBytes(4)));
 }
@@ -328,7 +355,7 @@ fn non_utf8_name_is_invalid() {
     // The suspicion's sender is checked too.
     assert_eq!(invalid_field(decode(&gossip_with_raw_update(&[2, 1, b'a', 1, 1, 0xFF]))), "sender name");
     // And the ping-req target.
-    assert_eq!(invalid_field(decode(&[VERSION, 3, 1, 1, 0x80])), "target name");
+    assert_eq!(invalid_field(decode(&[VERSION_1, 3, 1, 1, 0x80])), "target name");
 }
 
 /// An alive update for "a" at incarnation 1, 127.0.0.1:1, health ok, up to the meta field.
@@ -376,7 +403,7 @@ fn address_family_other_than_4_or_6_is_invalid() {
 
 #[test]
 fn varint_of_11_bytes_overflows() {
-    let mut bytes = vec![VERSION, 2];
+    let mut bytes = vec![VERSION_1, 2];
     bytes.extend_from_slice(&[0x80; 10]);
     bytes.extend_from_slice(&[0x00, 0x00]); // 11th varint byte, update count
     assert_eq!(decode(&bytes), Err(DecodeError::VarintOverflow));
@@ -399,7 +426,7 @@ fn varint_of_11_bytes_overflows() {
 
 #[test]
 fn sequence_number_over_32_bits_is_invalid() {
-    let mut bytes = vec![VERSION, 2];
+    let mut bytes = vec![VERSION_1, 2];
     put_varint(&mut bytes, u64::from(u32::MAX) + 1);
     bytes.push(0);
     assert_eq!(invalid_field(decode(&bytes)), "sequence number");
@@ -407,7 +434,7 @@ fn sequence_number_over_32_bits_is_invalid() {
 
 #[test]
 fn push_pull_with_a_huge_member_count_is_refused_before_allocating() {
-    let mut bytes = vec![VERSION, 6, 0];
+    let mut bytes = vec![VERSION_1, 6, 0];
     put_varint(&mut bytes, u64::MAX / 2);
     bytes.push(0);
     assert_eq!(decode(&bytes), Err(DecodeError::Truncated("member states")));
@@ -425,7 +452,7 @@ fn push_pull_with_a_huge_member_count_is_refused_before_allocating() {
         Message::PushPull { join: false, takeover: false, reply: false, states: vec![one] },
         vec![],
     ));
-    assert_eq!(two.len(), 4 + 14 + 1); // the smallest state is 14 bytes
+    assert_eq!(two.len(), 4 + 14); // the smallest state is 14 bytes
     assert_eq!(two[3], 1); // member count
     two[3] = 2;
     assert_eq!(decode(&two), Err(DecodeError::Truncated("member states")));
@@ -433,7 +460,7 @@ fn push_pull_with_a_huge_member_count_is_refused_before_allocating() {
 
 #[test]
 fn push_pull_flags_and_member_state_are_checked() {
-    assert_eq!(invalid_field(decode(&[VERSION, 6, 0x08, 0, 0])), "push-pull flags");
+    assert_eq!(invalid_field(decode(&[VERSION_1, 6, 0x08, 0, 0])), "push-pull flags");
     let mut bytes = encode(&rich_packet());
     // version, type, flags, count, name length, name (6 bytes), incarnation (6 bytes), state
     let state_at = 4 + 1 + 6 + 6;
@@ -447,7 +474,7 @@ fn a_digest_has_exactly_these_bytes() {
     let p =
         packet(Message::Digest { reply: true, sums: vec![0x0102_0304, 0xA0B0_C0D0], states: vec![] }, vec![]);
     let bytes = encode(&p);
-    assert_eq!(bytes, [VERSION, 8, 0x02, 1, 1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD0, 0, 0]);
+    assert_eq!(bytes, [VERSION, 8, 0x02, 1, 1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD0, 0]);
     assert_eq!(decode(&bytes), Ok(p));
     assert_eq!(message_kind(&bytes), Some("digest"));
 }
@@ -456,29 +483,29 @@ fn a_digest_has_exactly_these_bytes() {
 fn a_digest_that_says_same_as_yours_carries_no_sums() {
     let p = packet(Message::Digest { reply: true, sums: vec![], states: vec![] }, vec![]);
     let bytes = encode(&p);
-    assert_eq!(bytes, [VERSION, 8, 0x02 | 0x04, 0, 0]);
+    assert_eq!(bytes, [VERSION, 8, 0x02 | 0x04, 0]);
     assert_eq!(decode(&bytes), Ok(p));
     // The flag with a bucket count after it is not "same": the count is
     // read as the state count, and what follows does not decode.
-    assert!(decode(&[VERSION, 8, 0x06, 1, 1, 2, 3, 4, 0, 0]).is_err());
+    assert!(decode(&[VERSION_1, 8, 0x06, 1, 1, 2, 3, 4, 0, 0]).is_err());
 }
 
 #[test]
 fn digest_bucket_count_and_flags_are_checked_before_allocating() {
     // 2^13 buckets: above the limit.
-    assert_eq!(invalid_field(decode(&[VERSION, 8, 0, 13, 0, 0])), "digest bucket count");
+    assert_eq!(invalid_field(decode(&[VERSION_1, 8, 0, 13, 0, 0])), "digest bucket count");
     // 2^12 buckets announced, 8 bytes present: refused before reading or allocating.
     assert_eq!(
-        decode(&[VERSION, 8, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]),
+        decode(&[VERSION_1, 8, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0]),
         Err(DecodeError::Truncated("digest sums"))
     );
-    assert_eq!(invalid_field(decode(&[VERSION, 8, 0x01, 0, 0, 0, 0, 0, 0, 0])), "digest flags");
-    assert_eq!(invalid_field(decode(&[VERSION, 8, 0x08, 0, 0, 0, 0, 0, 0, 0])), "digest flags");
+    assert_eq!(invalid_field(decode(&[VERSION_1, 8, 0x01, 0, 0, 0, 0, 0, 0, 0])), "digest flags");
+    assert_eq!(invalid_field(decode(&[VERSION_1, 8, 0x08, 0, 0, 0, 0, 0, 0, 0])), "digest flags");
     // The encoder writes a power of two: 3 sums become 2.
     let bytes =
         encode(&packet(Message::Digest { reply: false, sums: vec![1, 2, 3], states: vec![] }, vec![]));
     assert_eq!(bytes[3], 1);
-    assert_eq!(bytes.len(), 4 + 8 + 2);
+    assert_eq!(bytes.len(), 4 + 8 + 1); // and the member count
 }
 
 #[test]
@@ -486,11 +513,11 @@ fn rejection_reasons_have_stable_labels() {
     let cases: [(&[u8], &str); 7] = [
         (&[], "empty"),
         (&[9], "version"),
-        (&[VERSION, 99], "unknown_type"),
-        (&[VERSION, 5, 1, 9], "unknown_type"),
-        (&[VERSION, 2], "truncated"),
-        (&[VERSION, 5, 0, 0], "trailing"),
-        (&[VERSION, 5, 1, 4, 0], "malformed"),
+        (&[VERSION_1, 99], "unknown_type"),
+        (&[VERSION_1, 5, 1, 9], "unknown_type"),
+        (&[VERSION_1, 2], "truncated"),
+        (&[VERSION_1, 5, 0, 0], "trailing"),
+        (&[VERSION_1, 5, 1, 4, 0], "malformed"),
     ];
     for (bytes, label) in cases {
         assert_eq!(decode(bytes).unwrap_err().reason(), label, "{bytes:?}");
@@ -688,17 +715,30 @@ proptest! {
     }
 
     #[test]
+    fn version_1_decodes_alike_and_to_version_1_rewrites_exactly_as_version_1_encodes(p in arb_packet()) {
+        let v1 = encode_version_1(&p);
+        prop_assert_eq!(decode(&v1), Ok(p.clone()));
+        let mut out = vec![0xEE];
+        to_version_1(&encode(&p), &mut out).unwrap();
+        prop_assert_eq!(&out, &v1);
+        // A version-1 packet (or a control frame) is left as it is.
+        to_version_1(&v1, &mut out).unwrap();
+        prop_assert_eq!(out, v1);
+    }
+
+    #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
         let _ = decode(&bytes);
     }
 
     #[test]
     fn decoding_arbitrary_bodies_never_panics(
-        message_type in 0u8..8,
+        version in VERSION_1..=VERSION,
+        message_type in prop_oneof![0u8..11, 0x80u8..0x8B],
         body in proptest::collection::vec(any::<u8>(), 0..2000),
     ) {
         // Past the version check, so the message and update readers see the noise.
-        let mut bytes = vec![VERSION, message_type];
+        let mut bytes = vec![version, message_type];
         bytes.extend_from_slice(&body);
         if let Ok(p) = decode(&bytes) {
             // Whatever decodes re-encodes to something that decodes the same.

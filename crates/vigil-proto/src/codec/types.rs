@@ -6,8 +6,18 @@ use std::net::SocketAddr;
 use crate::kernel::Unreachable;
 use crate::member::{Health, Meta, Name, State};
 
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The packet version this build writes: version 2, the compact form
+/// (a sequence number in four bytes, no update count when no update
+/// follows). docs/PROTOCOL.md, "Packet".
+pub const VERSION: u8 = 2;
+
+/// The packet version of the previous release, still read, and written by
+/// [`to_version_1`](super::to_version_1) for a peer that reads nothing else.
+pub const VERSION_1: u8 = 1;
+
+/// Version 2: the message type's top bit says that an update count (at
+/// least 1) and the updates follow the message.
+pub(super) const UPDATES_FOLLOW: u8 = 0x80;
 
 pub(super) const MSG_PING: u8 = 1;
 pub(super) const MSG_ACK: u8 = 2;

@@ -88,7 +88,7 @@ impl Outbox {
         if count == 0 && matches!(message, Message::Gossip) {
             return 0;
         }
-        buf[count_at] = u8::try_from(count).unwrap_or(u8::MAX);
+        codec::finish(&mut buf, count_at, u8::try_from(count).unwrap_or(u8::MAX));
         self.transmits.push_back(Transmit { dst, channel: Channel::Datagram, payload: buf });
         count
     }
