@@ -141,8 +141,12 @@ pub fn save(dir: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
 /// Keeps the snapshot fresh until `stop` turns true: after each poke of
 /// `changed` (at once if the last write is older than [`DEBOUNCE`], else when
 /// it is, so that a burst of changes makes one write) and every [`REFRESH`].
+/// A snapshot that says what the file already says is not written again
+/// (an idle agent would spawn a thread and sync the disk twice every
+/// [`REFRESH`] for nothing), unless the file went missing.
 pub async fn writer(vigil: Arc<Vigil>, dir: PathBuf, changed: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut last = tokio::time::Instant::now() - DEBOUNCE;
+    let mut written: Option<Snapshot> = None;
     loop {
         tokio::select! {
             _ = changed.notified() => {}
@@ -155,18 +159,38 @@ pub async fn writer(vigil: Arc<Vigil>, dir: PathBuf, changed: Arc<Notify>, mut s
         }
         // The members list is republished within 50 ms of a change.
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
-        write_now(&vigil, &dir).await;
+        let snap = Snapshot::of(&vigil);
+        if written.as_ref().is_some_and(|w| w.same_content(&snap)) && path(&dir).exists() {
+            continue;
+        }
+        written = write(snap.clone(), &dir).await.then_some(snap);
         last = tokio::time::Instant::now();
+    }
+}
+
+impl Snapshot {
+    /// The same member, incarnation and members (whenever saved).
+    fn same_content(&self, other: &Snapshot) -> bool {
+        (self.version, &self.name, self.incarnation, &self.members)
+            == (other.version, &other.name, other.incarnation, &other.members)
     }
 }
 
 /// Writes the snapshot now (off the async threads), logging a failure.
 pub async fn write_now(vigil: &Vigil, dir: &Path) {
-    let snap = Snapshot::of(vigil);
+    write(Snapshot::of(vigil), dir).await;
+}
+
+/// Writes `snap` off the async threads; false (logged) if it failed.
+async fn write(snap: Snapshot, dir: &Path) -> bool {
     let dir = dir.to_owned();
-    let result = tokio::task::spawn_blocking(move || save(&dir, &snap).map_err(|e| (dir, e))).await;
-    if let Ok(Err((dir, e))) = result {
-        tracing::warn!(dir = %dir.display(), "cannot write the snapshot: {e}");
+    match tokio::task::spawn_blocking(move || save(&dir, &snap).map_err(|e| (dir, e))).await {
+        Ok(Ok(())) => true,
+        Ok(Err((dir, e))) => {
+            tracing::warn!(dir = %dir.display(), "cannot write the snapshot: {e}");
+            false
+        }
+        Err(_) => false,
     }
 }
 
@@ -196,6 +220,16 @@ mod tests {
         let back = load(dir.path()).unwrap();
         assert_eq!(back, snap());
         assert_eq!(back.seeds(), vec!["127.0.0.1:2".to_string(), "127.0.0.1:4".to_string()]);
+    }
+
+    #[test]
+    fn a_snapshot_saved_at_another_time_has_the_same_content_and_a_change_does_not() {
+        let later = Snapshot { saved_ms: 2, ..snap() };
+        assert!(snap().same_content(&later));
+        let mut moved = snap();
+        moved.members[0].addr = "127.0.0.1:9".into();
+        assert!(!snap().same_content(&moved));
+        assert!(!snap().same_content(&Snapshot { incarnation: 8, ..snap() }));
     }
 
     #[test]
