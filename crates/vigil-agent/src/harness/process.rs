@@ -28,13 +28,71 @@ const START_WITHIN: Duration = Duration::from_secs(10);
 /// How often exits and logs are polled.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Gives a loopback address of port 0 in `spec` a free port below the
+/// kernel's ephemeral range, kept for restarts. A port the kernel chose
+/// (port 0) is an ephemeral one: while the agent is stopped, any outgoing
+/// connection on the host (another agent's stream, an HTTP poll) may be
+/// given it, and the restarted agent cannot bind it ("Address already in
+/// use", seen once in ~15 runs of a test that restarts an agent 50 times).
+/// A port below the range is never given to a connection. Other addresses
+/// (a namespace's), or no free port found: left at 0 for the agent.
+fn settled_ports(spec: &mut AgentSpec) {
+    if spec.gossip.port() == 0
+        && spec.gossip.ip().is_loopback()
+        && let Some(port) = unused_port(spec.gossip.ip(), true)
+    {
+        spec.gossip.set_port(port);
+    }
+    if spec.http.port() == 0
+        && spec.http.ip().is_loopback()
+        && let Some(port) = unused_port(spec.http.ip(), false)
+    {
+        spec.http.set_port(port);
+    }
+}
+
+/// A port on `ip` free for TCP (and UDP: `udp_too`) now, drawn at random
+/// from the half of the ports below the ephemeral range nearest to it.
+fn unused_port(ip: std::net::IpAddr, udp_too: bool) -> Option<u16> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = u64::from(low / 2);
+    if span < 1024 {
+        return None;
+    }
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut x =
+        u64::from(std::process::id()) << 32 ^ (nanos as u64) ^ DRAWS.fetch_add(1, Ordering::Relaxed) << 48;
+    for _ in 0..200 {
+        // splitmix64: parallel test processes draw different ports.
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let port = low - 1 - u16::try_from(z % span).unwrap_or(0);
+        let tcp = std::net::TcpListener::bind((ip, port));
+        let udp = if udp_too { std::net::UdpSocket::bind((ip, port)).map(|_| ()) } else { Ok(()) };
+        if tcp.is_ok() && udp.is_ok() {
+            return Some(port);
+        }
+    }
+    None
+}
+
 /// Everything needed to (re)start one agent.
 #[derive(Clone, Debug)]
 pub struct AgentSpec {
     /// Member name.
     pub name: String,
-    /// Gossip address (UDP and TCP). Port 0: the agent picks one at its
-    /// first start (read from its log), kept for restarts.
+    /// Gossip address (UDP and TCP). Port 0: one is picked at its first
+    /// start (on loopback a free port below the ephemeral range, else by
+    /// the agent, read from its log), kept for restarts.
     pub gossip: SocketAddr,
     /// Also pass the gossip address as `--advertise`.
     pub advertise: bool,
@@ -139,6 +197,10 @@ impl AgentProcess {
             .open(&spec.log)
             .map_err(io(format!("opening {}", spec.log.display())))?;
         let log_start = stderr.metadata().map_or(0, |m| m.len());
+        let pick = spec.gossip.port() == 0 || spec.http.port() == 0;
+        if pick {
+            settled_ports(spec);
+        }
         let mut cmd = spec.command(exe);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::from(stderr));
@@ -157,7 +219,7 @@ impl AgentProcess {
             agent.reader =
                 Some(events.capture(spec.name.clone(), out).map_err(io("spawning an event reader"))?);
         }
-        if spec.gossip.port() == 0 || spec.http.port() == 0 {
+        if pick {
             let (gossip, http) = agent.bound_addresses(log_start)?;
             spec.gossip = gossip;
             spec.http = http;
@@ -340,9 +402,8 @@ mod tests {
         assert_eq!(started_addresses("vigil agent started name=a"), None);
     }
 
-    #[test]
-    fn the_command_line_carries_the_spec() {
-        let spec = AgentSpec {
+    fn sample_spec() -> AgentSpec {
+        AgentSpec {
             name: "m1".into(),
             gossip: "10.0.0.1:7950".parse().unwrap(),
             advertise: true,
@@ -359,7 +420,12 @@ mod tests {
             wrapper: vec!["ip".into(), "netns".into(), "exec".into(), "ns1".into()],
             cpu: Some(1),
             args: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_command_line_carries_the_spec() {
+        let spec = sample_spec();
         let cmd = spec.command(Path::new("/bin/vigil"));
         let line: Vec<String> = std::iter::once(cmd.get_program())
             .chain(cmd.get_args())
@@ -372,5 +438,26 @@ mod tests {
              --log-format text --leave-timeout 2s --join 10.0.0.2:7950 --insecure-plaintext \
              --http-token-file /d/token"
         );
+    }
+
+    #[test]
+    fn ports_picked_on_loopback_lie_below_the_ephemeral_range_and_are_free() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .map_or(32_768, |s| s.split_whitespace().next().unwrap().parse().unwrap());
+        let mut spec = AgentSpec {
+            gossip: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:0".parse().unwrap(),
+            ..sample_spec()
+        };
+        settled_ports(&mut spec);
+        for port in [spec.gossip.port(), spec.http.port()] {
+            assert!((low / 2..low).contains(&port), "{port} not below {low}");
+        }
+        std::net::UdpSocket::bind(spec.gossip).unwrap();
+        std::net::TcpListener::bind(spec.http).unwrap();
+        // A namespace's address is left to the agent.
+        let mut lab = AgentSpec { gossip: "198.18.0.1:0".parse().unwrap(), ..sample_spec() };
+        settled_ports(&mut lab);
+        assert_eq!(lab.gossip.port(), 0);
     }
 }
