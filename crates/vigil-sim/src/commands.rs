@@ -11,6 +11,7 @@ use crate::{BarProgress, SimArgs, TuneArgs, plot, repro_command, run, tune};
 /// `sim`: runs the scenario the flags describe; exit 1 if an invariant was
 /// violated (with a one-line replay command), 2 on a bad scenario.
 pub fn sim_command(args: &SimArgs) -> ExitCode {
+    with_huge_pages();
     report_errors(run_sim(args))
 }
 
@@ -18,7 +19,41 @@ pub fn sim_command(args: &SimArgs) -> ExitCode {
 /// prints it on stdout as an agent configuration file (the search itself on
 /// stderr); exit 1 if none did (the fastest is printed then).
 pub fn tune_command(args: &TuneArgs) -> ExitCode {
+    with_huge_pages();
     report_errors(run_tune(args))
+}
+
+/// The variable glibc reads its malloc settings from.
+const TUNABLES: &str = "GLIBC_TUNABLES";
+
+/// Starts this same command line again in a fresh image of this process
+/// (same pid, same arguments and environment) with glibc's malloc asked to
+/// back the heap with transparent huge pages (`glibc.malloc.hugetlb=1`;
+/// the kernel's setting here is "madvise"). A simulation reaches each
+/// member's state at random, a few hundred MiB of it at 10 000 members:
+/// with 4 KiB pages most of those reads also missed the TLB, and a
+/// 10 000-member run took about 17% more CPU. Nothing that happens in the
+/// simulation depends on where memory lies, so the results are the same.
+///
+/// Not done when `GLIBC_TUNABLES` is set already (the caller's own settings,
+/// or this is the second start), nor on other C libraries; if the exec
+/// fails, the command runs on as it is.
+fn with_huge_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        if std::env::var_os(TUNABLES).is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else { return };
+        let mut args = std::env::args_os();
+        let mut cmd = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            cmd.arg0(arg0);
+        }
+        // Returns only if the exec failed.
+        let _ = cmd.args(args).env(TUNABLES, "glibc.malloc.hugetlb=1").exec();
+    }
 }
 
 fn report_errors(r: anyhow::Result<ExitCode>) -> ExitCode {

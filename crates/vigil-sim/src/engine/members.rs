@@ -17,10 +17,11 @@ impl Engine {
         let s = &mut self.slots[id];
         s.core = Some(core);
         s.status = Status::Up;
-        s.wake = None;
+        s.set_wake(None);
         // A new core: its watch list is empty at version 0, as the streams held.
         s.watch_version = 0;
-        s.reported_incarnation = None;
+        s.core_due = 0;
+        s.set_reported_incarnation(None);
         s.leaving = false;
         s.starve = None;
         s.max_incarnation = s.max_incarnation.max(incarnation);
@@ -99,7 +100,7 @@ impl Engine {
         }
         s.core = None;
         s.status = status;
-        s.wake = None;
+        s.set_wake(None);
         s.backlog.clear();
         s.backlog_datagrams = 0;
         s.starve = None;
@@ -263,7 +264,7 @@ impl Engine {
             let farewell = c.farewell();
             s.core = None;
             s.status = Status::Left;
-            s.wake = None;
+            s.set_wake(None);
             s.starve = None;
             s.drop_watches();
             self.obs.member_down(self.now, id);

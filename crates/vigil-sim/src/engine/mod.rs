@@ -209,27 +209,7 @@ impl Engine {
     pub(crate) fn add_slot(&mut self) -> usize {
         let id = self.slots.len();
         let name = Name::new(&member_name(id)).expect("valid name");
-        self.slots.push(Slot {
-            name,
-            addr: member_addr(id),
-            core: None,
-            status: Status::Idle,
-            life: 0,
-            wake: None,
-            backlog: Vec::new(),
-            backlog_datagrams: 0,
-            slow: 0,
-            max_incarnation: 0,
-            prev_life_max: 0,
-            paused_until: None,
-            freeze_token: 0,
-            leaving: false,
-            send_delay: 0,
-            watching: Vec::new(),
-            watch_version: 0,
-            reported_incarnation: None,
-            starve: None,
-        });
+        self.slots.push(Slot::new(name, member_addr(id)));
         self.obs.add_member();
         id
     }
@@ -312,11 +292,25 @@ impl Engine {
 
     fn wake(&mut self, id: usize, at: u64) {
         let s = &mut self.slots[id];
-        if s.wake != Some(at) {
+        if s.wake() != Some(at) {
             return;
         }
-        s.wake = None;
+        s.set_wake(None);
         if s.status != Status::Up {
+            return;
+        }
+        // Nothing of the core's is due: the timer this wake-up was for went
+        // away meanwhile (mostly a probe's timeout, cancelled by its ack).
+        // Its `handle_timeout` would find nothing to do (no stall either: its
+        // next deadline is ahead), and its outputs were drained at its last
+        // flush, so only the re-arming is left, as `flush` would do it. The
+        // wake-up still counts as an event; the core is not touched.
+        if s.core.is_some() && s.core_due > self.now {
+            if s.core_due != u64::MAX {
+                let at = (s.core_due + s.slow).max(self.now);
+                s.set_wake(Some(at));
+                self.queue.push_wake(at, id as u32);
+            }
             return;
         }
         let now = vigil_proto::Instant::from_micros(self.now);
@@ -339,7 +333,9 @@ impl Engine {
             }
         }
         let inc = core.incarnation();
-        let next = core.poll_timeout().map(|t| t.as_micros() + self.slots[id].slow);
+        let due = core.poll_timeout().map(vigil_proto::Instant::as_micros);
+        self.slots[id].core_due = due.unwrap_or(u64::MAX);
+        let next = due.map(|t| t + self.slots[id].slow);
         // The version first: comparing the lists after every input showed in profiles.
         let version = core.watched_version();
         let watches_changed = self.slots[id].watch_version != version && {
@@ -351,20 +347,24 @@ impl Engine {
             self.follow_watches(id);
         }
         let s = &mut self.slots[id];
-        s.max_incarnation = s.max_incarnation.max(inc);
-        // Reporting the same incarnation again in the same life checks nothing.
-        if self.check_invariants && s.reported_incarnation != Some(inc) {
-            s.reported_incarnation = Some(inc);
-            let life = s.life;
-            let v = self.incarnations.own(self.now, id as u32, life, inc);
-            self.violation(v);
+        // Reporting the same incarnation again in the same life checks
+        // nothing, and it is already in the highest: the second line of the
+        // slot is not touched while the incarnation stays.
+        if s.reported_incarnation() != Some(inc) {
+            s.set_reported_incarnation(Some(inc));
+            s.max_incarnation = s.max_incarnation.max(inc);
+            if self.check_invariants {
+                let life = s.life;
+                let v = self.incarnations.own(self.now, id as u32, life, inc);
+                self.violation(v);
+            }
         }
         let s = &mut self.slots[id];
         if let Some(at) = next
-            && s.wake.is_none_or(|w| at < w)
+            && s.wake().is_none_or(|w| at < w)
         {
             let at = at.max(self.now);
-            s.wake = Some(at);
+            s.set_wake(Some(at));
             self.queue.push_wake(at, id as u32);
         }
     }
