@@ -10,6 +10,10 @@ use crate::{BarProgress, SimArgs, TuneArgs, plot, repro_command, run, tune};
 
 /// `sim`: runs the scenario the flags describe; exit 1 if an invariant was
 /// violated (with a one-line replay command), 2 on a bad scenario.
+///
+/// A command-line entry point: on glibc it first execs the process's own
+/// command line again with huge pages for the heap (see `with_huge_pages`),
+/// so call it only from a `main` that can be started again as it was.
 pub fn sim_command(args: &SimArgs) -> ExitCode {
     with_huge_pages();
     report_errors(run_sim(args))
@@ -18,6 +22,8 @@ pub fn sim_command(args: &SimArgs) -> ExitCode {
 /// `tune`: searches for the cheapest configuration meeting the targets and
 /// prints it on stdout as an agent configuration file (the search itself on
 /// stderr); exit 1 if none did (the fastest is printed then).
+///
+/// Like [`sim_command`], it execs the process's command line again first.
 pub fn tune_command(args: &TuneArgs) -> ExitCode {
     with_huge_pages();
     report_errors(run_tune(args))
