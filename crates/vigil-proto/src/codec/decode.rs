@@ -285,21 +285,18 @@ impl Reader<'_> {
                 Message::Ping { seq, target }
             }
             MSG_ACK => Message::Ack { seq: r.seq(version)? },
-            MSG_PING_REQ => {
+            MSG_PING_REQ | MSG_CONFIRM => {
                 let seq = r.seq(version)?;
                 let target = r.name("target name")?;
                 let addr = r.addr()?;
                 let nack_after_ms = r.varint_u32("nack delay")?;
-                Message::PingReq { seq, target, addr, nack_after_ms }
+                if kind == MSG_PING_REQ {
+                    Message::PingReq { seq, target, addr, nack_after_ms }
+                } else {
+                    Message::Confirm { seq, target, addr, nack_after_ms }
+                }
             }
             MSG_NACK => Message::Nack { seq: r.seq(version)? },
-            MSG_CONFIRM => {
-                let seq = r.seq(version)?;
-                let target = r.name("target name")?;
-                let addr = r.addr()?;
-                let nack_after_ms = r.varint_u32("nack delay")?;
-                Message::Confirm { seq, target, addr, nack_after_ms }
-            }
             MSG_REFUSED => {
                 let seq = r.seq(version)?;
                 let how = Unreachable::from_wire(r.u8("evidence kind")?)

@@ -105,8 +105,9 @@ fn put_message(buf: &mut Vec<u8>, message: &Message, version: u8) {
             buf.push(MSG_ACK);
             put_seq(buf, *seq, version);
         }
-        Message::PingReq { seq, target, addr, nack_after_ms } => {
-            buf.push(MSG_PING_REQ);
+        Message::PingReq { seq, target, addr, nack_after_ms }
+        | Message::Confirm { seq, target, addr, nack_after_ms } => {
+            buf.push(if matches!(message, Message::PingReq { .. }) { MSG_PING_REQ } else { MSG_CONFIRM });
             put_seq(buf, *seq, version);
             put_name(buf, target);
             put_addr(buf, addr);
@@ -115,13 +116,6 @@ fn put_message(buf: &mut Vec<u8>, message: &Message, version: u8) {
         Message::Nack { seq } => {
             buf.push(MSG_NACK);
             put_seq(buf, *seq, version);
-        }
-        Message::Confirm { seq, target, addr, nack_after_ms } => {
-            buf.push(MSG_CONFIRM);
-            put_seq(buf, *seq, version);
-            put_name(buf, target);
-            put_addr(buf, addr);
-            put_varint(buf, u64::from(*nack_after_ms));
         }
         Message::Refused { seq, how } => {
             buf.push(MSG_REFUSED);
@@ -199,27 +193,26 @@ pub fn finish(buf: &mut Vec<u8>, count_at: usize, count: u8) {
 
 /// Encodes a whole packet. Updates beyond [`MAX_UPDATES_PER_PACKET`] are not written.
 pub fn encode(packet: &Packet) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(64);
-    encode_message(&mut buf, &packet.message);
-    let n = packet.updates.len().min(MAX_UPDATES_PER_PACKET);
-    let count_at = buf.len();
-    buf.push(0);
-    for u in packet.updates.iter().take(n) {
-        encode_update(&mut buf, u);
-    }
-    finish(&mut buf, count_at, u8::try_from(n).unwrap_or(u8::MAX));
-    buf
+    encode_as(packet, VERSION)
 }
 
 /// Encodes a whole packet in version 1, as a member of the previous
 /// release reads it.
 pub fn encode_version_1(packet: &Packet) -> Vec<u8> {
+    encode_as(packet, VERSION_1)
+}
+
+fn encode_as(packet: &Packet, version: u8) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64);
-    put_message(&mut buf, &packet.message, VERSION_1);
+    put_message(&mut buf, &packet.message, version);
     let n = packet.updates.len().min(MAX_UPDATES_PER_PACKET);
+    let count_at = buf.len();
     buf.push(u8::try_from(n).unwrap_or(u8::MAX));
     for u in packet.updates.iter().take(n) {
         encode_update(&mut buf, u);
+    }
+    if version == VERSION {
+        finish(&mut buf, count_at, u8::try_from(n).unwrap_or(u8::MAX));
     }
     buf
 }
