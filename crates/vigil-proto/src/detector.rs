@@ -52,8 +52,11 @@ impl RttEstimator {
 /// which this member's own messages arrived so far.
 #[derive(Debug, Clone)]
 pub(crate) struct PhiDetector {
-    /// Allocated at the first arrival: one detector per member per member,
-    /// most of which hear nothing for long in a large cluster.
+    /// The last arrival.
+    last: Option<Instant>,
+    /// Allocated at the second arrival (the first interval): one detector
+    /// per member per member, most of which hear one arrival or none in a
+    /// large cluster, where a member is probed once per round of n.
     state: Option<Box<PhiState>>,
     window: u32,
 }
@@ -63,7 +66,6 @@ struct PhiState {
     intervals: VecDeque<f64>,
     sum: f64,
     sum_sq: f64,
-    last: Option<Instant>,
 }
 
 /// Fewer samples than this gives phi 0.
@@ -74,20 +76,20 @@ const MIN_STD_MICROS: f64 = 50_000.0;
 
 impl PhiDetector {
     pub(crate) fn new(window: usize) -> Self {
-        PhiDetector { state: None, window: u32::try_from(window).unwrap_or(u32::MAX) }
+        PhiDetector { last: None, state: None, window: u32::try_from(window).unwrap_or(u32::MAX) }
     }
 
     /// Records an arrival of liveness evidence.
     pub(crate) fn heartbeat(&mut self, now: Instant) {
         let window = self.window as usize;
-        let s = self.state.get_or_insert_with(|| {
-            Box::new(PhiState { intervals: VecDeque::new(), sum: 0.0, sum_sq: 0.0, last: None })
-        });
-        if let Some(last) = s.last {
+        if let Some(last) = self.last {
             let dt = (now - last).as_secs_f64() * 1e6;
             if dt <= 0.0 {
                 return;
             }
+            let s = self.state.get_or_insert_with(|| {
+                Box::new(PhiState { intervals: VecDeque::new(), sum: 0.0, sum_sq: 0.0 })
+            });
             s.intervals.push_back(dt);
             s.sum += dt;
             s.sum_sq += dt * dt;
@@ -98,14 +100,13 @@ impl PhiDetector {
                 }
             }
         }
-        s.last = Some(now);
+        self.last = Some(now);
     }
 
     /// The phi level at `now`: -log10 of the probability that a message comes
     /// later than the time elapsed since the last one. 0 with too few samples.
     pub(crate) fn phi(&self, now: Instant) -> f64 {
-        let Some(s) = self.state.as_deref() else { return 0.0 };
-        let Some(last) = s.last else { return 0.0 };
+        let (Some(s), Some(last)) = (self.state.as_deref(), self.last) else { return 0.0 };
         if s.intervals.len() < MIN_SAMPLES {
             return 0.0;
         }

@@ -75,6 +75,7 @@ pub mod codec;
 mod config;
 mod core;
 mod detector;
+mod entries;
 mod error;
 mod event;
 mod hash;

@@ -12,8 +12,8 @@ use crate::time::Instant;
 /// tables: a simulator's warm start of a large cluster.
 ///
 /// [`Core::preload_snapshot`](crate::Core::preload_snapshot) gives a member a
-/// copy of this table that shares its memory until it changes (copy-on-write
-/// by chunks of 64 entries), so that n members knowing n members cost far
+/// copy of this table that shares its memory until it changes (each entry
+/// copied on its first change), so that n members knowing n members cost far
 /// less than n² entries.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

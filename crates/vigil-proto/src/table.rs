@@ -5,15 +5,16 @@
 //! keep only what every member must know of every other (name, incarnation,
 //! state, since, and a shared pointer to the content of the newest alive
 //! claim); per-peer measurements and suspicions live beside the table, for
-//! the few members they concern. Entries sit in copy-on-write chunks of
-//! [`CHUNK`], and the name and address indexes behind shared pointers, so a
-//! table cloned from a common snapshot ([`crate::Snapshot`]) costs a few
-//! kilobytes until it diverges, and a change copies one chunk. A member's own
+//! the few members they concern. Entries sit in a vector that copies share
+//! ([`Entries`]: each copy's changed entries apart, by slot), and the name and
+//! address indexes behind shared pointers, so a table cloned from a common
+//! snapshot ([`crate::Snapshot`]) costs a few hundred bytes until it
+//! diverges, and a change costs the entry it changed. A member's own
 //! entry may be present but hidden (tables cloned from a snapshot of the
 //! whole cluster): every lookup and iteration skips it.
 //!
-//! In a running agent there is one table and nothing is shared: the chunks
-//! are then plain vectors behind one more pointer.
+//! In a running agent there is one table and nothing is shared: the entries
+//! are then a plain vector behind one more pointer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -21,13 +22,11 @@ use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use crate::codec::MemberState;
+use crate::entries::Entries;
 use crate::hash::{claim_digest, name_hash, splitmix};
 use crate::index::Index;
 use crate::member::{Health, Meta, Name, State};
 use crate::time::Instant;
-
-/// Entries per copy-on-write chunk.
-pub(crate) const CHUNK: usize = 64;
 
 /// What the newest alive claim about a member said besides its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +86,7 @@ impl Entry {
 /// The members one member knows, indexed by name and by address.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Table {
-    chunks: Vec<Arc<Vec<Entry>>>,
-    len: usize,
+    entries: Entries<Entry>,
     /// Slots by name, in name order: for listing the table.
     index: Overlay<Name, u32>,
     /// The same, hashed: for lookups (a B-tree of names compares names
@@ -197,12 +195,12 @@ fn slot(i: usize) -> u32 {
 impl Table {
     /// Visible entries.
     pub(crate) fn len(&self) -> usize {
-        self.len - usize::from(self.hidden.is_some())
+        self.entries.len() - usize::from(self.hidden.is_some())
     }
 
     /// Slots run from 0 to this, the hidden one included.
     pub(crate) fn slots(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
     pub(crate) fn active(&self) -> usize {
@@ -240,11 +238,11 @@ impl Table {
     }
 
     pub(crate) fn entry(&self, i: usize) -> &Entry {
-        &self.chunks[i / CHUNK][i % CHUNK]
+        self.entries.get(i)
     }
 
     fn entry_mut(&mut self, i: usize) -> &mut Entry {
-        &mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK]
+        self.entries.get_mut(i)
     }
 
     /// The `k`-th of the entries held dead (in slot order), and how many there are.
@@ -254,7 +252,7 @@ impl Table {
 
     /// Visible entries in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Entry)> {
-        self.chunks.iter().flat_map(|c| c.iter()).enumerate().filter(|(i, _)| self.visible(*i))
+        self.entries.iter().enumerate().filter(|(i, _)| self.visible(*i))
     }
 
     /// Visible entries in name order.
@@ -273,7 +271,7 @@ impl Table {
 
     /// Adds a member not known yet; returns its slot.
     pub(crate) fn push(&mut self, e: Entry) -> usize {
-        let i = self.len;
+        let i = self.entries.len();
         self.index.insert(e.name.clone(), slot(i));
         self.names.insert(e.name.clone(), slot(i));
         self.by_addr.insert(e.addr(), slot(i));
@@ -286,16 +284,7 @@ impl Table {
         if e.state == State::Dead {
             self.dead.insert(slot(i));
         }
-        match self.chunks.last_mut() {
-            Some(c) if c.len() < CHUNK => Arc::make_mut(c).push(e),
-            _ => {
-                let mut c = Vec::with_capacity(CHUNK);
-                c.push(e);
-                self.chunks.push(Arc::new(c));
-            }
-        }
-        self.len += 1;
-        i
+        self.entries.push(e)
     }
 
     /// Sets what is believed of entry `i`; `since` moves when the state does.
@@ -345,7 +334,7 @@ impl Table {
 
     /// Forgets entry `i` (an inactive one): the last entry takes its slot.
     pub(crate) fn remove(&mut self, i: usize) {
-        let last = self.len - 1;
+        let last = self.entries.len() - 1;
         let gone = self.entry(i).clone();
         if self.visible(i) {
             self.sums.add(gone.hash, gone.claim, true);
@@ -354,15 +343,7 @@ impl Table {
             self.active -= 1;
             self.digest = self.digest.wrapping_sub(gone.digest());
         }
-        let moved = {
-            let tail = Arc::make_mut(self.chunks.last_mut().expect("table not empty"));
-            let moved = tail.pop().expect("last chunk not empty");
-            if tail.is_empty() {
-                self.chunks.pop();
-            }
-            moved
-        };
-        self.len -= 1;
+        let moved = self.entries.pop().expect("table not empty");
         self.dead.remove(&slot(i));
         if self.dead.remove(&slot(last)) {
             self.dead.insert(slot(i));
@@ -379,7 +360,7 @@ impl Table {
             }
             self.index.insert(moved.name.clone(), slot(i));
             self.names.insert(moved.name.clone(), slot(i));
-            *self.entry_mut(i) = moved;
+            self.entries.set(i, moved);
             if self.hidden == Some(last) {
                 self.hidden = Some(i);
             }
@@ -391,6 +372,7 @@ impl Table {
 
     /// Folds the indexes into bases that copies share (see [`Table::shared_for`]).
     pub(crate) fn freeze(&mut self) {
+        self.entries.freeze();
         self.index.freeze();
         self.names.freeze();
         self.by_addr.freeze();
@@ -553,9 +535,8 @@ mod tests {
         assert_eq!(a.entry(i).state, State::Suspect);
         assert_eq!(b.entry(b.get("m120").unwrap()).state, State::Alive, "b unchanged");
         assert_eq!(base.entry(i).state, State::Alive, "the snapshot unchanged");
-        // Only the chunk that changed was copied.
-        assert!(Arc::ptr_eq(&a.chunks[0], &b.chunks[0]));
-        assert!(!Arc::ptr_eq(&a.chunks[i / CHUNK], &b.chunks[i / CHUNK]));
+        // Only the entry that changed was copied.
+        assert_eq!(a.entries.own_len(), 1);
     }
 
     #[test]
