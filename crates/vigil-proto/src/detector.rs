@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::hash::name_hash;
-use crate::index::KeyMap;
+use hashbrown::HashTable;
+
+use crate::hash::{name_hash, splitmix};
 use crate::member::Name;
 use crate::time::Instant;
 
@@ -148,18 +149,29 @@ impl Peer {
 pub(crate) struct Peers {
     /// The measurements, in no particular order.
     slab: Vec<Peer>,
-    /// Their places in `slab` by 64-bit hash of the name (cheaper to
-    /// search than names); the peer's name is checked on every lookup, so
-    /// a collision only costs the older peer its measurements. Hashed (one
-    /// probe instead of a B-tree walk: every datagram looks its sender up
-    /// here); iterated in key order. The slab keeps the map's buckets
-    /// small: one such map per member per member in a simulation.
-    index: KeyMap<u32>,
+    /// The 64-bit hash of each one's name (cheaper to compare than names),
+    /// by place in `slab`; the peer's name is checked on every lookup, so a
+    /// collision only costs the older peer its measurements.
+    keys: Vec<u64>,
+    /// Places in `slab` by key: a hash table of one byte per place (one
+    /// probe instead of a scan: every datagram looks its sender up here),
+    /// never iterated. Small, because a simulation holds one per member:
+    /// 0.5 KiB at [`MAX_PEERS`] where a map of keys to places took 4.4.
+    index: HashTable<u8>,
+}
+
+const _: () = assert!(MAX_PEERS <= 256, "places in the slab fit a byte");
+
+/// Where a key goes in the hash table (the key is already a hash; this
+/// spreads its bits over the ones the table reads).
+fn mix(key: u64) -> u64 {
+    splitmix(key)
 }
 
 impl Peers {
     fn at(&self, key: u64) -> Option<usize> {
-        self.index.get(key).map(|&i| i as usize)
+        let keys = &self.keys;
+        self.index.find(mix(key), |&i| keys[usize::from(i)] == key).map(|&i| usize::from(i))
     }
 
     pub(crate) fn get<Q: AsRef<str> + ?Sized>(&self, name: &Q) -> Option<&Peer> {
@@ -173,13 +185,33 @@ impl Peers {
         Some(&mut self.slab[i]).filter(|p| p.name == *name)
     }
 
+    fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Adds a peer under `key` (absent).
+    fn insert(&mut self, key: u64, peer: Peer) -> usize {
+        let i = self.slab.len();
+        let place = u8::try_from(i).expect("at most MAX_PEERS peers");
+        self.slab.push(peer);
+        self.keys.push(key);
+        let keys = &self.keys;
+        self.index.insert_unique(mix(key), place, |&j| mix(keys[usize::from(j)]));
+        i
+    }
+
     /// Removes the peer at key `key` (present).
     fn remove(&mut self, key: u64) {
-        let i = self.index.remove(key).expect("a peer at the key") as usize;
+        let keys = &self.keys;
+        let entry = self.index.find_entry(mix(key), |&j| keys[usize::from(j)] == key);
+        let i = usize::from(entry.expect("a peer at the key").remove().0);
         self.slab.swap_remove(i);
-        if let Some(moved) = self.slab.get(i) {
-            let slot = self.index.get_mut(name_hash(moved.name.as_str())).expect("the moved peer indexed");
-            *slot = u32::try_from(i).expect("at most MAX_PEERS peers");
+        self.keys.swap_remove(i);
+        if let Some(&moved) = self.keys.get(i) {
+            // The last peer moved from place `len` to `i`.
+            let from = self.keys.len();
+            let place = self.index.find_mut(mix(moved), |&j| usize::from(j) == from);
+            *place.expect("the moved peer indexed") = u8::try_from(i).expect("at most MAX_PEERS peers");
         }
     }
 
@@ -188,7 +220,7 @@ impl Peers {
     /// `hash` is the name's [`name_hash`] (entries keep it).
     pub(crate) fn touch(&mut self, hash: u64, name: &Name, now: Instant, phi_window: usize) -> &mut Peer {
         let key = hash;
-        if !self.index.contains_key(key) && self.index.len() >= MAX_PEERS {
+        if self.at(key).is_none() && self.len() >= MAX_PEERS {
             let mut lasts: Vec<(Instant, &Name, u64)> =
                 self.slab.iter().map(|p| (p.last, &p.name, name_hash(p.name.as_str()))).collect();
             lasts.sort();
@@ -205,12 +237,7 @@ impl Peers {
         };
         let i = match self.at(key) {
             Some(i) => i,
-            None => {
-                self.slab.push(fresh());
-                let i = self.slab.len() - 1;
-                self.index.get_or_insert_with(key, || u32::try_from(i).expect("at most MAX_PEERS peers"));
-                i
-            }
+            None => self.insert(key, fresh()),
         };
         let p = &mut self.slab[i];
         if p.name != *name {
@@ -231,8 +258,10 @@ impl Peers {
 
     /// Every peer, in the order of its name's hash.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Name, &Peer)> {
-        self.index.sorted().into_iter().map(|(_, &i)| {
-            let p = &self.slab[i as usize];
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_unstable_by_key(|&i| self.keys[i]);
+        order.into_iter().map(|i| {
+            let p = &self.slab[i];
             (&p.name, p)
         })
     }
@@ -285,6 +314,36 @@ mod tests {
         assert!(peers.get(&name(1)).is_none(), "the oldest: forgotten");
         peers.forget(&name(0));
         assert!(peers.get(&name(0)).is_none());
+    }
+
+    #[test]
+    fn peers_found_after_every_removal_and_listed_in_key_order() {
+        let mut peers = Peers::default();
+        let name = |k: usize| Name::new(&format!("p{k}")).unwrap();
+        let mut known = std::collections::BTreeSet::new();
+        // Touches and forgets in a scrambled order, past the bound twice.
+        for step in 0..(3 * MAX_PEERS) {
+            let k = (step * 37) % (2 * MAX_PEERS);
+            if step % 5 == 4 {
+                peers.forget(&name(k));
+                assert!(peers.get(&name(k)).is_none(), "forgotten");
+                known.remove(&k);
+            } else {
+                let n = name(k);
+                peers.touch(name_hash(n.as_str()), &n, Instant::from_micros(step as u64), 10);
+                assert!(peers.get(&n).is_some(), "just touched");
+                known.insert(k);
+            }
+            let listed: Vec<&Name> = peers.iter().map(|(n, _)| n).collect();
+            assert!(listed.len() <= MAX_PEERS);
+            let keys: Vec<u64> = listed.iter().map(|n| name_hash(n.as_str())).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "in key order");
+            for n in &listed {
+                assert!(peers.get(*n).is_some(), "{n} listed and found");
+            }
+            known.retain(|&k| peers.get(&name(k)).is_some());
+            assert_eq!(known.len(), listed.len(), "every listed peer is one touched and not forgotten");
+        }
     }
 
     #[test]

@@ -78,53 +78,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Index<K, V> {
     }
 }
 
-/// A map from 64-bit keys (hashes of names) for point lookups, iterated
-/// only in key order (sorted on demand), as the B-tree it replaces was.
-#[derive(Debug, Clone)]
-pub(crate) struct KeyMap<V> {
-    map: HashMap<u64, V, FixedState>,
-}
-
-impl<V> Default for KeyMap<V> {
-    fn default() -> Self {
-        KeyMap { map: HashMap::default() }
-    }
-}
-
-impl<V> KeyMap<V> {
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub(crate) fn get(&self, k: u64) -> Option<&V> {
-        self.map.get(&k)
-    }
-
-    pub(crate) fn get_mut(&mut self, k: u64) -> Option<&mut V> {
-        self.map.get_mut(&k)
-    }
-
-    pub(crate) fn contains_key(&self, k: u64) -> bool {
-        self.map.contains_key(&k)
-    }
-
-    pub(crate) fn remove(&mut self, k: u64) -> Option<V> {
-        self.map.remove(&k)
-    }
-
-    /// The value at `k`, inserted with `f` if absent.
-    pub(crate) fn get_or_insert_with(&mut self, k: u64, f: impl FnOnce() -> V) -> &mut V {
-        self.map.entry(k).or_insert_with(f)
-    }
-
-    /// Every entry, in key order.
-    pub(crate) fn sorted(&self) -> Vec<(u64, &V)> {
-        let mut all: Vec<(u64, &V)> = self.map.iter().map(|(&k, v)| (k, v)).collect();
-        all.sort_unstable_by_key(|&(k, _)| k);
-        all
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,16 +100,5 @@ mod tests {
         // Re-adding a key removed from the base.
         x.insert("a".into(), 10);
         assert_eq!(x.get("a"), Some(&10));
-    }
-
-    #[test]
-    fn key_maps_list_in_key_order() {
-        let mut m = KeyMap::default();
-        for k in [u64::MAX, 7, 0, 1 << 40, 3] {
-            m.get_or_insert_with(k, || k.wrapping_mul(2));
-        }
-        assert_eq!(m.remove(3), Some(6));
-        let keys: Vec<u64> = m.sorted().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![0, 7, 1 << 40, u64::MAX]);
     }
 }
