@@ -11,38 +11,53 @@ use crate::member::Name;
 use crate::time::Instant;
 
 /// Smoothed round-trip time and its deviation (the TCP estimator, RFC 6298).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct RttEstimator {
-    /// (srtt, rttvar) in microseconds, once a sample arrived. `f32`: one of
-    /// these per member per member, so it is kept small.
-    state: Option<(f32, f32)>,
+    /// Smoothed round trip in microseconds; [`NO_SAMPLE`] before the first
+    /// sample (a round trip is never negative). `f32`, and no `Option`
+    /// beside: one of these per member per member, so it is kept small.
+    srtt: f32,
+    /// Its mean deviation, in microseconds.
+    var: f32,
+}
+
+/// [`RttEstimator::srtt`] before any sample.
+const NO_SAMPLE: f32 = -1.0;
+
+impl Default for RttEstimator {
+    fn default() -> Self {
+        RttEstimator { srtt: NO_SAMPLE, var: 0.0 }
+    }
 }
 
 impl RttEstimator {
+    fn state(&self) -> Option<(f64, f64)> {
+        (self.srtt >= 0.0).then(|| (f64::from(self.srtt), f64::from(self.var)))
+    }
+
     pub(crate) fn sample(&mut self, rtt: Duration) {
         let r = rtt.as_secs_f64() * 1e6;
-        let (srtt, var) = match self.state {
+        let (srtt, var) = match self.state() {
             None => (r, r / 2.0),
-            Some((srtt, var)) => {
-                let (srtt, var) = (f64::from(srtt), f64::from(var));
-                (0.875 * srtt + 0.125 * r, 0.75 * var + 0.25 * (srtt - r).abs())
-            }
+            Some((srtt, var)) => (0.875 * srtt + 0.125 * r, 0.75 * var + 0.25 * (srtt - r).abs()),
         };
-        #[allow(clippy::cast_possible_truncation)] // microseconds of a round trip fit an f32
-        let state = (srtt as f32, var as f32);
-        self.state = Some(state);
+        // Microseconds of a round trip fit an f32.
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            (self.srtt, self.var) = (srtt as f32, var as f32);
+        }
     }
 
     pub(crate) fn smoothed(&self) -> Option<Duration> {
-        self.state.map(|(s, _)| Duration::from_secs_f64(f64::from(s) / 1e6))
+        self.state().map(|(s, _)| Duration::from_secs_f64(s / 1e6))
     }
 
     /// `srtt + mult × rttvar`, clamped to `[min, max]`; `max` before any sample.
     pub(crate) fn timeout(&self, mult: u32, min: Duration, max: Duration) -> Duration {
-        match self.state {
+        match self.state() {
             None => max,
             Some((srtt, var)) => {
-                let t = (f64::from(srtt) + f64::from(mult) * f64::from(var)) / 1e6;
+                let t = (srtt + f64::from(mult) * var) / 1e6;
                 Duration::from_secs_f64(t.max(0.0)).clamp(min, max)
             }
         }
@@ -50,8 +65,9 @@ impl RttEstimator {
 }
 
 /// Phi accrual: how surprising the current silence is, given the intervals at
-/// which this member's own messages arrived so far.
-#[derive(Debug, Clone)]
+/// which this member's own messages arrived so far (the last `window` of
+/// them: the caller passes its configured window with each arrival).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct PhiDetector {
     /// The last arrival.
     last: Option<Instant>,
@@ -59,7 +75,6 @@ pub(crate) struct PhiDetector {
     /// per member per member, most of which hear one arrival or none in a
     /// large cluster, where a member is probed once per round of n.
     state: Option<Box<PhiState>>,
-    window: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -76,13 +91,9 @@ const MIN_SAMPLES: usize = 3;
 const MIN_STD_MICROS: f64 = 50_000.0;
 
 impl PhiDetector {
-    pub(crate) fn new(window: usize) -> Self {
-        PhiDetector { last: None, state: None, window: u32::try_from(window).unwrap_or(u32::MAX) }
-    }
-
-    /// Records an arrival of liveness evidence.
-    pub(crate) fn heartbeat(&mut self, now: Instant) {
-        let window = self.window as usize;
+    /// Records an arrival of liveness evidence, keeping the last `window`
+    /// intervals.
+    pub(crate) fn heartbeat(&mut self, now: Instant, window: usize) {
         if let Some(last) = self.last {
             let dt = (now - last).as_secs_f64() * 1e6;
             if dt <= 0.0 {
@@ -138,9 +149,9 @@ pub(crate) struct Peer {
 impl Peer {
     /// Something arrived from this peer: what [`Peers::touch`] and a
     /// heartbeat do for a peer already measured.
-    pub(crate) fn heard(&mut self, now: Instant) {
+    pub(crate) fn heard(&mut self, now: Instant, phi_window: usize) {
         self.last = now;
-        self.phi.heartbeat(now);
+        self.phi.heartbeat(now, phi_window);
     }
 }
 
@@ -218,7 +229,7 @@ impl Peers {
     /// The measurements of `name`, created (and the oldest half forgotten
     /// when full) if it has none.
     /// `hash` is the name's [`name_hash`] (entries keep it).
-    pub(crate) fn touch(&mut self, hash: u64, name: &Name, now: Instant, phi_window: usize) -> &mut Peer {
+    pub(crate) fn touch(&mut self, hash: u64, name: &Name, now: Instant) -> &mut Peer {
         let key = hash;
         if self.at(key).is_none() && self.len() >= MAX_PEERS {
             let mut lasts: Vec<(Instant, &Name, u64)> =
@@ -232,7 +243,7 @@ impl Peers {
         let fresh = || Peer {
             name: name.clone(),
             rtt: RttEstimator::default(),
-            phi: PhiDetector::new(phi_window),
+            phi: PhiDetector::default(),
             last: now,
         };
         let i = match self.at(key) {
@@ -303,11 +314,11 @@ mod tests {
         let mut peers = Peers::default();
         let name = |k: usize| Name::new(&format!("m{k}")).unwrap();
         for k in 0..MAX_PEERS {
-            peers.touch(name_hash(name(k).as_ref()), &name(k), Instant::from_micros(k as u64), 100);
+            peers.touch(name_hash(name(k).as_ref()), &name(k), Instant::from_micros(k as u64));
         }
         // m0 heard again: now the most recent.
-        peers.touch(name_hash("m0"), &name(0), Instant::from_micros(10_000), 100);
-        peers.touch(name_hash(name(MAX_PEERS).as_ref()), &name(MAX_PEERS), Instant::from_micros(10_001), 100);
+        peers.touch(name_hash("m0"), &name(0), Instant::from_micros(10_000));
+        peers.touch(name_hash(name(MAX_PEERS).as_ref()), &name(MAX_PEERS), Instant::from_micros(10_001));
         assert!(peers.iter().count() <= MAX_PEERS);
         assert!(peers.get(&name(0)).is_some(), "recently heard: kept");
         assert!(peers.get(&name(MAX_PEERS)).is_some(), "the new one: kept");
@@ -330,7 +341,7 @@ mod tests {
                 known.remove(&k);
             } else {
                 let n = name(k);
-                peers.touch(name_hash(n.as_str()), &n, Instant::from_micros(step as u64), 10);
+                peers.touch(name_hash(n.as_str()), &n, Instant::from_micros(step as u64));
                 assert!(peers.get(&n).is_some(), "just touched");
                 known.insert(k);
             }
@@ -347,13 +358,21 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_stays_small() {
+        // A simulated member of a large cluster holds MAX_PEERS of these:
+        // 128 x 56 bytes, where 72 were before the window left the detector
+        // and the round-trip estimator lost its Option.
+        assert!(std::mem::size_of::<Peer>() <= 56, "{} bytes", std::mem::size_of::<Peer>());
+    }
+
+    #[test]
     fn phi_rises_with_silence() {
-        let mut d = PhiDetector::new(100);
+        let mut d = PhiDetector::default();
         let mut now = Instant::ZERO;
         assert_eq!(d.phi(now), 0.0);
         for _ in 0..50 {
             now += Duration::from_secs(1);
-            d.heartbeat(now);
+            d.heartbeat(now, 100);
         }
         let on_time = d.phi(now + Duration::from_millis(900));
         let late = d.phi(now + Duration::from_millis(1200));

@@ -180,9 +180,9 @@ impl Prober {
                 let hash = cx.table.entry(i).hash;
                 let rtt = now - p.sent_at;
                 cx.stats.histograms.probe_rtt.observe(rtt);
-                let peer = cx.peers.touch(hash, &p.target, now, cx.config.phi_window);
+                let peer = cx.peers.touch(hash, &p.target, now);
                 peer.rtt.sample(rtt);
-                peer.phi.heartbeat(now);
+                peer.phi.heartbeat(now, cx.config.phi_window);
             }
             // An ack that waited out this member's own stall says nothing
             // of its health.

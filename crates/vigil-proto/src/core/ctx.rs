@@ -215,10 +215,11 @@ impl Ctx {
         // Beyond MAX_PEERS members, arrivals start no new measurements (acks
         // to this member's own probes do): random gossip senders would only
         // churn the bounded map.
+        let window = self.config.phi_window;
         if let Some(p) = self.peers.get_mut(e.hash, &name) {
-            p.heard(now);
+            p.heard(now, window);
         } else if self.table.len() <= MAX_PEERS {
-            self.peers.touch(e.hash, &name, now, self.config.phi_window).phi.heartbeat(now);
+            self.peers.touch(e.hash, &name, now).phi.heartbeat(now, window);
         }
         Some((i, name))
     }
