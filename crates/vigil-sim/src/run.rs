@@ -76,10 +76,12 @@ fn available_bytes() -> Option<u64> {
 /// converged share one table until their views diverge.
 pub const BYTES_PER_ENTRY_ESTIMATE: u64 = 200;
 
-/// Estimated bytes per member started converged (its shared table, the
-/// chunks it changed, its timers and queues): measured 52 to 128 KiB at 100 to
-/// 10 000 members over 5 simulated minutes, the most with crashes.
-pub const BYTES_PER_CONVERGED_MEMBER: u64 = 128 << 10;
+/// Estimated bytes per member started converged (its copy of the shared
+/// table, the entries it changed, its peer measurements, timers and
+/// queues): measured 23 KiB at 10 000 members and 37 KiB at 100 000 with 10
+/// crashes over 5 simulated minutes (peak RSS over members, 2026-11-28),
+/// with a margin.
+pub const BYTES_PER_CONVERGED_MEMBER: u64 = 48 << 10;
 
 /// Memory a run needs, estimated: `joined` members that build their own
 /// table of up to `total` entries, the rest sharing one.
@@ -299,6 +301,9 @@ mod tests {
         assert!(shared < 2 << 30, "{shared}");
         let joined = memory_estimate(Start::Join, 10_000, 10_000);
         assert_eq!(joined, 10_000 * 10_000 * BYTES_PER_ENTRY_ESTIMATE);
-        assert!(memory_estimate(Start::Converged, 100_000, 100_002) < 16 << 30);
+        // 100 000 members measured 3.53 GiB peak: the estimate allows it
+        // on a machine with 8 GiB free.
+        let large = memory_estimate(Start::Converged, 100_000, 100_002);
+        assert!(large > 7 << 29 && large < 6 << 30, "{large}");
     }
 }
