@@ -26,6 +26,9 @@ pub(crate) struct BroadcastQueue {
     queue: BTreeMap<(u32, Reverse<u64>), Queued>,
     by_name: BTreeMap<Name, (u32, Reverse<u64>)>,
     next_id: u64,
+    /// The keys the last fill took, kept for its allocation (a fill runs
+    /// for every packet sent).
+    taken: Vec<(u32, Reverse<u64>)>,
 }
 
 impl BroadcastQueue {
@@ -67,7 +70,8 @@ impl BroadcastQueue {
         limit: u32,
         skip: Option<&Name>,
     ) -> usize {
-        let mut taken = Vec::new();
+        let mut taken = std::mem::take(&mut self.taken);
+        taken.clear();
         for (key, q) in &self.queue {
             let room = max_len.saturating_sub(buf.len());
             if room < MIN_UPDATE_LEN || taken.len() >= max_count {
@@ -87,12 +91,16 @@ impl BroadcastQueue {
                     self.by_name.remove(&q.name);
                 } else {
                     let new_key = (sent, key.1);
-                    self.by_name.insert(q.name.clone(), new_key);
+                    if let Some(k) = self.by_name.get_mut(&q.name) {
+                        *k = new_key;
+                    }
                     self.queue.insert(new_key, q);
                 }
             }
         }
-        taken.len()
+        let n = taken.len();
+        self.taken = taken;
+        n
     }
 }
 
