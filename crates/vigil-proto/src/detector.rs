@@ -231,15 +231,6 @@ impl Peers {
     /// `hash` is the name's [`name_hash`] (entries keep it).
     pub(crate) fn touch(&mut self, hash: u64, name: &Name, now: Instant) -> &mut Peer {
         let key = hash;
-        if self.at(key).is_none() && self.len() >= MAX_PEERS {
-            let mut lasts: Vec<(Instant, &Name, u64)> =
-                self.slab.iter().map(|p| (p.last, &p.name, name_hash(p.name.as_str()))).collect();
-            lasts.sort();
-            let old: Vec<u64> = lasts.into_iter().take(MAX_PEERS / 2).map(|(_, _, k)| k).collect();
-            for k in old {
-                self.remove(k);
-            }
-        }
         let fresh = || Peer {
             name: name.clone(),
             rtt: RttEstimator::default(),
@@ -248,7 +239,12 @@ impl Peers {
         };
         let i = match self.at(key) {
             Some(i) => i,
-            None => self.insert(key, fresh()),
+            None => {
+                if self.len() >= MAX_PEERS {
+                    self.forget_oldest_half();
+                }
+                self.insert(key, fresh())
+            }
         };
         let p = &mut self.slab[i];
         if p.name != *name {
@@ -256,6 +252,17 @@ impl Peers {
         }
         p.last = now;
         p
+    }
+
+    /// Forgets the half of the peers heard from least recently.
+    fn forget_oldest_half(&mut self) {
+        let mut lasts: Vec<(Instant, &Name, u64)> =
+            self.slab.iter().zip(&self.keys).map(|(p, &k)| (p.last, &p.name, k)).collect();
+        lasts.sort();
+        let old: Vec<u64> = lasts.into_iter().take(MAX_PEERS / 2).map(|(_, _, k)| k).collect();
+        for k in old {
+            self.remove(k);
+        }
     }
 
     /// Forgets `name`'s measurements (it restarted or returned).
