@@ -210,6 +210,14 @@ async fn a_stalled_member_drains_its_backlog_before_its_timers_and_accuses_no_on
     let mut stalls = 0;
     while stalls < 5 && (stalls == 0 || x.metrics().backlog_drained == 0) {
         stalls += 1;
+        // A stall raises x's local health score, which stretches its probe
+        // interval (200 ms × (1 + score)): until it is back to 0 a freeze
+        // of 400 ms may end before any timer is overdue by the stall
+        // threshold, and go unnoticed.
+        wait_until("x healthy before it is stopped", Duration::from_secs(20), || {
+            x.metrics().local_health == 0
+        })
+        .await;
         frozen.freeze.send(freeze).unwrap();
         wait_until("x noticed its stall", Duration::from_secs(10), || x.metrics().protocol.stalls >= stalls)
             .await;
