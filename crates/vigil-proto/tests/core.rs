@@ -32,6 +32,31 @@ fn ping_addressed_to_this_members_name_is_acked_with_the_same_seq() {
 }
 
 #[test]
+fn a_payload_handed_back_carries_the_next_datagram_without_a_new_allocation() {
+    let mut core = me();
+    // A buffer told apart by its capacity (a new one has at most 512
+    // bytes), with leftovers of an earlier packet in it.
+    let mut spare = Vec::with_capacity(3000);
+    spare.extend_from_slice(&[0xab; 100]);
+    core.recycle(spare);
+    core.handle_datagram(Instant::ZERO, addr(2), &packet(ping_to("me", 7), vec![])).unwrap();
+    let ack = core.poll_transmit().expect("an ack");
+    assert_eq!(ack.payload.capacity(), 3000, "encoded into the buffer handed back");
+    assert_eq!(decoded(&ack), Packet { message: Message::Ack { seq: 7 }, updates: vec![me_alive(1)] });
+
+    // One is kept at most, and none too large to keep (a stream's).
+    core.recycle(Vec::with_capacity(1 << 20));
+    core.recycle(Vec::with_capacity(2000));
+    core.recycle(Vec::with_capacity(3000));
+    core.handle_datagram(Instant::ZERO, addr(3), &packet(ping_to("me", 8), vec![])).unwrap();
+    core.handle_datagram(Instant::ZERO, addr(4), &packet(ping_to("me", 9), vec![])).unwrap();
+    let caps: Vec<usize> = transmits(&mut core).iter().map(|t| t.payload.capacity()).collect();
+    assert_eq!(caps.len(), 2);
+    assert_eq!(caps[0], 2000, "the first buffer small enough was kept, and only it");
+    assert!(caps[1] <= 512, "{caps:?}");
+}
+
+#[test]
 fn ping_addressed_to_another_name_is_not_answered_and_counted_misdirected() {
     let mut core = me();
     core.handle_datagram(Instant::ZERO, addr(2), &packet(ping_to("someone-else", 7), vec![])).unwrap();

@@ -499,6 +499,8 @@ impl Driver {
                 self.counters.send_error();
                 tracing::debug!(%dst, "datagram not sent: {e}");
             }
+            // The next datagram is encoded into this one's buffer.
+            self.core.recycle(payload);
             return;
         }
         // A reply on the connection being answered bypasses the link, in

@@ -486,6 +486,15 @@ impl Core {
         self.cx.out.poll_transmit()
     }
 
+    /// Hands back the payload of a transmit once it is sent: the next
+    /// datagram is encoded into it instead of a new allocation. Optional; a
+    /// runtime that sends each transmit before it polls the next allocates
+    /// no payload in steady state. The core keeps one such buffer at most,
+    /// of a few KiB at most.
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        self.cx.out.recycle(payload);
+    }
+
     /// The next membership event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {

@@ -53,7 +53,16 @@ pub(crate) struct Outbox {
     gossip_epoch: Instant,
     /// Name conflicts seen, for the runtime to report (a few at most).
     conflicts: VecDeque<NameConflict>,
+    /// A sent datagram's buffer handed back by the runtime
+    /// ([`Core::recycle`](crate::Core::recycle)), for the next one to be
+    /// encoded into without allocating. One is enough for a runtime that
+    /// sends each packet before it polls the next.
+    spare: Option<Vec<u8>>,
 }
+
+/// A buffer larger than this is not kept for reuse (a stream's payload can
+/// be far larger than any datagram).
+const MAX_SPARE_CAPACITY: usize = 4096;
 
 impl Outbox {
     /// Queues one datagram: `message`, then `first` if given, then as many
@@ -68,7 +77,13 @@ impl Outbox {
         max: usize,
         limit: u32,
     ) -> usize {
-        let mut buf = Vec::with_capacity(max.min(512));
+        let mut buf = match self.spare.take() {
+            Some(mut spare) => {
+                spare.clear();
+                spare
+            }
+            None => Vec::with_capacity(max.min(512)),
+        };
         codec::encode_message(&mut buf, message);
         let count_at = buf.len();
         buf.push(0);
@@ -86,6 +101,7 @@ impl Outbox {
         }
         count += self.gossip.fill(&mut buf, max, codec::MAX_UPDATES_PER_PACKET - count, limit, skip.as_ref());
         if count == 0 && matches!(message, Message::Gossip) {
+            self.recycle(buf);
             return 0;
         }
         codec::finish(&mut buf, count_at, u8::try_from(count).unwrap_or(u8::MAX));
@@ -118,6 +134,14 @@ impl Outbox {
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// Keeps `buf` for the next datagram, unless one is kept already or it
+    /// is too large to keep.
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.is_none() && buf.capacity() <= MAX_SPARE_CAPACITY {
+            self.spare = Some(buf);
+        }
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<Event> {

@@ -242,6 +242,10 @@ impl Engine {
         if result.is_err() {
             self.obs.decode_errors += 1;
         }
+        // The answer, if any, is encoded into the datagram's buffer.
+        if p.wire == Wire::Datagram {
+            core.recycle(p.bytes);
+        }
         self.reply_to = (p.wire == Wire::Stream).then_some(p.from as usize);
         self.flush(to);
         self.reply_to = None;
