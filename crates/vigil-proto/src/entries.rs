@@ -62,14 +62,12 @@ impl<T: Clone> Entries<T> {
     pub(crate) fn get_mut(&mut self, i: usize) -> &mut T {
         assert!(i < self.len, "slot {i} of {}", self.len);
         self.settle();
-        if self.own.contains_key(&key(i)) {
-            return self.own.get_mut(&key(i)).expect("just found");
-        }
+        // Not shared: settled, so no map; changed in place.
         if Arc::get_mut(&mut self.base).is_some() {
             return &mut Arc::get_mut(&mut self.base).expect("just checked")[i];
         }
-        let e = self.base[i].clone();
-        self.own.entry(key(i)).or_insert(e)
+        let base = &self.base;
+        self.own.entry(key(i)).or_insert_with(|| base[i].clone())
     }
 
     /// Puts `e` in slot `i` (`i <= len()`; `i == len()` appends).

@@ -78,7 +78,7 @@ pub const BYTES_PER_ENTRY_ESTIMATE: u64 = 200;
 
 /// Estimated bytes per member started converged (its copy of the shared
 /// table, the entries it changed, its peer measurements, timers and
-/// queues): measured 23 KiB at 10 000 members and 37 KiB at 100 000 with 10
+/// queues): measured 23 KiB at 10 000 members and 37-38 KiB at 100 000 with 10
 /// crashes over 5 simulated minutes (peak RSS over members, 2026-11-28),
 /// with a margin.
 pub const BYTES_PER_CONVERGED_MEMBER: u64 = 48 << 10;
