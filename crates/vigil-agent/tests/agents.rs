@@ -321,3 +321,37 @@ fn the_cli_sets_meta_and_health_filters_members_and_forces_a_failed_member_out()
     let (ok, out) = vigil(&n1, &["force-leave"], &["nobody"]);
     assert!(!ok && out.contains("no member named"), "{out}");
 }
+
+/// A wrapper that fails the agent's start the way a port taken by another
+/// process does, `fails` times (counted in `count`), then runs the agent.
+fn taken_port_wrapper(count: &std::path::Path, fails: usize) -> Vec<std::ffi::OsString> {
+    let script = format!(
+        "n=$(cat '{c}' 2>/dev/null || echo 0); echo $((n + 1)) > '{c}'; \
+         if [ \"$n\" -lt {fails} ]; then \
+         echo 'error: cannot start the member: cannot bind 127.0.0.1:25003: \
+         Address already in use (os error 98)' >&2; exit 1; fi; exec \"$@\"",
+        c = count.display()
+    );
+    vec!["sh".into(), "-c".into(), script.into(), "sh".into()]
+}
+
+#[test]
+fn an_agent_whose_picked_port_was_taken_meanwhile_is_started_again_on_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("starts");
+    let mut c = support::cluster(dir.path());
+    let mut spec = c.new_spec("a1").unwrap();
+    spec.wrapper = taken_port_wrapper(&count, 1);
+    c.add(spec).unwrap();
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "2", "started twice");
+    let health = vigil_agent::client::get_text(&c.url(0), "/healthz");
+    assert!(health.is_ok(), "{health:?}");
+
+    // Taken on every try: the start fails after three, saying why.
+    let count = dir.path().join("starts-b");
+    let mut spec = c.new_spec("b1").unwrap();
+    spec.wrapper = taken_port_wrapper(&count, 1000);
+    let err = c.add(spec).unwrap_err().to_string();
+    assert!(err.contains("Address already in use"), "{err}");
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "3", "three tries");
+}

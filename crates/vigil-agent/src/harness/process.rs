@@ -27,6 +27,11 @@ use crate::config::Preset;
 const START_WITHIN: Duration = Duration::from_secs(10);
 /// How often exits and logs are polled.
 const POLL: Duration = Duration::from_millis(20);
+/// Starts on ports the harness picked, when the ones picked were taken.
+const PICK_ATTEMPTS: u32 = 3;
+/// What the OS says of a port already bound (`EADDRINUSE`), as an agent
+/// that cannot bind logs it.
+const ADDR_IN_USE: &str = "Address already in use";
 
 /// Gives a loopback address of port 0 in `spec` a free port below the
 /// kernel's ephemeral range, kept for restarts. A port the kernel chose
@@ -188,7 +193,27 @@ impl AgentProcess {
     /// Starts `spec` with binary `exe`, recording its events in `events`.
     /// When a port of `spec` is 0, waits for the agent to report what it
     /// bound and writes the addresses into `spec`.
+    ///
+    /// A port the harness picked was free when it looked, but another
+    /// process (a test running beside this one) may bind it before the
+    /// agent does; the agent then exits with "Address already in use" and
+    /// is started again on other ports (three starts at most).
     pub fn start(exe: &Path, spec: &mut AgentSpec, events: &EventLog) -> Result<AgentProcess, Error> {
+        let asked = (spec.gossip, spec.http);
+        let picks = asked.0.port() == 0 || asked.1.port() == 0;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(exe, spec, events) {
+                Err(Error::Start(log)) if picks && attempt < PICK_ATTEMPTS && log.contains(ADDR_IN_USE) => {
+                    (spec.gossip, spec.http) = asked;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(exe: &Path, spec: &mut AgentSpec, events: &EventLog) -> Result<AgentProcess, Error> {
         std::fs::create_dir_all(&spec.data_dir)
             .map_err(io(format!("creating {}", spec.data_dir.display())))?;
         let stderr = std::fs::OpenOptions::new()
